@@ -1,0 +1,68 @@
+//! `requeue`: watch the library's primitives at work.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+/// Kubernetes' controller primitives in Rust: see them run.
+#[derive(Debug, Parser)]
+#[command(name = "requeue", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a short demonstration of the wait loops on the real clock.
+    Demo {
+        /// How long the periodic part runs, e.g. `3s` or `500ms`.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 3s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => return Err(format!("unknown unit `{other}` (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The demo contains panics on purpose; report them in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = requeue::crash::panic_message(info.payload());
+        eprintln!("panic caught by requeue: {message}");
+    }));
+    match cli.command {
+        Command::Demo { duration } => demo::run(duration),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_reject_garbage() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! Kubernetes' battle-tested controller primitives for Rust: the `wait`
+//! loops of apimachinery, client-go's work queue and event recorder — with
+//! the same semantics, for blocking threads and async tasks alike, on an
+//! injectable clock.
+//!
+//! | module | what it gives you |
+//! |---|---|
+//! | [`wait`] | `until`, `jitter_until`, `poll*`, backoff, [`Stop`](wait::Stop), [`Group`](wait::Group) |
+//! | [`clock`] | the [`Clock`](clock::Clock) trait, [`RealClock`](clock::RealClock), [`FakeClock`](clock::FakeClock) |
+//! | [`crash`] | what happens when your code panics inside a loop |
+//!
+//! ```
+//! use std::time::Duration;
+//! use requeue::wait::{self, Stop};
+//!
+//! let stop = Stop::new();
+//! let mut beats = 0;
+//! wait::until(Duration::from_millis(1), &stop, || {
+//!     beats += 1;
+//!     if beats == 2 {
+//!         stop.stop();
+//!     }
+//! });
+//! assert_eq!(beats, 2);
+//! ```
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod crash;
+mod exec;
+mod sync;
+pub mod wait;
+mod waker_set;
