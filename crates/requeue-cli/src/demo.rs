@@ -26,7 +26,9 @@ pub fn run(duration: Duration) -> anyhow::Result<()> {
         group.start_with_stop(&stop, move |stop| {
             wait::jitter_until(period, 0.2, true, &stop, || {
                 let n = beats.fetch_add(1, Ordering::SeqCst) + 1;
-                say(&format!("heartbeat #{n} (jitter_until, period {period:?} + up to 20 %)"));
+                say(&format!(
+                    "heartbeat #{n} (jitter_until, period {period:?} + up to 20 %)"
+                ));
             })
         })?;
     }
@@ -51,7 +53,9 @@ pub fn run(duration: Duration) -> anyhow::Result<()> {
     let polled = Poller::every(Duration::from_millis(20))
         .immediate(true)
         .timeout(duration)
-        .run(&stop, || Ok::<_, std::convert::Infallible>(ready.load(Ordering::SeqCst)));
+        .run(&stop, || {
+            Ok::<_, std::convert::Infallible>(ready.load(Ordering::SeqCst))
+        });
     match polled {
         Ok(()) => say("poll_until_timeout: the other thread became ready"),
         Err(e) => say(&format!("poll_until_timeout ended early: {e:?}")),
@@ -69,7 +73,9 @@ pub fn run(duration: Duration) -> anyhow::Result<()> {
         say(&format!("exponential_backoff: attempt {attempts}"));
         Ok::<bool, std::convert::Infallible>(attempts >= 4)
     });
-    say(&format!("exponential_backoff finished after {attempts} attempts: {retried:?}"));
+    say(&format!(
+        "exponential_backoff finished after {attempts} attempts: {retried:?}"
+    ));
 
     let panics = Arc::new(AtomicUsize::new(0));
     let contain = {
@@ -81,29 +87,46 @@ pub fn run(duration: Duration) -> anyhow::Result<()> {
     };
     let local = Stop::new();
     let mut runs = 0;
-    Periodic::new(Duration::from_millis(5)).panics(contain).run(&local, || {
-        runs += 1;
-        if runs == 3 {
-            local.stop();
-        }
-        if runs < 3 {
-            panic!("reconcile #{runs} blew up");
-        }
-    });
+    Periodic::new(Duration::from_millis(5))
+        .panics(contain)
+        .run(&local, || {
+            runs += 1;
+            if runs == 3 {
+                local.stop();
+            }
+            if runs < 3 {
+                panic!("reconcile #{runs} blew up");
+            }
+        });
 
     let remaining = duration.saturating_sub(start.elapsed());
     let timed_out = !stop.wait_timeout(remaining);
     stop.stop();
     group.wait();
 
-    let stopped_poll = wait::poll_until(Duration::from_millis(1), &stop, || Ok::<_, WaitError<()>>(false));
+    let stopped_poll = wait::poll_until(Duration::from_millis(1), &stop, || {
+        Ok::<_, WaitError<()>>(false)
+    });
     println!();
     println!("summary");
-    println!("  heartbeats (jitter_until)      {}", beats.load(Ordering::SeqCst));
-    println!("  ticks (non_sliding_until)      {}", ticks.load(Ordering::SeqCst));
+    println!(
+        "  heartbeats (jitter_until)      {}",
+        beats.load(Ordering::SeqCst)
+    );
+    println!(
+        "  ticks (non_sliding_until)      {}",
+        ticks.load(Ordering::SeqCst)
+    );
     println!("  retry attempts                 {attempts}");
-    println!("  panics contained               {}", panics.load(Ordering::SeqCst));
+    println!(
+        "  panics contained               {}",
+        panics.load(Ordering::SeqCst)
+    );
     println!("  poll after stop                {stopped_poll:?}");
-    println!("  ran for                        {:.2?} (timer {})", start.elapsed(), if timed_out { "expired" } else { "stopped" });
+    println!(
+        "  ran for                        {:.2?} (timer {})",
+        start.elapsed(),
+        if timed_out { "expired" } else { "stopped" }
+    );
     Ok(())
 }

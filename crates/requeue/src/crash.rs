@@ -221,7 +221,10 @@ mod tests {
             assert_eq!(r.message(), "formatted 7");
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        assert_eq!(policy.call("test", || -> () { panic!("formatted {}", 7) }), None);
+        assert_eq!(
+            policy.call("test", || -> () { panic!("formatted {}", 7) }),
+            None
+        );
         assert_eq!(policy.call("test", || 5), Some(5));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
@@ -229,7 +232,9 @@ mod tests {
     #[test]
     fn really_crash_re_raises_the_original_payload() {
         let policy = PanicPolicy::inherit().really_crash(true);
-        let caught = catch_unwind(AssertUnwindSafe(|| policy.call("test", || panic!("original"))));
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            policy.call("test", || panic!("original"))
+        }));
         let payload = caught.expect_err("re-raised");
         assert_eq!(panic_message(&*payload), "original");
     }

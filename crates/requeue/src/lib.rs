@@ -31,3 +31,8 @@ mod exec;
 mod sync;
 pub mod wait;
 mod waker_set;
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -12,5 +12,7 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 /// Locks `mutex`, recovering the guard if another thread panicked while holding it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

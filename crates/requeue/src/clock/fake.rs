@@ -100,7 +100,11 @@ impl FakeClock {
 
     /// The earliest deadline anyone is waiting for.
     pub fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.shared.state).timers.keys().next().map(|(d, _)| *d)
+        lock(&self.shared.state)
+            .timers
+            .keys()
+            .next()
+            .map(|(d, _)| *d)
     }
 
     /// Blocks (on real time, at most `timeout`) until at least `count`
@@ -198,7 +202,7 @@ mod tests {
     #[test]
     fn advance_wakes_a_pending_task_and_cancel_on_drop_unregisters() {
         let clock = FakeClock::new();
-        let dyn_clock: &dyn Clock = &clock;
+        let dyn_clock = &clock;
         let mut cx = Context::from_waker(Waker::noop());
         {
             let mut sleep = pin!(dyn_clock.sleep(Duration::from_millis(50)));
@@ -225,7 +229,7 @@ mod tests {
         clock.set(start + Duration::from_secs(5));
         clock.set(start);
         assert_eq!(clock.now(), start);
-        let dyn_clock: &dyn Clock = &clock;
+        let dyn_clock = &clock;
         let mut cx = Context::from_waker(Waker::noop());
         let mut late = pin!(dyn_clock.sleep_until(start + Duration::from_secs(2)));
         let mut early = pin!(dyn_clock.sleep_until(start + Duration::from_secs(1)));

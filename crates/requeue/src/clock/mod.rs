@@ -95,16 +95,20 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// Withdraws a registration made by [`Clock::register_timer`]. Unknown or
     /// already fired ids are ignored.
     fn cancel_timer(&self, id: TimerId);
-}
 
-impl dyn Clock {
     /// A future (and blocking waiter) that completes once this clock reaches `deadline`.
-    pub fn sleep_until(&self, deadline: Instant) -> Sleep<'_> {
+    fn sleep_until(&self, deadline: Instant) -> Sleep<'_>
+    where
+        Self: Sized,
+    {
         Sleep::new(self, deadline)
     }
 
     /// A future (and blocking waiter) that completes `duration` from now on this clock.
-    pub fn sleep(&self, duration: Duration) -> Sleep<'_> {
+    fn sleep(&self, duration: Duration) -> Sleep<'_>
+    where
+        Self: Sized,
+    {
         Sleep::new(self, deadline_after(self.now(), duration))
     }
 }
@@ -127,6 +131,18 @@ pub fn real() -> SharedClock {
     REAL.get_or_init(|| Arc::new(RealClock)).clone()
 }
 
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+    fn register_timer(&self, deadline: Instant, waker: &Waker) -> TimerId {
+        (**self).register_timer(deadline, waker)
+    }
+    fn cancel_timer(&self, id: TimerId) {
+        (**self).cancel_timer(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,17 +162,5 @@ mod tests {
     fn timer_id_round_trips() {
         assert_eq!(TimerId::new(7).get(), 7);
         assert_eq!(TimerId::TRANSIENT.get(), u64::MAX);
-    }
-}
-
-impl<C: Clock + ?Sized> Clock for Arc<C> {
-    fn now(&self) -> Instant {
-        (**self).now()
-    }
-    fn register_timer(&self, deadline: Instant, waker: &Waker) -> TimerId {
-        (**self).register_timer(deadline, waker)
-    }
-    fn cancel_timer(&self, id: TimerId) {
-        (**self).cancel_timer(id)
     }
 }

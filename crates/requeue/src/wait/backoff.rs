@@ -397,7 +397,10 @@ mod tests {
     #[test]
     fn delay_with_reset_with_zero_interval_never_grows() {
         let clock = FakeClock::new();
-        let d = Backoff::new(S).factor(2.0).steps(5).delay_with_reset(clock, Duration::ZERO);
+        let d = Backoff::new(S)
+            .factor(2.0)
+            .steps(5)
+            .delay_with_reset(clock, Duration::ZERO);
         for _ in 0..5 {
             assert_eq!(d.next(), S);
         }
@@ -406,7 +409,9 @@ mod tests {
     #[test]
     fn delay_with_reset_jitter_bounds() {
         let clock = FakeClock::new();
-        let jittered = Backoff::new(S).jitter(1.0).delay_with_reset(clock.clone(), 10 * S);
+        let jittered = Backoff::new(S)
+            .jitter(1.0)
+            .delay_with_reset(clock.clone(), 10 * S);
         for _ in 0..50 {
             let v = jittered.next();
             assert!(v >= S && v <= 2 * S);

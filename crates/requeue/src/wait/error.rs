@@ -144,18 +144,25 @@ mod tests {
         let e: WaitError<std::io::Error> = WaitError::Stopped;
         let source = e.source().map(ToString::to_string);
         assert_eq!(e.to_string(), "condition not met");
-        assert_eq!(source.as_deref(), Some("stopped before the condition was met"));
+        assert_eq!(
+            source.as_deref(),
+            Some("stopped before the condition was met")
+        );
         assert_eq!(e.interruption(), Some(Interrupted::Stopped));
-        assert_eq!(WaitError::<u8>::Condition(3).map(u32::from), WaitError::Condition(3));
+        assert_eq!(
+            WaitError::<u8>::Condition(3).map(u32::from),
+            WaitError::Condition(3)
+        );
     }
 
     impl WaitError<std::io::Error> {
         fn clone_kind(&self) -> WaitError<std::io::Error> {
-            self.interruption().map_or(WaitError::Exhausted, |i| match i {
-                Interrupted::TimedOut => WaitError::TimedOut,
-                Interrupted::Stopped => WaitError::Stopped,
-                Interrupted::Exhausted => WaitError::Exhausted,
-            })
+            self.interruption()
+                .map_or(WaitError::Exhausted, |i| match i {
+                    Interrupted::TimedOut => WaitError::TimedOut,
+                    Interrupted::Stopped => WaitError::Stopped,
+                    Interrupted::Exhausted => WaitError::Exhausted,
+                })
         }
     }
 }

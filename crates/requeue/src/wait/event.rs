@@ -2,7 +2,7 @@
 //! timeout, then whatever the loop is pacing itself by.
 
 use super::Stop;
-use crate::clock::Clock;
+use crate::clock::{Clock, Sleep};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -26,7 +26,7 @@ pub(crate) async fn next_event<T>(
     mut tick: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Event<T> {
     let mut stopped = stop.stopped();
-    let mut timeout = timeout.map(|at| clock.sleep_until(at));
+    let mut timeout = timeout.map(|at| Sleep::new(clock, at));
     poll_fn(|cx| {
         if Pin::new(&mut stopped).poll(cx).is_ready() {
             return Poll::Ready(Event::Stopped);
@@ -50,7 +50,7 @@ pub(crate) async fn sleep_until(
     timeout: Option<Instant>,
     due: Instant,
 ) -> Event<()> {
-    let mut sleep = clock.sleep_until(due);
+    let mut sleep = Sleep::new(clock, due);
     let mut yielded = false;
     next_event(clock, stop, timeout, |cx| {
         if sleep.poll_elapsed(cx).is_pending() {

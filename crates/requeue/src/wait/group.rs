@@ -44,7 +44,9 @@ struct Members {
 
 impl fmt::Debug for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Group").field("running", &self.running()).finish()
+        f.debug_struct("Group")
+            .field("running", &self.running())
+            .finish()
     }
 }
 
@@ -118,12 +120,15 @@ impl Group {
         let member = self.join();
         tokio::spawn(async move {
             let mut fut = std::pin::pin!(fut);
-            let outcome = poll_fn(|cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                Ok(Poll::Pending) => Poll::Pending,
-                Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-                Err(payload) => Poll::Ready(Err(payload)),
-            })
-            .await;
+            let outcome =
+                poll_fn(
+                    |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                        Err(payload) => Poll::Ready(Err(payload)),
+                    },
+                )
+                .await;
             member.finish(outcome);
         });
     }
@@ -161,7 +166,10 @@ struct AllFinished<'a> {
 impl Future for AllFinished<'_> {
     type Output = Option<Box<dyn Any + Send>>;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
         let mut members = lock(self.shared);
         if members.running == 0 {
             return Poll::Ready(members.panic.take());

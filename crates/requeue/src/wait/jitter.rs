@@ -73,7 +73,10 @@ mod tests {
         assert_eq!(scale(Duration::MAX, 2.0), Duration::MAX);
         assert_eq!(scale(Duration::from_secs(1), -2.0), Duration::ZERO);
         assert_eq!(scale(Duration::from_secs(1), f64::NAN), Duration::ZERO);
-        assert_eq!(scale(Duration::from_secs(3), 2.5), Duration::from_millis(7500));
+        assert_eq!(
+            scale(Duration::from_secs(3), 2.5),
+            Duration::from_millis(7500)
+        );
         assert_eq!(jitter_with(Duration::MAX, 1.0, 0.9), Duration::MAX);
     }
 }

@@ -20,10 +20,11 @@
 //! use requeue::clock::FakeClock;
 //! use requeue::wait::{Poller, Stop, WaitError};
 //!
-//! // A deterministic poll: the condition itself moves the fake clock.
+//! // A deterministic poll: each check takes a second of fake time.
 //! let clock = FakeClock::new();
 //! let fake = clock.clone();
 //! let result = Poller::every(Duration::from_secs(1))
+//!     .immediate(true)
 //!     .timeout(Duration::from_secs(5))
 //!     .clock(clock)
 //!     .run(&Stop::never(), || {
@@ -56,13 +57,15 @@ mod poll_fns;
 mod retry;
 mod stop;
 
-pub use backoff::{Backoff, BackoffManager, DelayWithReset, ExponentialBackoffManager, JitteredBackoffManager};
+pub use backoff::{
+    Backoff, BackoffManager, DelayWithReset, ExponentialBackoffManager, JitteredBackoffManager,
+};
 pub use error::{Interrupted, WaitError, is_interrupted};
 pub use group::Group;
 pub use jitter::{jitter, jitter_with};
 pub use periodic::{
-    Periodic, backoff_until, backoff_until_async, forever, forever_async, jitter_until, jitter_until_async,
-    non_sliding_until, non_sliding_until_async, until, until_async,
+    Periodic, backoff_until, backoff_until_async, forever, forever_async, jitter_until,
+    jitter_until_async, non_sliding_until, non_sliding_until_async, until, until_async,
 };
 pub use poll::{NoTicks, Poller};
 pub use poll_fns::{

@@ -1,8 +1,8 @@
 //! The `until` family: run a function now and then periodically until stopped.
 
+use super::Stop;
 use super::backoff::{BackoffManager, JitteredBackoffManager};
 use super::event::{Event, sleep_until};
-use super::Stop;
 use crate::clock::{self, Clock, SharedClock, deadline_after};
 use crate::crash::PanicPolicy;
 use crate::exec;
@@ -66,7 +66,10 @@ impl fmt::Debug for Periodic {
 impl Periodic {
     /// Runs every `period`, sliding, without jitter, on the real clock.
     pub fn new(period: Duration) -> Self {
-        Self::build(Box::new(JitteredBackoffManager::new(period, 0.0)), Some(period))
+        Self::build(
+            Box::new(JitteredBackoffManager::new(period, 0.0)),
+            Some(period),
+        )
     }
 
     /// Waits whatever `delays` says between rounds (apimachinery's `BackoffUntil`).
@@ -115,7 +118,10 @@ impl Periodic {
 
     /// Runs the loop on this thread until `stop` fires.
     pub fn run(self, stop: &Stop, mut f: impl FnMut()) {
-        exec::block_on(self.run_async(stop, || ready(f())))
+        exec::block_on(self.run_async(stop, || {
+            f();
+            ready(())
+        }))
     }
 
     /// Runs the loop in an async task until `stop` fires; `f` returns the
@@ -187,13 +193,19 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
-    Periodic::new(period).sliding(false).run_async(stop, f).await
+    Periodic::new(period)
+        .sliding(false)
+        .run_async(stop, f)
+        .await
 }
 
 /// [`until`] with a jittered period and a choice of sliding
 /// (apimachinery's `wait.JitterUntil`); `jitter <= 0` means none.
 pub fn jitter_until(period: Duration, jitter: f64, sliding: bool, stop: &Stop, f: impl FnMut()) {
-    Periodic::new(period).jitter(jitter).sliding(sliding).run(stop, f)
+    Periodic::new(period)
+        .jitter(jitter)
+        .sliding(sliding)
+        .run(stop, f)
 }
 
 /// Async [`jitter_until`].
@@ -222,7 +234,9 @@ pub fn backoff_until(
     stop: &Stop,
     f: impl FnMut(),
 ) {
-    Periodic::with_backoff(backoff).sliding(sliding).run(stop, f)
+    Periodic::with_backoff(backoff)
+        .sliding(sliding)
+        .run(stop, f)
 }
 
 /// Async [`backoff_until`].

@@ -204,7 +204,11 @@ impl<S: Stream<Item = ()> + Unpin> Poller<S> {
     }
 
     /// Polls in an async task; `condition` returns the future of one check.
-    pub async fn run_async<E, F, Fut>(self, stop: &Stop, mut condition: F) -> Result<(), WaitError<E>>
+    pub async fn run_async<E, F, Fut>(
+        self,
+        stop: &Stop,
+        mut condition: F,
+    ) -> Result<(), WaitError<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, E>>,
@@ -306,7 +310,10 @@ impl<S: Stream<Item = ()> + Unpin> Cadence<S> {
                 *origin = Some(now);
                 *next = deadline_after(now, *interval);
             }
-            Cadence::Delays { delays, due: due @ None } => {
+            Cadence::Delays {
+                delays,
+                due: due @ None,
+            } => {
                 *due = Some(deadline_after(now, delays.next_delay()));
             }
             _ => {}
@@ -320,7 +327,12 @@ impl<S: Stream<Item = ()> + Unpin> Cadence<S> {
         }
     }
 
-    async fn wait(&mut self, clock: &dyn Clock, stop: &Stop, timeout: Option<Instant>) -> Event<Tick> {
+    async fn wait(
+        &mut self,
+        clock: &dyn Clock,
+        stop: &Stop,
+        timeout: Option<Instant>,
+    ) -> Event<Tick> {
         let now = clock.now();
         self.arm(now);
         let due = match self {
@@ -388,8 +400,14 @@ mod tests {
         let origin = Instant::now();
         let ms = Duration::from_millis(1);
         assert_eq!(next_grid_point(origin, 10 * ms, origin), origin + 10 * ms);
-        assert_eq!(next_grid_point(origin, 10 * ms, origin + 10 * ms), origin + 20 * ms);
-        assert_eq!(next_grid_point(origin, 10 * ms, origin + 35 * ms), origin + 40 * ms);
+        assert_eq!(
+            next_grid_point(origin, 10 * ms, origin + 10 * ms),
+            origin + 20 * ms
+        );
+        assert_eq!(
+            next_grid_point(origin, 10 * ms, origin + 35 * ms),
+            origin + 40 * ms
+        );
         assert!(next_grid_point(origin, Duration::MAX, origin) > origin);
     }
 }

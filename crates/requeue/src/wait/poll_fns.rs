@@ -34,17 +34,27 @@ pub type PollResult<E> = Result<(), WaitError<E>>;
 
 /// Checks `condition` every `interval` until it holds or `timeout` passes
 /// (apimachinery's `wait.Poll`). The first check is one interval in.
-pub fn poll<E>(interval: Duration, timeout: Duration, condition: impl FnMut() -> Result<bool, E>) -> PollResult<E> {
+pub fn poll<E>(
+    interval: Duration,
+    timeout: Duration,
+    condition: impl FnMut() -> Result<bool, E>,
+) -> PollResult<E> {
     legacy(interval, timeout, false).run(&Stop::never(), condition)
 }
 
 /// Async [`poll`].
-pub async fn poll_async<E, F, Fut>(interval: Duration, timeout: Duration, condition: F) -> PollResult<E>
+pub async fn poll_async<E, F, Fut>(
+    interval: Duration,
+    timeout: Duration,
+    condition: F,
+) -> PollResult<E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    legacy(interval, timeout, false).run_async(&Stop::never(), condition).await
+    legacy(interval, timeout, false)
+        .run_async(&Stop::never(), condition)
+        .await
 }
 
 /// [`poll`] that checks once before the first wait (apimachinery's `wait.PollImmediate`).
@@ -57,17 +67,26 @@ pub fn poll_immediate<E>(
 }
 
 /// Async [`poll_immediate`].
-pub async fn poll_immediate_async<E, F, Fut>(interval: Duration, timeout: Duration, condition: F) -> PollResult<E>
+pub async fn poll_immediate_async<E, F, Fut>(
+    interval: Duration,
+    timeout: Duration,
+    condition: F,
+) -> PollResult<E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    legacy(interval, timeout, true).run_async(&Stop::never(), condition).await
+    legacy(interval, timeout, true)
+        .run_async(&Stop::never(), condition)
+        .await
 }
 
 /// Checks `condition` every `interval` until it holds or fails
 /// (apimachinery's `wait.PollInfinite`).
-pub fn poll_infinite<E>(interval: Duration, condition: impl FnMut() -> Result<bool, E>) -> PollResult<E> {
+pub fn poll_infinite<E>(
+    interval: Duration,
+    condition: impl FnMut() -> Result<bool, E>,
+) -> PollResult<E> {
     legacy(interval, Duration::ZERO, false).run(&Stop::never(), condition)
 }
 
@@ -77,37 +96,57 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    legacy(interval, Duration::ZERO, false).run_async(&Stop::never(), condition).await
+    legacy(interval, Duration::ZERO, false)
+        .run_async(&Stop::never(), condition)
+        .await
 }
 
 /// [`poll_infinite`] that checks once before the first wait
 /// (apimachinery's `wait.PollImmediateInfinite`).
-pub fn poll_immediate_infinite<E>(interval: Duration, condition: impl FnMut() -> Result<bool, E>) -> PollResult<E> {
+pub fn poll_immediate_infinite<E>(
+    interval: Duration,
+    condition: impl FnMut() -> Result<bool, E>,
+) -> PollResult<E> {
     legacy(interval, Duration::ZERO, true).run(&Stop::never(), condition)
 }
 
 /// Async [`poll_immediate_infinite`].
-pub async fn poll_immediate_infinite_async<E, F, Fut>(interval: Duration, condition: F) -> PollResult<E>
+pub async fn poll_immediate_infinite_async<E, F, Fut>(
+    interval: Duration,
+    condition: F,
+) -> PollResult<E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    legacy(interval, Duration::ZERO, true).run_async(&Stop::never(), condition).await
+    legacy(interval, Duration::ZERO, true)
+        .run_async(&Stop::never(), condition)
+        .await
 }
 
 /// Checks `condition` every `interval` until it holds, fails, or `stop`
 /// fires (apimachinery's `wait.PollUntil`).
-pub fn poll_until<E>(interval: Duration, stop: &Stop, condition: impl FnMut() -> Result<bool, E>) -> PollResult<E> {
+pub fn poll_until<E>(
+    interval: Duration,
+    stop: &Stop,
+    condition: impl FnMut() -> Result<bool, E>,
+) -> PollResult<E> {
     legacy(interval, Duration::ZERO, false).run(stop, condition)
 }
 
 /// Async [`poll_until`].
-pub async fn poll_until_async<E, F, Fut>(interval: Duration, stop: &Stop, condition: F) -> PollResult<E>
+pub async fn poll_until_async<E, F, Fut>(
+    interval: Duration,
+    stop: &Stop,
+    condition: F,
+) -> PollResult<E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    legacy(interval, Duration::ZERO, false).run_async(stop, condition).await
+    legacy(interval, Duration::ZERO, false)
+        .run_async(stop, condition)
+        .await
 }
 
 /// [`poll_until`] that checks once before the first wait
@@ -121,12 +160,18 @@ pub fn poll_immediate_until<E>(
 }
 
 /// Async [`poll_immediate_until`].
-pub async fn poll_immediate_until_async<E, F, Fut>(interval: Duration, stop: &Stop, condition: F) -> PollResult<E>
+pub async fn poll_immediate_until_async<E, F, Fut>(
+    interval: Duration,
+    stop: &Stop,
+    condition: F,
+) -> PollResult<E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<bool, E>>,
 {
-    legacy(interval, Duration::ZERO, true).run_async(stop, condition).await
+    legacy(interval, Duration::ZERO, true)
+        .run_async(stop, condition)
+        .await
 }
 
 /// Checks `condition` on a ticker of `interval` until it holds, fails,
@@ -139,7 +184,9 @@ pub fn poll_until_timeout<E>(
     stop: &Stop,
     condition: impl FnMut() -> Result<bool, E>,
 ) -> PollResult<E> {
-    modern(interval, immediate).timeout(timeout).run(stop, condition)
+    modern(interval, immediate)
+        .timeout(timeout)
+        .run(stop, condition)
 }
 
 /// Async [`poll_until_timeout`].
@@ -189,7 +236,11 @@ where
 /// once more and reports [`WaitError::TimedOut`] if it still does not hold
 /// (apimachinery's `WaitFor`). The stream is dropped on return, which is how
 /// its producer learns to stop.
-pub fn wait_for<E, S>(ticks: S, stop: &Stop, condition: impl FnMut() -> Result<bool, E>) -> PollResult<E>
+pub fn wait_for<E, S>(
+    ticks: S,
+    stop: &Stop,
+    condition: impl FnMut() -> Result<bool, E>,
+) -> PollResult<E>
 where
     S: Stream<Item = ()> + Unpin,
 {

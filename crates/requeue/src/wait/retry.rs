@@ -92,7 +92,11 @@ impl Retry {
     }
 
     /// Retries in an async task.
-    pub async fn run_async<E, F, Fut>(mut self, stop: &Stop, mut condition: F) -> Result<(), WaitError<E>>
+    pub async fn run_async<E, F, Fut>(
+        mut self,
+        stop: &Stop,
+        mut condition: F,
+    ) -> Result<(), WaitError<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, E>>,

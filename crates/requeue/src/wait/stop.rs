@@ -1,6 +1,6 @@
 //! [`Stop`]: the stop signal every loop in requeue watches.
 
-use crate::clock::{self, SharedClock};
+use crate::clock::{self, SharedClock, Sleep};
 use crate::exec;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak, lock};
 use crate::waker_set::WakerSet;
@@ -158,7 +158,7 @@ impl Stop {
     /// Like [`wait_timeout`](Stop::wait_timeout), measuring `timeout` on `clock`.
     pub fn wait_timeout_on(&self, clock: &SharedClock, timeout: Duration) -> bool {
         let deadline = clock::deadline_after(clock.now(), timeout);
-        let mut sleep = clock.sleep_until(deadline);
+        let mut sleep = Sleep::new(&**clock, deadline);
         let mut stopped = self.stopped();
         exec::block_on(std::future::poll_fn(|cx| {
             if Pin::new(&mut stopped).poll(cx).is_ready() {
@@ -291,7 +291,10 @@ mod tests {
         assert!(!parent.is_stopped());
         parent.stop();
         assert!(a.is_stopped() && b.is_stopped() && grandchild.is_stopped());
-        assert!(parent.child().is_stopped(), "a child of a fired signal starts fired");
+        assert!(
+            parent.child().is_stopped(),
+            "a child of a fired signal starts fired"
+        );
     }
 
     #[test]
