@@ -58,8 +58,16 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
-    let outer = FRAME.with(|f| f.borrow_mut().take());
-    let result = loop {
+    // Restores the enclosing block_on's frame even if `fut` panics.
+    struct Restore(Option<Frame>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            FRAME.with(|f| *f.borrow_mut() = outer);
+        }
+    }
+    let _restore = Restore(FRAME.with(|f| f.borrow_mut().take()));
+    loop {
         FRAME.with(|f| {
             *f.borrow_mut() = Some(Frame {
                 waker: waker.clone(),
@@ -69,7 +77,7 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
         let polled = fut.as_mut().poll(&mut cx);
         let park_until = FRAME.with(|f| f.borrow_mut().take().and_then(|f| f.park_until));
         match polled {
-            Poll::Ready(value) => break value,
+            Poll::Ready(value) => return value,
             Poll::Pending => match park_until {
                 Some(deadline) => {
                     let now = Instant::now();
@@ -80,9 +88,7 @@ pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
                 None => thread::park(),
             },
         }
-    };
-    FRAME.with(|f| *f.borrow_mut() = outer);
-    result
+    }
 }
 
 #[cfg(test)]

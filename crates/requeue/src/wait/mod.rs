@@ -46,7 +46,27 @@
 //! Every async loop can be dropped at any await point; it then never calls
 //! your function again and leaves no timer behind.
 
+/// Generates the `clock` and `panics` setters for a loop builder with an
+/// `env: LoopEnv` field, so every builder offers them with the same words.
+macro_rules! loop_env_setters {
+    () => {
+        /// Measures time on `clock` instead of the real clock.
+        pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
+            self.env.clock = std::sync::Arc::new(clock);
+            self
+        }
+
+        /// How a panic in your code is handled (default:
+        /// [`PanicPolicy::inherit`](crate::crash::PanicPolicy::inherit)).
+        pub fn panics(mut self, policy: crate::crash::PanicPolicy) -> Self {
+            self.env.panics = policy;
+            self
+        }
+    };
+}
+
 mod backoff;
+mod env;
 mod error;
 mod event;
 mod group;

@@ -2,13 +2,12 @@
 
 use super::Stop;
 use super::backoff::{BackoffManager, JitteredBackoffManager};
+use super::env::LoopEnv;
 use super::event::{Event, sleep_until};
-use crate::clock::{self, Clock, SharedClock, deadline_after};
-use crate::crash::PanicPolicy;
+use crate::clock::deadline_after;
 use crate::exec;
 use std::fmt;
 use std::future::{Future, ready};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A periodic loop, configured step by step (the engine behind [`until`],
@@ -48,8 +47,7 @@ pub struct Periodic {
     delays: Box<dyn BackoffManager>,
     period: Option<Duration>,
     sliding: bool,
-    clock: SharedClock,
-    panics: PanicPolicy,
+    env: LoopEnv,
 }
 
 impl fmt::Debug for Periodic {
@@ -57,8 +55,7 @@ impl fmt::Debug for Periodic {
         f.debug_struct("Periodic")
             .field("period", &self.period)
             .field("sliding", &self.sliding)
-            .field("clock", &self.clock)
-            .field("panics", &self.panics)
+            .field("env", &self.env)
             .finish()
     }
 }
@@ -82,8 +79,7 @@ impl Periodic {
             delays,
             period,
             sliding: true,
-            clock: clock::real(),
-            panics: PanicPolicy::inherit(),
+            env: LoopEnv::default(),
         }
     }
 
@@ -104,17 +100,7 @@ impl Periodic {
         self
     }
 
-    /// Measures time on `clock` instead of the real clock.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// How a panic in `f` is handled (default: [`PanicPolicy::inherit`]).
-    pub fn panics(mut self, policy: PanicPolicy) -> Self {
-        self.panics = policy;
-        self
-    }
+    loop_env_setters!();
 
     /// Runs the loop on this thread until `stop` fires.
     pub fn run(self, stop: &Stop, mut f: impl FnMut()) {
@@ -131,7 +117,7 @@ impl Periodic {
         F: FnMut() -> Fut,
         Fut: Future<Output = ()>,
     {
-        let clock = &*self.clock;
+        let clock = &*self.env.clock;
         loop {
             if stop.is_stopped() {
                 return;
@@ -140,7 +126,7 @@ impl Periodic {
             if !self.sliding {
                 due = Some(deadline_after(clock.now(), self.delays.next_delay()));
             }
-            self.panics.call_async("until", &mut f).await;
+            self.env.panics.call_async("until", &mut f).await;
             let due = match due {
                 Some(due) => due,
                 None => deadline_after(clock.now(), self.delays.next_delay()),

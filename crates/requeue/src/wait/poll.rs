@@ -2,16 +2,15 @@
 //! times out or is stopped.
 
 use super::backoff::{Backoff, BackoffManager};
+use super::env::LoopEnv;
 use super::event::{Event, next_event, sleep_until};
 use super::{Stop, WaitError};
-use crate::clock::{self, Clock, SharedClock, deadline_after};
-use crate::crash::PanicPolicy;
+use crate::clock::{Clock, deadline_after};
 use crate::exec;
 use futures_core::Stream;
 use std::fmt;
 use std::future::{Future, ready};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,7 +60,7 @@ impl Stream for NoTicks {
 /// timer that fires together with them never causes an extra run — re-arm
 /// before (non-sliding) or after (sliding) the condition, and end on
 /// `Ok(true)` or `Err`. A panicking condition under a containing
-/// [`PanicPolicy`] counts as `Ok(false)`.
+/// [`PanicPolicy`](crate::crash::PanicPolicy) counts as `Ok(false)`.
 ///
 /// Cadences: [`every`](Poller::every) is a ticker started when armed
 /// (ticks at whole multiples of the interval; a tick missed while the
@@ -86,8 +85,7 @@ pub struct Poller<S = NoTicks> {
     immediate: bool,
     sliding: bool,
     legacy: bool,
-    clock: SharedClock,
-    panics: PanicPolicy,
+    env: LoopEnv,
 }
 
 enum CadenceSpec<S> {
@@ -152,8 +150,7 @@ impl<S: Stream<Item = ()> + Unpin> Poller<S> {
             immediate: false,
             sliding: false,
             legacy: false,
-            clock: clock::real(),
-            panics: PanicPolicy::inherit(),
+            env: LoopEnv::default(),
         }
     }
 
@@ -182,17 +179,7 @@ impl<S: Stream<Item = ()> + Unpin> Poller<S> {
         self
     }
 
-    /// Measures time on `clock` instead of the real clock.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// How a panic in the condition is handled (default: [`PanicPolicy::inherit`]).
-    pub fn panics(mut self, policy: PanicPolicy) -> Self {
-        self.panics = policy;
-        self
-    }
+    loop_env_setters!();
 
     /// Polls on this thread until the condition returns `Ok(true)` (→ `Ok(())`).
     pub fn run<E>(
@@ -213,8 +200,8 @@ impl<S: Stream<Item = ()> + Unpin> Poller<S> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, E>>,
     {
-        let clock = &*self.clock;
-        let panics = &self.panics;
+        let clock = &*self.env.clock;
+        let panics = &self.env.panics;
         let timeout_at = self.timeout.map(|t| deadline_after(clock.now(), t));
         let mut cadence = Cadence::new(self.cadence, !self.legacy);
         let mut check = async || -> Option<Result<(), WaitError<E>>> {

@@ -1,13 +1,12 @@
 //! Bounded retries with exponential backoff (apimachinery's `ExponentialBackoff`).
 
 use super::backoff::Backoff;
+use super::env::LoopEnv;
 use super::event::{Event, sleep_until};
 use super::{Stop, WaitError};
-use crate::clock::{self, Clock, SharedClock, deadline_after};
-use crate::crash::PanicPolicy;
+use crate::clock::deadline_after;
 use crate::exec;
 use std::future::{Future, ready};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Retries a condition at most `backoff.steps` times, sleeping
@@ -49,8 +48,7 @@ use std::time::Duration;
 pub struct Retry {
     backoff: Backoff,
     timeout: Option<Duration>,
-    clock: SharedClock,
-    panics: PanicPolicy,
+    env: LoopEnv,
 }
 
 impl Retry {
@@ -59,8 +57,7 @@ impl Retry {
         Retry {
             backoff,
             timeout: None,
-            clock: clock::real(),
-            panics: PanicPolicy::inherit(),
+            env: LoopEnv::default(),
         }
     }
 
@@ -70,17 +67,7 @@ impl Retry {
         self
     }
 
-    /// Measures time on `clock`.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// How a panic in the condition is handled.
-    pub fn panics(mut self, policy: PanicPolicy) -> Self {
-        self.panics = policy;
-        self
-    }
+    loop_env_setters!();
 
     /// Retries on this thread.
     pub fn run<E>(
@@ -101,7 +88,7 @@ impl Retry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<bool, E>>,
     {
-        let clock = &*self.clock;
+        let clock = &*self.env.clock;
         let timeout_at = self.timeout.map(|t| deadline_after(clock.now(), t));
         while self.backoff.steps > 0 {
             if stop.is_stopped() {
@@ -110,7 +97,7 @@ impl Retry {
             if timeout_at.is_some_and(|at| clock.now() >= at) {
                 return Err(WaitError::TimedOut);
             }
-            match self.panics.call_async("retry", &mut condition).await {
+            match self.env.panics.call_async("retry", &mut condition).await {
                 Some(Ok(true)) => return Ok(()),
                 Some(Err(e)) => return Err(WaitError::Condition(e)),
                 Some(Ok(false)) | None => {}
