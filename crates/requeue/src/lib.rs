@@ -28,6 +28,10 @@
 pub mod clock;
 pub mod crash;
 mod exec;
+pub mod limiter;
+pub mod metrics;
+pub mod parallel;
+pub mod queue;
 mod sync;
 pub mod wait;
 mod waker_set;

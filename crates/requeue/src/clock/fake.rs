@@ -77,15 +77,42 @@ impl FakeClock {
 
     /// Moves time forward by `duration` (saturating) and wakes every waiter now due.
     pub fn advance(&self, duration: Duration) {
-        let mut state = lock(&self.shared.state);
-        let to = deadline_after(state.now, duration);
-        state.move_to(to);
+        let to = {
+            let state = lock(&self.shared.state);
+            deadline_after(state.now, duration)
+        };
+        self.move_to(to);
     }
 
     /// Sets the time to `now` (which may be earlier than the current time)
     /// and wakes every waiter whose deadline is not after it.
     pub fn set(&self, now: Instant) {
-        lock(&self.shared.state).move_to(now);
+        self.move_to(now);
+    }
+
+    /// Sets the time, then wakes the due timers one by one in deadline
+    /// order. Each waker runs without the clock's lock held, so a woken
+    /// waiter may read the clock or register its next timer from inside
+    /// `wake` (the work queue's promotion timer does); a timer it registers
+    /// that is already due fires in this same call.
+    fn move_to(&self, to: Instant) {
+        lock(&self.shared.state).now = to;
+        loop {
+            let waker = {
+                let mut state = lock(&self.shared.state);
+                let now = state.now;
+                let Some(entry) = state.timers.first_entry() else {
+                    return;
+                };
+                if entry.key().0 > now {
+                    return;
+                }
+                let ((_, id), waker) = entry.remove_entry();
+                state.deadlines.remove(&id);
+                waker
+            };
+            waker.wake();
+        }
     }
 
     /// Whether any thread or task is waiting on this clock.
@@ -131,22 +158,6 @@ impl FakeClock {
     }
 }
 
-impl State {
-    /// Sets the time and wakes, in deadline order, every timer now due.
-    fn move_to(&mut self, to: Instant) {
-        self.now = to;
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > to {
-                break;
-            }
-            let ((_, id), waker) = entry.remove_entry();
-            self.deadlines.remove(&id);
-            // Waking under the lock is fine: wakers only unpark or schedule.
-            waker.wake();
-        }
-    }
-}
-
 impl Clock for FakeClock {
     fn now(&self) -> Instant {
         lock(&self.shared.state).now
@@ -155,6 +166,8 @@ impl Clock for FakeClock {
     fn register_timer(&self, deadline: Instant, waker: &Waker) -> TimerId {
         let mut state = lock(&self.shared.state);
         if deadline <= state.now {
+            // Wake without the clock's lock: the waker may read the clock.
+            drop(state);
             waker.wake_by_ref();
             return TimerId::TRANSIENT;
         }

@@ -118,7 +118,15 @@ impl TimerThread {
             }
             if !due.is_empty() {
                 drop(state);
-                due.into_iter().for_each(Waker::wake);
+                for waker in due {
+                    // A waker may run code (the work queue promotes due
+                    // items from `wake`); a panic there must not take down
+                    // the timer every other sleeper depends on.
+                    let woke = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+                    if let Err(payload) = woke {
+                        tracing::error!(panic = crate::crash::panic_message(&*payload), "a timer waker panicked");
+                    }
+                }
                 state = lock(&self.state);
                 continue;
             }

@@ -1,0 +1,242 @@
+//! Taking items out: blocking, with a deadline or stop signal, async, and as a stream.
+//!
+//! Every flavour is the same poll step ([`WorkQueue::poll_item`]): take a
+//! ready item under the lock, or join the line of waiters. A blocking call
+//! drives the async future on its own thread, so threads and tasks wait in
+//! one line and an item wakes exactly one of them.
+
+use super::error::{GetError, TryGetError};
+use super::{Item, Key, WorkQueue};
+use crate::clock::{Clock, Sleep, deadline_after};
+use crate::exec::block_on;
+use crate::sync::lock;
+use crate::wait::{Stop, Stopped};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+impl<T: Key> WorkQueue<T> {
+    /// Waits for an item and hands it out; `None` once the queue is shut
+    /// down and empty (client-go's `Get` with `shutdown == true`).
+    ///
+    /// After [`shut_down`](WorkQueue::shut_down) queued items are still
+    /// handed out until none is left.
+    pub fn get(&self) -> Option<Item<T>> {
+        match self.try_get() {
+            Ok(item) => Some(item),
+            Err(TryGetError::ShutDown) => None,
+            Err(TryGetError::Empty) => block_on(self.get_async()),
+        }
+    }
+
+    /// Hands out a ready item without waiting.
+    pub fn try_get(&self) -> Result<Item<T>, TryGetError> {
+        let stamp = self.stamp();
+        let mut state = lock(&self.shared.state);
+        match state.pop(stamp) {
+            Some((item, token, priority)) => {
+                drop(state);
+                Ok(Item::new(self.clone(), item, token, priority))
+            }
+            None if state.is_shutting_down() => Err(TryGetError::ShutDown),
+            None => Err(TryGetError::Empty),
+        }
+    }
+
+    /// Like [`get`](WorkQueue::get), but gives up at `deadline` on the queue's clock.
+    pub fn get_deadline(&self, deadline: Instant) -> Result<Item<T>, GetError> {
+        block_on(self.get_deadline_async(deadline))
+    }
+
+    /// Like [`get`](WorkQueue::get), but gives up after `timeout` on the queue's clock.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Item<T>, GetError> {
+        block_on(self.get_timeout_async(timeout))
+    }
+
+    /// Like [`get`](WorkQueue::get), but gives up when `stop` fires.
+    pub fn get_until(&self, stop: &Stop) -> Result<Item<T>, GetError> {
+        block_on(self.get_until_async(stop))
+    }
+
+    /// Waits for an item without blocking the thread.
+    ///
+    /// Cancellation safe: dropping the future before it completes takes no
+    /// item, and a wake-up meant for it passes to the next waiter.
+    pub fn get_async(&self) -> Get<'_, T> {
+        Get {
+            wait: Waiting::new(self, None, None),
+        }
+    }
+
+    /// [`get_deadline`](WorkQueue::get_deadline) for async code.
+    pub fn get_deadline_async(&self, deadline: Instant) -> GetWithin<'_, T> {
+        GetWithin {
+            wait: Waiting::new(self, Some(deadline), None),
+        }
+    }
+
+    /// [`get_timeout`](WorkQueue::get_timeout) for async code.
+    pub fn get_timeout_async(&self, timeout: Duration) -> GetWithin<'_, T> {
+        self.get_deadline_async(deadline_after(self.shared.clock.now(), timeout))
+    }
+
+    /// [`get_until`](WorkQueue::get_until) for async code.
+    pub fn get_until_async<'a>(&'a self, stop: &'a Stop) -> GetWithin<'a, T> {
+        GetWithin {
+            wait: Waiting::new(self, None, Some(stop)),
+        }
+    }
+
+    /// The queue as a [`Stream`](futures_core::Stream) of items that ends
+    /// once the queue is shut down and empty.
+    pub fn stream(&self) -> ItemStream<T> {
+        ItemStream {
+            queue: self.clone(),
+            waiter: None,
+        }
+    }
+
+    /// One poll of any get: an item, `None` when shut down and empty, or
+    /// pending with `waiter` in the line.
+    fn poll_item(&self, waiter: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
+        let stamp = self.stamp();
+        let mut state = lock(&self.shared.state);
+        if let Some((item, token, priority)) = state.pop(stamp) {
+            if let Some(id) = waiter.take() {
+                state.waiters.remove(id);
+            }
+            drop(state);
+            return Poll::Ready(Some(Item::new(self.clone(), item, token, priority)));
+        }
+        if state.is_shutting_down() {
+            if let Some(id) = waiter.take() {
+                state.waiters.remove(id);
+            }
+            return Poll::Ready(None);
+        }
+        *waiter = Some(state.waiters.register(*waiter, cx.waker()));
+        Poll::Pending
+    }
+
+    /// Leaves the line of waiters, passing on a wake-up this waiter will not use.
+    fn withdraw(&self, waiter: &mut Option<u64>) {
+        if let Some(id) = waiter.take() {
+            let next = lock(&self.shared.state).withdraw_waiter(id);
+            if let Some(next) = next {
+                next.wake();
+            }
+        }
+    }
+}
+
+/// The shared machinery of [`Get`] and [`GetWithin`].
+struct Waiting<'a, T: Key> {
+    queue: &'a WorkQueue<T>,
+    waiter: Option<u64>,
+    sleep: Option<Sleep<'a>>,
+    stopped: Option<Stopped<'a>>,
+}
+
+impl<'a, T: Key> Waiting<'a, T> {
+    fn new(queue: &'a WorkQueue<T>, deadline: Option<Instant>, stop: Option<&'a Stop>) -> Self {
+        Waiting {
+            queue,
+            waiter: None,
+            sleep: deadline.map(|d| Sleep::new(&*queue.shared.clock, d)),
+            stopped: stop.map(Stop::stopped),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Item<T>, GetError>> {
+        if let Poll::Ready(got) = self.queue.poll_item(&mut self.waiter, cx) {
+            return Poll::Ready(got.ok_or(GetError::ShutDown));
+        }
+        // Only once in line: a wake-up that races with the deadline or the
+        // stop is passed on by `withdraw`, never lost.
+        if let Some(sleep) = &mut self.sleep {
+            if sleep.poll_elapsed(cx).is_ready() {
+                self.queue.withdraw(&mut self.waiter);
+                return Poll::Ready(Err(GetError::TimedOut));
+            }
+        }
+        if let Some(stopped) = &mut self.stopped {
+            if Pin::new(stopped).poll(cx).is_ready() {
+                self.queue.withdraw(&mut self.waiter);
+                return Poll::Ready(Err(GetError::Stopped));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: Key> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        self.queue.withdraw(&mut self.waiter);
+    }
+}
+
+/// Future of [`WorkQueue::get_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Get<'a, T: Key> {
+    wait: Waiting<'a, T>,
+}
+
+impl<T: Key> Future for Get<'_, T> {
+    type Output = Option<Item<T>>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.wait.poll(cx).map(Result::ok)
+    }
+}
+
+/// Future of the deadline, timeout and stop variants of `get`.
+#[must_use = "futures do nothing unless awaited"]
+pub struct GetWithin<'a, T: Key> {
+    wait: Waiting<'a, T>,
+}
+
+impl<T: Key> Future for GetWithin<'_, T> {
+    type Output = Result<Item<T>, GetError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.wait.poll(cx)
+    }
+}
+
+/// The queue as a stream of items; see [`WorkQueue::stream`].
+#[must_use = "streams do nothing unless polled"]
+pub struct ItemStream<T: Key> {
+    queue: WorkQueue<T>,
+    waiter: Option<u64>,
+}
+
+impl<T: Key> futures_core::Stream for ItemStream<T> {
+    type Item = Item<T>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
+        let this = &mut *self;
+        this.queue.poll_item(&mut this.waiter, cx)
+    }
+}
+
+impl<T: Key> Drop for ItemStream<T> {
+    fn drop(&mut self) {
+        self.queue.withdraw(&mut self.waiter);
+    }
+}
+
+macro_rules! debug_as_waiter {
+    ($($ty:ident),*) => {$(
+        impl<T: Key> fmt::Debug for $ty<'_, T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty)).field("queue", &self.wait.queue.name()).finish()
+            }
+        }
+    )*};
+}
+debug_as_waiter!(Get, GetWithin);
+
+impl<T: Key> fmt::Debug for ItemStream<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ItemStream").field("queue", &self.queue.name()).finish()
+    }
+}

@@ -1,0 +1,390 @@
+//! client-go's work queue: a deduplicating FIFO with a processing set,
+//! delays, priorities and rate-limited re-adds, for threads and async tasks.
+//!
+//! # Usage
+//!
+//! Producers [`add`](WorkQueue::add) keys; workers [`get`](WorkQueue::get)
+//! them, do the work, and end the processing through the returned [`Item`]
+//! guard. The queue promises what client-go's does:
+//!
+//! - **fair**: items are handed out in the order they were added (within a
+//!   priority level);
+//! - **stingy**: an item is never handed to two workers at once, and adds
+//!   of an item that is already waiting collapse into one;
+//! - an item added again while it is processed is handed out again after
+//!   its processing ends (it joins the back of the queue at that moment);
+//! - after shutdown, queued items are still handed out until none is left.
+//!
+//! ```
+//! use std::time::Duration;
+//! use requeue::queue::WorkQueue;
+//!
+//! let queue = WorkQueue::new();
+//! queue.add("default/web".to_string()).unwrap();
+//! queue.add("default/web".to_string()).unwrap(); // collapses into the first
+//! queue.add("default/db".to_string()).unwrap();
+//! assert_eq!(queue.len(), 2);
+//!
+//! let item = queue.get().expect("queued");
+//! assert_eq!(*item, "default/web");
+//! // The work failed: retry later with the item's own backoff.
+//! item.retry().unwrap();
+//! assert_eq!(queue.num_requeues(&"default/web".to_string()), 1);
+//!
+//! let item = queue.get().expect("queued");
+//! assert_eq!(*item, "default/db");
+//! item.forget(); // success: clear its backoff; dropping marks it done too
+//!
+//! queue.shut_down();
+//! assert!(queue.get().is_none());
+//! ```
+//!
+//! The same queue serves async tasks ([`get_async`](WorkQueue::get_async),
+//! [`stream`](WorkQueue::stream)) and blocked threads at once.
+//!
+//! ## Coming from client-go
+//!
+//! | client-go | requeue |
+//! |---|---|
+//! | `workqueue.NewTypedRateLimitingQueueWithConfig(rl, cfg)` | `WorkQueue::builder().name(..).clock(..).rate_limiter(rl).metrics(..).build()` |
+//! | `NewTyped`, `NewTypedDelayingQueue` | [`WorkQueue::new`] (every queue delays and rate-limits) |
+//! | `Add(x)` | [`add`](WorkQueue::add) → `Result<Added, ShutDown<T>>` |
+//! | `AddAfter(x, d)` | [`add_after`](WorkQueue::add_after) |
+//! | `AddRateLimited(x)` | [`add_rate_limited`](WorkQueue::add_rate_limited), or [`Item::retry`] |
+//! | controller-runtime `AddWithOpts(o, x)` | [`add_with`](WorkQueue::add_with) with [`AddOpts`] |
+//! | `Get() (x, shutdown)` | [`get`](WorkQueue::get) → `Option<Item<T>>`; [`get_async`](WorkQueue::get_async), [`stream`](WorkQueue::stream), [`get_timeout`](WorkQueue::get_timeout), [`get_deadline`](WorkQueue::get_deadline), [`get_until`](WorkQueue::get_until), [`try_get`](WorkQueue::try_get) |
+//! | `GetWithPriority()` | [`Item::priority`] |
+//! | `Done(x)` | drop the [`Item`], [`Item::done`], or [`done`](WorkQueue::done) |
+//! | `Forget(x)` | [`forget`](WorkQueue::forget) or [`Item::forget`] |
+//! | `NumRequeues(x)` | [`num_requeues`](WorkQueue::num_requeues) |
+//! | `Len()` | [`len`](WorkQueue::len); [`snapshot`](WorkQueue::snapshot) for in-flight and delayed counts |
+//! | `ShutDown()` | [`shut_down`](WorkQueue::shut_down) → the delayed items it withdrew |
+//! | `ShutDownWithDrain()` | [`shut_down_with_drain`](WorkQueue::shut_down_with_drain), [`shut_down_with_drain_async`](WorkQueue::shut_down_with_drain_async) |
+//! | `ShuttingDown()` | [`is_shutting_down`](WorkQueue::is_shutting_down) |
+//! | `ParallelizeUntil` | [`crate::parallel::parallelize_until`] |
+//! | rate limiters | [`crate::limiter`] |
+//! | `MetricsProvider` | [`crate::metrics::MetricsProvider`] |
+//!
+//! ## Where requeue deliberately differs
+//!
+//! 1. **Drain means drained**: [`shut_down_with_drain`](WorkQueue::shut_down_with_drain)
+//!    returns once nothing is queued or processing (or a plain `shut_down`
+//!    is called), and wakes every drain waiter.
+//! 2. **A stray `done` is harmless**: it returns `false` and never
+//!    duplicates a queued item.
+//! 3. **An immediate add wins over a pending delay**: the delayed entry is
+//!    withdrawn; a delayed add of an already queued item is ignored; among
+//!    delays the earliest wins.
+//! 4. **Shutdown stops timers at once** and hands back the delayed items it withdrew.
+//! 5. **Nothing blocks a producer**; adds after shutdown return
+//!    `Err(ShutDown(item))`.
+//! 6. **Time never overflows**: any `Duration` is accepted, sums saturate.
+//! 7. **Waiting can end without shutting down**: deadline, timeout and
+//!    stop-signal variants of `get`; dropping a pending async `get` loses
+//!    no item and no wake-up.
+//! 8. **Done cannot be forgotten**: the [`Item`] guard marks done on drop.
+//! 9. **Priorities without starvation**: see [`WorkQueueBuilder::fairness`].
+//! 10. **Panics are contained** (the controller runner turns a panicking
+//!     handler into a retry); the queue itself runs no user code except
+//!     the rate limiter and metrics hooks.
+//!
+//! # Implementation
+//!
+//! One mutex guards a small state machine (a hash map from item to its
+//! state, a ready queue per priority level, one delay heap). Every
+//! operation takes the lock once; a waiting `get` joins a line of wakers
+//! and one item wakes one waiter. Delays use no thread: one timer per queue
+//! is registered with the clock, and firing it moves every due item.
+//!
+//! # Cancellation safety
+//!
+//! [`get_async`](WorkQueue::get_async) and its variants can be dropped at
+//! any time: they take no item until they complete, and a wake-up they
+//! received passes to the next waiter. A completed `get` returns an
+//! [`Item`]; dropping that marks the item done.
+
+mod builder;
+mod delayed;
+mod error;
+mod get;
+mod item;
+mod options;
+mod ready;
+mod state;
+mod timer;
+mod waiters;
+
+pub use builder::{DEFAULT_FAIRNESS, WorkQueueBuilder};
+pub use error::{GetError, ShutDown, TryGetError};
+pub use get::{Get, GetWithin, ItemStream};
+pub use item::Item;
+pub use options::{AddOpts, Added};
+
+use crate::clock::{Clock, SharedClock, deadline_after};
+use crate::exec::block_on;
+use crate::limiter::RateLimiter;
+use crate::sync::{Arc, Mutex, lock};
+use state::State;
+use std::fmt;
+use std::future::poll_fn;
+use std::hash::Hash;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// What a queue item must be: compared and hashed for dedup, cloned into
+/// the queue's index, shared between threads.
+pub trait Key: Eq + Hash + Clone + Send + Sync + 'static {}
+impl<T: Eq + Hash + Clone + Send + Sync + 'static> Key for T {}
+
+/// A point-in-time view of a queue's contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    /// Ready to be handed out ([`WorkQueue::len`]).
+    pub ready: usize,
+    /// Handed out and not yet done.
+    pub processing: usize,
+    /// Of those, how many were added again meanwhile (they are queued at done).
+    pub added_while_processing: usize,
+    /// Waiting for a delay to pass.
+    pub delayed: usize,
+    /// `get` callers waiting for an item.
+    pub waiting_gets: usize,
+    /// Whether a shutdown has begun.
+    pub shutting_down: bool,
+}
+
+pub(crate) struct Shared<T: Key> {
+    state: Mutex<State<T>>,
+    clock: SharedClock,
+    limiter: Box<dyn RateLimiter<T>>,
+    name: String,
+    /// Metrics are on, so operations read the clock for them.
+    timed: bool,
+    promoter: Waker,
+    ticker: Waker,
+}
+
+/// A work queue with client-go's semantics; see the [module docs](self).
+///
+/// Cloning gives another handle to the same queue.
+pub struct WorkQueue<T: Key> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: Key> Clone for WorkQueue<T> {
+    fn clone(&self) -> Self {
+        WorkQueue {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T: Key> Default for WorkQueue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Key> fmt::Debug for WorkQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkQueue")
+            .field("name", &self.shared.name)
+            .field("snapshot", &self.snapshot())
+            .finish()
+    }
+}
+
+impl<T: Key> WorkQueue<T> {
+    /// An unnamed queue on the real clock with the default controller rate limiter.
+    pub fn new() -> Self {
+        WorkQueueBuilder::default().build()
+    }
+
+    /// Starts configuring a queue.
+    pub fn builder() -> WorkQueueBuilder<T> {
+        WorkQueueBuilder::default()
+    }
+
+    /// The queue's name ("" if unnamed).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The clock the queue measures delays and metrics on.
+    pub fn clock(&self) -> &SharedClock {
+        &self.shared.clock
+    }
+
+    /// The queue's rate limiter.
+    pub fn rate_limiter(&self) -> &dyn RateLimiter<T> {
+        &*self.shared.limiter
+    }
+
+    fn stamp(&self) -> Option<Instant> {
+        self.shared.timed.then(|| self.shared.clock.now())
+    }
+
+    /// Marks `item` as needing processing. Collapses into a pending add of
+    /// the same item; withdraws a pending delayed add of it.
+    pub fn add(&self, item: T) -> Result<Added, ShutDown<T>> {
+        self.add_with(item, AddOpts::new())
+    }
+
+    /// Adds `item` once `delay` has passed on the queue's clock (at once for
+    /// a zero delay). If it is already waiting, the earlier time wins; if it
+    /// is already queued, nothing changes.
+    pub fn add_after(&self, item: T, delay: Duration) -> Result<Added, ShutDown<T>> {
+        self.add_with(item, AddOpts::new().after(delay))
+    }
+
+    /// Adds `item` after the delay its rate limiter gives (which counts the attempt).
+    pub fn add_rate_limited(&self, item: T) -> Result<Added, ShutDown<T>> {
+        self.add_with(item, AddOpts::new().rate_limited())
+    }
+
+    /// Adds `item` with a delay, rate limiting and/or a priority.
+    ///
+    /// With both `after` and `rate_limited`, the limiter is asked (and
+    /// counts the attempt) and the shorter delay wins, a zero `after`
+    /// counting as unset. The retries metric counts every call with `after`
+    /// or `rate_limited` on a running queue, as client-go counts `AddAfter`.
+    pub fn add_with(&self, item: T, opts: AddOpts) -> Result<Added, ShutDown<T>> {
+        let mut delay = opts.after;
+        if opts.rate_limited {
+            let limited = self.shared.limiter.when(&item);
+            delay = Some(match delay {
+                Some(after) if !after.is_zero() && after < limited => after,
+                _ => limited,
+            });
+        }
+        let delay = delay.filter(|d| !d.is_zero());
+        let now = (delay.is_some() || self.shared.timed).then(|| self.shared.clock.now());
+        let at = delay.zip(now).map(|(d, now)| deadline_after(now, d));
+        let retry = opts.after.is_some() || opts.rate_limited;
+        let mut state = lock(&self.shared.state);
+        let (added, wake) = state
+            .add(item, opts.priority, at, now.filter(|_| self.shared.timed))
+            .map_err(ShutDown)?;
+        if retry {
+            if let Some(m) = state.metrics() {
+                m.retries.inc();
+            }
+        }
+        let plan = match added {
+            Added::Delayed { .. } => state.plan_arm(),
+            _ => None,
+        };
+        drop(state);
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+        if let Some(plan) = plan {
+            self.shared.arm(plan);
+        }
+        Ok(added)
+    }
+
+    /// Number of items ready to be handed out (in-flight and delayed items
+    /// are not counted, as in client-go).
+    pub fn len(&self) -> usize {
+        lock(&self.shared.state).len()
+    }
+
+    /// Whether no item is ready.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counts of ready, in-flight, re-added and delayed items, taken at once.
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let state = lock(&self.shared.state);
+        let c = state.counts();
+        QueueSnapshot {
+            ready: c.ready,
+            processing: c.processing,
+            added_while_processing: c.parked,
+            delayed: c.delayed,
+            waiting_gets: c.waiting_gets,
+            shutting_down: state.is_shutting_down(),
+        }
+    }
+
+    /// Ends the processing of `item` (client-go's `Done`). If it was added
+    /// again meanwhile, it goes to the back of the queue. Returns `false`,
+    /// changing nothing, if `item` was not being processed.
+    pub fn done(&self, item: &T) -> bool {
+        self.finish(item, None)
+    }
+
+    pub(crate) fn finish(&self, item: &T, token: Option<u64>) -> bool {
+        let stamp = self.stamp();
+        let finished = lock(&self.shared.state).done(item, token, stamp);
+        finished.wake.into_iter().for_each(Waker::wake);
+        finished.was_processing
+    }
+
+    /// Clears the rate limiter's history of `item` (call it on success).
+    pub fn forget(&self, item: &T) {
+        self.shared.limiter.forget(item);
+    }
+
+    /// How many rate-limited re-adds `item` had since it was last forgotten.
+    pub fn num_requeues(&self, item: &T) -> u32 {
+        self.shared.limiter.num_requeues(item)
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        lock(&self.shared.state).is_shutting_down()
+    }
+
+    /// Refuses further adds, stops the delay timer and wakes every waiting
+    /// `get`. Queued items are still handed out; in-flight ones are not
+    /// waited for. Returns the delayed items it withdrew (empty on a second call).
+    pub fn shut_down(&self) -> Vec<T> {
+        self.begin_shutdown(false)
+    }
+
+    /// Like [`shut_down`](WorkQueue::shut_down), then waits until no item is
+    /// queued or being processed — workers keep getting the queued ones —
+    /// or until a plain `shut_down` is called.
+    pub fn shut_down_with_drain(&self) -> Vec<T> {
+        let withdrawn = self.begin_shutdown(true);
+        block_on(self.drained());
+        withdrawn
+    }
+
+    /// [`shut_down_with_drain`](WorkQueue::shut_down_with_drain) for async code.
+    pub async fn shut_down_with_drain_async(&self) -> Vec<T> {
+        let withdrawn = self.begin_shutdown(true);
+        self.drained().await;
+        withdrawn
+    }
+
+    fn begin_shutdown(&self, drain: bool) -> Vec<T> {
+        let mut state = lock(&self.shared.state);
+        let (withdrawn, wake) = state.shut_down(drain);
+        let timers = [state.timer.id.take(), state.ticker.take()];
+        state.timer.deadline = None;
+        drop(state);
+        self.shared.cancel_timers(timers);
+        wake.into_iter().for_each(Waker::wake);
+        withdrawn
+    }
+
+    async fn drained(&self) {
+        let mut key = None;
+        poll_fn(|cx| {
+            let mut state = lock(&self.shared.state);
+            if state.drain_finished() {
+                if let Some(k) = key.take() {
+                    state.drain_waiters.remove(k);
+                }
+                return Poll::Ready(());
+            }
+            key = Some(state.drain_waiters.register(key, cx.waker()));
+            Poll::Pending
+        })
+        .await
+    }
+}
