@@ -85,7 +85,7 @@ pub fn parallelize_until(
 ///
 /// `completed + panicked` pieces ran; if the run was stopped the remaining
 /// pieces were skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Parallelized {
     /// Pieces whose `work` call returned normally.
@@ -98,12 +98,6 @@ pub struct Parallelized {
 }
 
 impl Parallelized {
-    const NOTHING: Parallelized = Parallelized {
-        completed: 0,
-        panicked: 0,
-        stopped: false,
-    };
-
     fn merge(self, other: Parallelized) -> Parallelized {
         Parallelized {
             completed: self.completed + other.completed,
@@ -113,27 +107,8 @@ impl Parallelized {
     }
 }
 
-/// A configured parallel run: worker count, chunk size and panic policy.
-///
-/// ```
-/// use std::sync::atomic::{AtomicUsize, Ordering};
-/// use requeue::crash::PanicPolicy;
-/// use requeue::parallel::Parallelizer;
-/// use requeue::wait::Stop;
-///
-/// let ran = AtomicUsize::new(0);
-/// let done = Parallelizer::new(3)
-///     .chunk_size(10)
-///     .panics(PanicPolicy::contain())
-///     .run(&Stop::never(), 95, |piece| {
-///         if piece == 42 {
-///             panic!("piece 42 is cursed");
-///         }
-///         ran.fetch_add(1, Ordering::Relaxed);
-///     });
-/// assert_eq!((done.completed, done.panicked), (94, 1));
-/// assert_eq!(ran.load(Ordering::Relaxed), 94);
-/// ```
+/// A configured parallel run: worker count, chunk size and panic policy
+/// (see the [module documentation](self) for an example).
 #[derive(Debug, Clone)]
 pub struct Parallelizer {
     workers: usize,
@@ -184,12 +159,12 @@ impl Parallelizer {
     /// and exactly once unless the run is stopped or a panic is re-raised.
     pub fn run(&self, stop: &Stop, pieces: usize, work: impl Fn(usize) + Sync) -> Parallelized {
         if pieces == 0 || self.workers == 0 {
-            return Parallelized::NOTHING;
+            return Parallelized::default();
         }
         if stop.is_stopped() {
             return Parallelized {
                 stopped: true,
-                ..Parallelized::NOTHING
+                ..Parallelized::default()
             };
         }
         let chunk_size = self.chunk_size.max(1);
@@ -206,7 +181,8 @@ impl Parallelizer {
         };
         let workers = self.workers.min(chunks);
         thread::scope(|scope| {
-            let mut helpers = Vec::with_capacity(workers - 1);
+            // Not preallocated: `workers` may be far more than the system can spawn.
+            let mut helpers = Vec::new();
             for _ in 1..workers {
                 match spawn_worker(scope, || run.run_worker()) {
                     Ok(handle) => helpers.push(handle),
@@ -277,7 +253,7 @@ impl<W: Fn(usize) + Sync> Run<'_, W> {
     /// One worker: claims chunks until none are left or the run must end.
     fn run_worker(&self) -> Parallelized {
         let _crash_guard = CrashGuard(&self.crashed);
-        let mut tally = Parallelized::NOTHING;
+        let mut tally = Parallelized::default();
         loop {
             let chunk = self.next_chunk.fetch_add(1, Ordering::Relaxed);
             if chunk >= self.chunks {
@@ -328,93 +304,64 @@ mod tests {
         pub(super) static REFUSE_SPAWN: Cell<bool> = const { Cell::new(false) };
     }
 
-    fn counters(pieces: usize) -> Vec<AtomicUsize> {
-        (0..pieces).map(|_| AtomicUsize::new(0)).collect()
-    }
-
-    fn assert_each_once(seen: &[AtomicUsize]) {
-        for (piece, count) in seen.iter().enumerate() {
-            assert_eq!(count.load(Ordering::SeqCst), 1, "piece {piece}");
-        }
+    /// Runs `also` for every piece and returns how often each piece ran.
+    fn count_runs(
+        parallelizer: Parallelizer,
+        stop: &Stop,
+        pieces: usize,
+        also: impl Fn(usize) + Sync,
+    ) -> (Parallelized, Vec<usize>) {
+        let seen: Vec<AtomicUsize> = (0..pieces).map(|_| AtomicUsize::new(0)).collect();
+        let done = parallelizer.run(stop, pieces, |piece| {
+            seen[piece].fetch_add(1, Ordering::SeqCst);
+            also(piece);
+        });
+        (
+            done,
+            seen.into_iter().map(AtomicUsize::into_inner).collect(),
+        )
     }
 
     #[test]
     fn parallelize_until_processes_every_piece_exactly_once() {
-        // TestParallelizeUntil
-        for (pieces, workers, chunk) in [
+        // TestParallelizeUntil, plus more workers than chunks and odd chunk sizes.
+        let cases = [
             (1000, 10, 1),
             (1000, 10, 10),
             (1000, 10, 100),
             (999, 10, 13),
-        ] {
-            let seen = counters(pieces);
-            let done =
-                Parallelizer::new(workers)
-                    .chunk_size(chunk)
-                    .run(&Stop::never(), pieces, |piece| {
-                        seen[piece].fetch_add(1, Ordering::SeqCst);
-                    });
-            assert_each_once(&seen);
-            assert_eq!(done.completed, pieces);
-            assert_eq!(done.panicked, 0);
-            assert!(!done.stopped);
+            (3, 100, 0),
+            (5, 2, usize::MAX),
+        ];
+        for (pieces, workers, chunk) in cases {
+            let parallelizer = Parallelizer::new(workers).chunk_size(chunk);
+            let (done, seen) = count_runs(parallelizer, &Stop::never(), pieces, |_| {});
+            assert_eq!(seen, vec![1; pieces], "{pieces}/{workers}/{chunk}");
+            assert_eq!(
+                (done.completed, done.panicked, done.stopped),
+                (pieces, 0, false)
+            );
         }
     }
 
     #[test]
-    fn parallelize_until_uses_chunks_of_one_and_borrows() {
-        let seen = counters(57);
-        let done = parallelize_until(&Stop::new(), 8, seen.len(), |piece| {
-            seen[piece].fetch_add(1, Ordering::SeqCst);
-        });
-        assert_each_once(&seen);
-        assert_eq!(done.completed, 57);
-    }
-
-    #[test]
-    fn more_workers_than_chunks_and_chunk_size_zero() {
-        let seen = counters(3);
-        let done = Parallelizer::new(100)
-            .chunk_size(0)
-            .run(&Stop::never(), 3, |piece| {
-                seen[piece].fetch_add(1, Ordering::SeqCst);
-            });
-        assert_each_once(&seen);
-        assert_eq!(done.completed, 3);
-        let done = Parallelizer::new(2)
-            .chunk_size(usize::MAX)
-            .run(&Stop::never(), 5, |_| {});
-        assert_eq!(done.completed, 5);
-    }
-
-    #[test]
     fn stop_before_start_runs_nothing() {
-        let calls = AtomicUsize::new(0);
-        let done = parallelize_until(&Stop::stopped_already(), 4, 100, |_| {
-            calls.fetch_add(1, Ordering::SeqCst);
-        });
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        assert_eq!(done.completed, 0);
-        assert!(done.stopped);
+        let (done, seen) = count_runs(Parallelizer::new(4), &Stop::stopped_already(), 100, |_| {});
+        assert_eq!(seen, vec![0; 100]);
+        assert_eq!((done.completed, done.stopped), (0, true));
     }
 
     #[test]
     fn stop_midway_starts_no_further_piece() {
         // One worker: deterministic. Pieces 0..=10 run, 11.. are skipped.
         let stop = Stop::new();
-        let seen = counters(100);
-        let done = parallelize_until(&stop, 1, 100, |piece| {
-            seen[piece].fetch_add(1, Ordering::SeqCst);
+        let (done, seen) = count_runs(Parallelizer::new(1), &stop, 100, |piece| {
             if piece == 10 {
                 stop.stop();
             }
         });
-        assert_eq!(done.completed, 11);
-        assert!(done.stopped);
-        let ran: Vec<usize> = (0..100)
-            .filter(|&p| seen[p].load(Ordering::SeqCst) == 1)
-            .collect();
-        assert_eq!(ran, (0..=10).collect::<Vec<_>>());
+        assert_eq!((done.completed, done.stopped), (11, true));
+        assert_eq!(seen, [vec![1; 11], vec![0; 89]].concat());
     }
 
     #[test]
@@ -422,9 +369,7 @@ mod tests {
         // Piece 0 stops the run; every other piece waits for that, so each
         // worker finishes at most the one piece it had already started.
         let stop = Stop::new();
-        let seen = counters(1000);
-        let done = parallelize_until(&stop, 4, 1000, |piece| {
-            seen[piece].fetch_add(1, Ordering::SeqCst);
+        let (done, seen) = count_runs(Parallelizer::new(4), &stop, 1000, |piece| {
             if piece == 0 {
                 stop.stop();
             } else {
@@ -433,25 +378,16 @@ mod tests {
         });
         assert!(done.stopped);
         assert!((1..=4).contains(&done.completed), "{done:?}");
-        assert_eq!(seen[0].load(Ordering::SeqCst), 1);
-        let total: usize = seen.iter().map(|c| c.load(Ordering::SeqCst)).sum();
-        assert_eq!(total, done.completed);
+        assert_eq!(seen[0], 1);
+        assert_eq!(seen.iter().sum::<usize>(), done.completed);
     }
 
     #[test]
-    fn zero_workers_run_nothing() {
-        let calls = AtomicUsize::new(0);
-        let done = parallelize_until(&Stop::never(), 0, 100, |_| {
-            calls.fetch_add(1, Ordering::SeqCst);
-        });
-        assert_eq!(calls.load(Ordering::SeqCst), 0);
-        assert_eq!(done, Parallelized::NOTHING);
-    }
-
-    #[test]
-    fn zero_pieces_return_at_once() {
+    fn zero_workers_or_pieces_run_nothing() {
+        let done = parallelize_until(&Stop::never(), 0, 100, |_| unreachable!());
+        assert_eq!(done, Parallelized::default());
         let done = parallelize_until(&Stop::stopped_already(), 4, 0, |_| unreachable!());
-        assert_eq!(done, Parallelized::NOTHING);
+        assert_eq!(done, Parallelized::default());
     }
 
     #[test]
@@ -459,28 +395,22 @@ mod tests {
         let reports = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&reports);
         let policy = PanicPolicy::contain().on_panic(move |report| {
-            assert_eq!(report.context(), CONTEXT);
-            assert_eq!(report.message(), "piece 37");
+            assert_eq!((report.context(), report.message()), (CONTEXT, "piece 37"));
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        let seen = counters(100);
-        let done =
-            Parallelizer::new(4)
-                .chunk_size(10)
-                .panics(policy)
-                .run(&Stop::never(), 100, |piece| {
-                    if piece == 37 {
-                        panic!("piece {piece}");
-                    }
-                    seen[piece].fetch_add(1, Ordering::SeqCst);
-                });
-        assert_eq!(done.completed, 99);
-        assert_eq!(done.panicked, 1);
-        assert!(!done.stopped);
+        let parallelizer = Parallelizer::new(4).chunk_size(10).panics(policy);
+        let (done, seen) = count_runs(parallelizer, &Stop::never(), 100, |piece| {
+            if piece == 37 {
+                panic!("piece {piece}");
+            }
+        });
+        // Piece 37 ran (and panicked) once; the rest of its chunk still ran.
+        assert_eq!(seen, vec![1; 100]);
+        assert_eq!(
+            (done.completed, done.panicked, done.stopped),
+            (99, 1, false)
+        );
         assert_eq!(reports.load(Ordering::SeqCst), 1);
-        for piece in (0..100).filter(|&p| p != 37) {
-            assert_eq!(seen[piece].load(Ordering::SeqCst), 1, "piece {piece}");
-        }
     }
 
     #[test]
@@ -501,13 +431,11 @@ mod tests {
     fn refused_spawns_run_on_the_calling_thread() {
         REFUSE_SPAWN.with(|refuse| refuse.set(true));
         let caller = thread::current().id();
-        let seen = counters(50);
-        let done = parallelize_until(&Stop::never(), 8, 50, |piece| {
+        let (done, seen) = count_runs(Parallelizer::new(8), &Stop::never(), 50, |_| {
             assert_eq!(thread::current().id(), caller);
-            seen[piece].fetch_add(1, Ordering::SeqCst);
         });
         REFUSE_SPAWN.with(|refuse| refuse.set(false));
-        assert_each_once(&seen);
+        assert_eq!(seen, vec![1; 50]);
         assert_eq!(done.completed, 50);
     }
 }

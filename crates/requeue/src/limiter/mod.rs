@@ -285,7 +285,8 @@ mod tests {
             assert_eq!(limiter.when(&item), 5 * MS);
         }
         let next = limiter.when(&100);
-        assert!(next > 5 * MS && next <= 100 * MS, "{next:?}");
+        // 100 ms of debt, minus whatever real time passed meanwhile.
+        assert!(next >= 5 * MS && next <= 100 * MS, "{next:?}");
     }
 
     #[test]

@@ -179,6 +179,12 @@ impl<T: Key> Clone for WorkQueue<T> {
     }
 }
 
+// The queue stays consistent if a panic unwinds through it: its lock
+// ignores poisoning, and user code (the rate limiter, metrics hooks) runs
+// outside the lock (the rate limiter) or must not panic (metrics hooks).
+impl<T: Key> std::panic::UnwindSafe for WorkQueue<T> {}
+impl<T: Key> std::panic::RefUnwindSafe for WorkQueue<T> {}
+
 impl<T: Key> Default for WorkQueue<T> {
     fn default() -> Self {
         Self::new()
