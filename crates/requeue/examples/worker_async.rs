@@ -21,7 +21,9 @@ async fn main() {
         ))
         .build();
     for i in 0..10 {
-        queue.add(format!("default/job-{i}")).expect("queue is running");
+        queue
+            .add(format!("default/job-{i}"))
+            .expect("queue is running");
     }
 
     let reconciled = Arc::new(AtomicUsize::new(0));
@@ -53,5 +55,8 @@ async fn main() {
     for worker in workers {
         worker.await.expect("worker task");
     }
-    println!("done; limiter still tracks {} keys", queue.rate_limiter().tracked_items());
+    println!(
+        "done; limiter still tracks {} keys",
+        queue.rate_limiter().tracked_items()
+    );
 }

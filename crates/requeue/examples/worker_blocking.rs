@@ -34,7 +34,9 @@ fn main() {
     let attempts = Mutex::new(HashMap::new());
 
     for i in 0..10 {
-        queue.add(format!("default/pod-{i}")).expect("queue is running");
+        queue
+            .add(format!("default/pod-{i}"))
+            .expect("queue is running");
     }
 
     thread::scope(|s| {
@@ -59,10 +61,18 @@ fn main() {
             });
         }
         // Wait until every key succeeded, then stop the workers.
-        while attempts.lock().map(|a| a.values().filter(|n| **n >= 3).count()).unwrap_or(0) < 10 {
+        while attempts
+            .lock()
+            .map(|a| a.values().filter(|n| **n >= 3).count())
+            .unwrap_or(0)
+            < 10
+        {
             thread::sleep(Duration::from_millis(5));
         }
         queue.shut_down_with_drain();
     });
-    println!("all keys reconciled; requeues left: {}", queue.rate_limiter().tracked_items());
+    println!(
+        "all keys reconciled; requeues left: {}",
+        queue.rate_limiter().tracked_items()
+    );
 }

@@ -1,5 +1,7 @@
 //! Async tasks and blocked threads on the same queue.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use futures_util::StreamExt;
@@ -70,9 +72,15 @@ async fn a_get_future_cancelled_by_a_timeout_loses_nothing() {
     let q: WorkQueue<&str> = WorkQueue::new();
     let timed_out = tokio::time::timeout(Duration::from_millis(5), q.get_async()).await;
     assert!(timed_out.is_err());
-    assert_eq!(q.snapshot().waiting_gets, 0, "the cancelled waiter left the line");
+    assert_eq!(
+        q.snapshot().waiting_gets,
+        0,
+        "the cancelled waiter left the line"
+    );
     q.add("x").unwrap();
-    let item = tokio::time::timeout(BOUND, q.get_async()).await.expect("in time");
+    let item = tokio::time::timeout(BOUND, q.get_async())
+        .await
+        .expect("in time");
     assert_eq!(item.map(|i| *i), Some("x"));
 }
 

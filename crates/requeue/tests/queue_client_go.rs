@@ -1,5 +1,7 @@
 //! client-go's workqueue tests (SPEC §6.3), re-stated for requeue.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use requeue::clock::FakeClock;
@@ -19,7 +21,10 @@ fn queue<T: requeue::queue::Key>() -> WorkQueue<T> {
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let give_up = std::time::Instant::now() + BOUND;
     while !cond() {
-        assert!(std::time::Instant::now() < give_up, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "timed out waiting for {what}"
+        );
         thread::yield_now();
     }
 }
@@ -64,7 +69,11 @@ fn basic(drain: bool) {
     assert_eq!(q.len(), 0);
     let consumed = consumed.lock().expect("lock");
     assert!(!consumed.contains(&99_999));
-    assert_eq!(consumed.iter().collect::<HashSet<_>>().len(), 2500, "every distinct add is delivered");
+    assert_eq!(
+        consumed.iter().collect::<HashSet<_>>().len(),
+        2500,
+        "every distinct add is delivered"
+    );
 }
 
 #[test]
@@ -98,7 +107,9 @@ fn add_while_processing(drain: bool) {
     for i in 0..500 {
         q.add(i).expect("running");
     }
-    wait_until("every item re-delivered", || deliveries.load(Ordering::SeqCst) == 1000);
+    wait_until("every item re-delivered", || {
+        deliveries.load(Ordering::SeqCst) == 1000
+    });
     if drain {
         q.shut_down_with_drain();
     } else {
@@ -232,7 +243,7 @@ fn drain_hands_out_an_item_re_added_while_processing() {
         thread::spawn(move || q.shut_down_with_drain())
     };
     wait_until("shutdown begins", || q.is_shutting_down());
-    assert!(matches!(q.try_get(), Err(_)), "nothing ready while foo is processed");
+    assert!(q.try_get().is_err(), "nothing ready while foo is processed");
     foo.done();
     let again = q.get().expect("the re-added item is still handed out");
     assert_eq!(*again, "foo");
@@ -249,7 +260,11 @@ fn done_items_are_not_retained() {
     q.add(key.clone()).unwrap();
     q.add(key.clone()).unwrap();
     q.get().expect("item").done();
-    assert_eq!(Arc::strong_count(&key), 1, "the queue keeps no reference after done");
+    assert_eq!(
+        Arc::strong_count(&key),
+        1,
+        "the queue keeps no reference after done"
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! queue tests, SPEC §6.3), on a FakeClock: `advance` promotes due items
 //! before it returns, so no test waits on real time.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use requeue::clock::{Clock, FakeClock};
@@ -48,7 +50,10 @@ fn dedup_of_delays_keeps_the_earliest() {
     assert_eq!(q.len(), 0, "nothing at 70 ms");
 
     q.add_after("foo", ms(50)).unwrap();
-    assert!(matches!(q.add_after("foo", ms(30)), Ok(Added::Delayed { .. })));
+    assert!(matches!(
+        q.add_after("foo", ms(30)),
+        Ok(Added::Delayed { .. })
+    ));
     clock.advance(ms(40));
     assert_eq!(take(&q), Some("foo"), "the earlier delay wins");
     clock.advance(ms(20));
@@ -77,7 +82,10 @@ fn items_due_together_are_queued_in_due_order() {
     q.add_after("baz", ms(250)).unwrap();
     clock.advance(Duration::from_secs(2));
     assert_eq!(q.len(), 3);
-    assert_eq!([take(&q), take(&q), take(&q)], [Some("baz"), Some("bar"), Some("foo")]);
+    assert_eq!(
+        [take(&q), take(&q), take(&q)],
+        [Some("baz"), Some("bar"), Some("foo")]
+    );
 }
 
 #[test]
@@ -103,7 +111,11 @@ fn rate_limited_adds_follow_the_limiter_and_forget_resets() {
     clock.advance(ms(1));
     assert_eq!(q.len(), 2);
     take(&q);
-    assert_eq!(due(q.add_rate_limited("one")), ms(1), "forgotten: back to the base delay");
+    assert_eq!(
+        due(q.add_rate_limited("one")),
+        ms(1),
+        "forgotten: back to the base delay"
+    );
 }
 
 #[test]
@@ -141,7 +153,10 @@ fn delayed_add_of_an_item_being_processed_waits_for_both() {
 #[test]
 fn a_huge_delay_saturates_instead_of_panicking() {
     let (clock, q) = fake();
-    assert!(matches!(q.add_after("far", Duration::MAX), Ok(Added::Delayed { .. })));
+    assert!(matches!(
+        q.add_after("far", Duration::MAX),
+        Ok(Added::Delayed { .. })
+    ));
     clock.advance(Duration::from_secs(3600));
     assert_eq!(q.len(), 0);
     assert_eq!(q.snapshot().delayed, 1);

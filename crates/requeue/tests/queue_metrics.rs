@@ -1,6 +1,8 @@
 //! The metric update points of SPEC §3.7 (client-go's TestMetrics and
 //! TestMetricShutdown), on a FakeClock with the in-memory provider.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use requeue::clock::FakeClock;
 use requeue::metrics::{InMemoryMetrics, QueueRecord};
 use requeue::queue::WorkQueue;
@@ -37,7 +39,11 @@ fn metrics_move_at_client_gos_points() {
     for _ in 0..5 {
         q.add("foo").unwrap();
     }
-    assert_eq!((m.adds(), m.depth()), (2, 1), "re-adds while processing count once");
+    assert_eq!(
+        (m.adds(), m.depth()),
+        (2, 1),
+        "re-adds while processing count once"
+    );
     clock.advance(Duration::from_micros(25));
     item.done();
     assert!(close(m.work_duration()[0], 2.5e-5));
@@ -96,7 +102,10 @@ fn delayed_items_are_counted_in_depth_only_once_due() {
 fn unnamed_queues_record_nothing() {
     let metrics = Arc::new(InMemoryMetrics::new());
     let clock = FakeClock::new();
-    let q: WorkQueue<u8> = WorkQueue::builder().clock(clock.clone()).metrics(metrics.clone()).build();
+    let q: WorkQueue<u8> = WorkQueue::builder()
+        .clock(clock.clone())
+        .metrics(metrics.clone())
+        .build();
     q.add(1).unwrap();
     assert!(metrics.queue("").is_none());
     assert!(!clock.has_waiters(), "no ticker without metrics");

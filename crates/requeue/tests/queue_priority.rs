@@ -1,13 +1,18 @@
 //! Priorities (controller-runtime's priority queue tests, SPEC §6.4) and
 //! requeue's anti-starvation rule (deviation 9).
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use requeue::clock::{Clock, FakeClock};
 use requeue::queue::{AddOpts, Added, WorkQueue};
 use std::time::Duration;
 
 fn strict() -> (FakeClock, WorkQueue<&'static str>) {
     let clock = FakeClock::new();
-    let q = WorkQueue::builder().clock(clock.clone()).fairness(None).build();
+    let q = WorkQueue::builder()
+        .clock(clock.clone())
+        .fairness(None)
+        .build();
     (clock, q)
 }
 
@@ -81,7 +86,10 @@ fn a_raised_priority_jumps_ahead_and_joins_the_back_of_its_new_level() {
 fn a_ready_add_wins_over_a_long_delay() {
     let (clock, q) = strict();
     q.add("foo").unwrap();
-    assert_eq!(q.add_after("foo", Duration::from_secs(3600)), Ok(Added::Merged));
+    assert_eq!(
+        q.add_after("foo", Duration::from_secs(3600)),
+        Ok(Added::Merged)
+    );
     assert_eq!(drain(&q), ["foo"]);
     assert_eq!(q.len(), 0);
     clock.advance(Duration::from_secs(3600));
@@ -109,7 +117,11 @@ fn after_shutdown_get_reports_it_immediately_and_repeatedly() {
 #[test]
 fn a_delayed_high_priority_item_that_became_ready_goes_before_low_ones() {
     let (clock, q) = strict();
-    q.add_with("high", AddOpts::new().priority(1).after(Duration::from_secs(1))).unwrap();
+    q.add_with(
+        "high",
+        AddOpts::new().priority(1).after(Duration::from_secs(1)),
+    )
+    .unwrap();
     q.add("low").unwrap();
     clock.advance(Duration::from_secs(1));
     assert_eq!(drain(&q), ["high", "low"]);
@@ -119,11 +131,21 @@ fn a_delayed_high_priority_item_that_became_ready_goes_before_low_ones() {
 fn high_priority_items_before_low_ones_across_delays() {
     let (clock, q) = strict();
     let mut expected = Vec::new();
-    let names: Vec<&'static str> = (0..50).map(|i| &*Box::leak(format!("k{i}").into_boxed_str())).collect();
+    let names: Vec<&'static str> = (0..50)
+        .map(|i| &*Box::leak(format!("k{i}").into_boxed_str()))
+        .collect();
     for level in (0..5).rev() {
-        for (i, name) in names.iter().enumerate().filter(|(i, _)| i % 5 == level as usize) {
+        for (i, name) in names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 5 == level as usize)
+        {
             let opts = AddOpts::new().priority(level);
-            let opts = if i % 2 == 0 { opts.after(Duration::from_secs(1)) } else { opts };
+            let opts = if i % 2 == 0 {
+                opts.after(Duration::from_secs(1))
+            } else {
+                opts
+            };
             q.add_with(name, opts).unwrap();
             expected.push((level, *name));
         }
@@ -141,7 +163,10 @@ fn rate_limited_items_in_one_call_get_their_own_delays() {
     let clock = FakeClock::new();
     let q: WorkQueue<&str> = WorkQueue::builder()
         .clock(clock.clone())
-        .rate_limiter(requeue::limiter::ItemExponential::new(Duration::from_millis(5), Duration::from_secs(1000)))
+        .rate_limiter(requeue::limiter::ItemExponential::new(
+            Duration::from_millis(5),
+            Duration::from_secs(1000),
+        ))
         .build();
     for _ in 0..7 {
         q.rate_limiter().when(&"slow");
@@ -159,19 +184,21 @@ fn fairness_lets_low_priority_items_through_a_steady_high_stream() {
     let clock = FakeClock::new();
     let q: WorkQueue<u32> = WorkQueue::builder().clock(clock).fairness(Some(4)).build();
     q.add_with(0, prio(-100)).unwrap();
-    let mut next = 1;
     let mut served_low_after = None;
     for round in 0..20 {
         // A steady stream: always another high-priority item waiting.
-        q.add_with(next, prio(0)).unwrap();
-        next += 1;
+        q.add_with(round + 1, prio(0)).unwrap();
         let item = q.try_get().expect("item");
         if *item == 0 {
             served_low_after = Some(round);
             break;
         }
     }
-    assert_eq!(served_low_after, Some(4), "the low item goes after 4 pass-overs");
+    assert_eq!(
+        served_low_after,
+        Some(4),
+        "the low item goes after 4 pass-overs"
+    );
 }
 
 #[test]

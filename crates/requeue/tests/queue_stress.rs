@@ -1,6 +1,8 @@
 //! Many producers and consumers, threads and tasks mixed: nothing lost,
 //! nothing handed to two workers at once, empty at the end.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use requeue::queue::{AddOpts, WorkQueue};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +19,10 @@ struct InHand(Mutex<HashSet<u32>>);
 
 impl InHand {
     fn take(&self, key: u32) {
-        assert!(self.0.lock().expect("lock").insert(key), "key {key} handed to two workers at once");
+        assert!(
+            self.0.lock().expect("lock").insert(key),
+            "key {key} handed to two workers at once"
+        );
     }
     fn give_back(&self, key: u32) {
         self.0.lock().expect("lock").remove(&key);
@@ -28,7 +33,8 @@ impl InHand {
 fn eight_by_eight_threads_and_tasks_lose_nothing_and_never_share_a_key() {
     let q: WorkQueue<u32> = WorkQueue::new();
     let in_hand = Arc::new(InHand::default());
-    let delivered: Arc<Vec<AtomicUsize>> = Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect());
+    let delivered: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..KEYS).map(|_| AtomicUsize::new(0)).collect());
     let handle = |key: u32, in_hand: &InHand, delivered: &[AtomicUsize]| {
         in_hand.take(key);
         delivered[key as usize].fetch_add(1, Ordering::SeqCst);
@@ -36,7 +42,11 @@ fn eight_by_eight_threads_and_tasks_lose_nothing_and_never_share_a_key() {
         in_hand.give_back(key);
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let (q, in_hand, delivered) = (q.clone(), in_hand.clone(), delivered.clone());
@@ -78,7 +88,10 @@ fn eight_by_eight_threads_and_tasks_lose_nothing_and_never_share_a_key() {
         // Let the delayed retries land, then drain everything.
         let give_up = std::time::Instant::now() + Duration::from_secs(30);
         while q.snapshot().delayed > 0 {
-            assert!(std::time::Instant::now() < give_up, "delayed items never came due");
+            assert!(
+                std::time::Instant::now() < give_up,
+                "delayed items never came due"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         // Retries racing with the shutdown are handed back, not lost silently.
@@ -91,8 +104,14 @@ fn eight_by_eight_threads_and_tasks_lose_nothing_and_never_share_a_key() {
             t.await.expect("task");
         }
     });
-    assert!(delivered.iter().all(|d| d.load(Ordering::SeqCst) >= 1), "every key delivered at least once");
+    assert!(
+        delivered.iter().all(|d| d.load(Ordering::SeqCst) >= 1),
+        "every key delivered at least once"
+    );
     let snapshot = q.snapshot();
-    assert_eq!((snapshot.ready, snapshot.processing, snapshot.delayed), (0, 0, 0));
+    assert_eq!(
+        (snapshot.ready, snapshot.processing, snapshot.delayed),
+        (0, 0, 0)
+    );
     assert!(in_hand.0.lock().expect("lock").is_empty());
 }

@@ -185,6 +185,7 @@ fn group_re_raises_a_member_panic_after_all_finish() {
     group.wait(); // the panic was handed out once
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn group_waits_for_tasks_and_threads_together() {
     let group = Group::new();

@@ -122,9 +122,13 @@ impl TimerThread {
                     // A waker may run code (the work queue promotes due
                     // items from `wake`); a panic there must not take down
                     // the timer every other sleeper depends on.
-                    let woke = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
+                    let woke =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
                     if let Err(payload) = woke {
-                        tracing::error!(panic = crate::crash::panic_message(&*payload), "a timer waker panicked");
+                        tracing::error!(
+                            panic = crate::crash::panic_message(&*payload),
+                            "a timer waker panicked"
+                        );
                     }
                 }
                 state = lock(&self.state);

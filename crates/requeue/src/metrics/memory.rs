@@ -157,7 +157,10 @@ impl MetricsProvider for InMemoryMetrics {
     fn new_unfinished_work_seconds_metric(&self, name: &str) -> Box<dyn SettableGaugeMetric> {
         self.handle(name, Field::Unfinished)
     }
-    fn new_longest_running_processor_seconds_metric(&self, name: &str) -> Box<dyn SettableGaugeMetric> {
+    fn new_longest_running_processor_seconds_metric(
+        &self,
+        name: &str,
+    ) -> Box<dyn SettableGaugeMetric> {
         self.handle(name, Field::Longest)
     }
     fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric> {

@@ -87,7 +87,10 @@ pub trait MetricsProvider: Send + Sync {
     /// `workqueue_unfinished_work_seconds`.
     fn new_unfinished_work_seconds_metric(&self, name: &str) -> Box<dyn SettableGaugeMetric>;
     /// `workqueue_longest_running_processor_seconds`.
-    fn new_longest_running_processor_seconds_metric(&self, name: &str) -> Box<dyn SettableGaugeMetric>;
+    fn new_longest_running_processor_seconds_metric(
+        &self,
+        name: &str,
+    ) -> Box<dyn SettableGaugeMetric>;
     /// `workqueue_retries_total`.
     fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric>;
 }

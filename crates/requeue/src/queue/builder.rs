@@ -104,9 +104,9 @@ impl<T: Key> WorkQueueBuilder<T> {
     /// metrics tick are timers on the clock.
     pub fn build(self) -> WorkQueue<T> {
         let clock = self.clock.unwrap_or_else(clock::real);
-        let limiter = self.limiter.unwrap_or_else(|| {
-            Box::new(limiter::default_controller_with_clock(clock.clone()))
-        });
+        let limiter = self
+            .limiter
+            .unwrap_or_else(|| Box::new(limiter::default_controller_with_clock(clock.clone())));
         let metrics = match (&self.metrics, self.name.is_empty()) {
             (Some(provider), false) => Some(QueueMetrics::new(&**provider, &self.name)),
             _ => None,

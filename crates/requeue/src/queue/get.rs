@@ -237,6 +237,8 @@ debug_as_waiter!(Get, GetWithin);
 
 impl<T: Key> fmt::Debug for ItemStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ItemStream").field("queue", &self.queue.name()).finish()
+        f.debug_struct("ItemStream")
+            .field("queue", &self.queue.name())
+            .finish()
     }
 }

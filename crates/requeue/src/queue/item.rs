@@ -81,7 +81,10 @@ impl<T: Key> Item<T> {
         }
     }
 
-    fn readd(&self, add: impl FnOnce(&WorkQueue<T>, T) -> Result<Added, ShutDown<T>>) -> Result<Added, ShutDown<T>> {
+    fn readd(
+        &self,
+        add: impl FnOnce(&WorkQueue<T>, T) -> Result<Added, ShutDown<T>>,
+    ) -> Result<Added, ShutDown<T>> {
         match &self.item {
             Some(item) => add(&self.queue, item.clone()),
             None => unreachable!("the item is only taken when the guard is consumed"),

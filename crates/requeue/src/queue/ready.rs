@@ -187,7 +187,8 @@ mod tests {
         q.push(0, "new");
         q.mark_stale();
         assert_eq!(q.len(), 1);
-        let got: Vec<_> = std::iter::from_fn(|| q.pop(|_, seq| seq != stale).map(|(i, _)| i)).collect();
+        let got: Vec<_> =
+            std::iter::from_fn(|| q.pop(|_, seq| seq != stale).map(|(i, _)| i)).collect();
         assert_eq!(got, ["new"]);
     }
 

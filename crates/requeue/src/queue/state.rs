@@ -334,13 +334,22 @@ impl<T: Eq + Hash + Clone> State<T> {
 
     /// Moves up to `budget` due items from the delay heap into the ready
     /// queue. Returns whether due items may remain.
-    pub(crate) fn promote_due(&mut self, now: Instant, budget: usize, wake: &mut Vec<Waker>) -> bool {
+    pub(crate) fn promote_due(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        wake: &mut Vec<Waker>,
+    ) -> bool {
         let stamp = self.metrics.as_ref().map(|_| now);
         for _ in 0..budget {
             let Some(due) = self.delayed.pop_due(now) else {
                 return false;
             };
-            let Some(entry) = self.map.get_mut(&due.item).filter(|e| e.delayed_as(due.seq)) else {
+            let Some(entry) = self
+                .map
+                .get_mut(&due.item)
+                .filter(|e| e.delayed_as(due.seq))
+            else {
                 continue;
             };
             self.delayed.took_live();
@@ -408,7 +417,9 @@ impl<T: Eq + Hash + Clone> State<T> {
             .values()
             .filter_map(|e| e.started_at.filter(|_| e.processing))
             .map(|started| now.saturating_duration_since(started).as_secs_f64())
-            .fold((0.0, 0.0), |(sum, max), age| (sum + age, f64::max(max, age)))
+            .fold((0.0, 0.0), |(sum, max), age| {
+                (sum + age, f64::max(max, age))
+            })
     }
 
     /// Takes the get waiter `id` out of the line; if it had been woken for an
@@ -428,7 +439,10 @@ impl<T: Eq + Hash + Clone> State<T> {
         let mut ready = 0;
         let mut delayed = 0;
         for entry in self.map.values() {
-            assert!(entry.dirty || entry.processing || entry.delay.is_some(), "empty entry kept");
+            assert!(
+                entry.dirty || entry.processing || entry.delay.is_some(),
+                "empty entry kept"
+            );
             assert_eq!(entry.ready_seq != 0, entry.dirty && !entry.processing);
             assert!(!(entry.dirty && entry.delay.is_some()), "dirty and delayed");
             processing += usize::from(entry.processing);
@@ -440,5 +454,56 @@ impl<T: Eq + Hash + Clone> State<T> {
         assert_eq!(parked, self.parked);
         assert_eq!(ready, self.ready.len());
         assert_eq!(delayed, self.delayed.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Drives the state machine through a long pseudo-random sequence of
+    /// operations and checks every invariant after each step.
+    #[test]
+    fn invariants_hold_through_random_operations() {
+        let mut rng = fastrand::Rng::with_seed(0x5EED);
+        let mut state: State<u8> = State::new(Some(3), None);
+        let start = Instant::now();
+        let mut now = start;
+        let mut held: Vec<(u8, u64)> = Vec::new();
+        for _ in 0..20_000 {
+            let key = rng.u8(0..16);
+            match rng.u8(0..8) {
+                0 | 1 => {
+                    let _ = state.add(key, rng.i32(-2..3), None, None);
+                }
+                2 => {
+                    let at = now + Duration::from_millis(rng.u64(1..50));
+                    let _ = state.add(key, rng.i32(-2..3), Some(at), None);
+                }
+                3 | 4 => {
+                    if let Some((item, token, _)) = state.pop(None) {
+                        assert!(held.iter().all(|(k, _)| *k != item), "handed out twice");
+                        held.push((item, token));
+                    }
+                }
+                5 if !held.is_empty() => {
+                    let (item, token) = held.swap_remove(rng.usize(..held.len()));
+                    assert!(state.done(&item, Some(token), None).was_processing);
+                }
+                6 => {
+                    assert!(
+                        !state.done(&key, Some(u64::MAX), None).was_processing,
+                        "stray done"
+                    );
+                }
+                _ => {
+                    now += Duration::from_millis(rng.u64(0..20));
+                    let mut wake = Vec::new();
+                    while state.promote_due(now, 4, &mut wake) {}
+                }
+            }
+            state.check();
+        }
     }
 }

@@ -123,6 +123,9 @@ impl<T: Key> Shared<T> {
 
     /// Withdraws both timers (at shutdown).
     pub(crate) fn cancel_timers(&self, timers: [Option<TimerId>; 2]) {
-        timers.into_iter().flatten().for_each(|id| self.clock.cancel_timer(id));
+        timers
+            .into_iter()
+            .flatten()
+            .for_each(|id| self.clock.cancel_timer(id));
     }
 }

@@ -6,7 +6,7 @@ use crate::sync::{Arc, Mutex, lock};
 use crate::waker_set::WakerSet;
 use std::any::Any;
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::task::Poll;
 
@@ -120,15 +120,14 @@ impl Group {
         let member = self.join();
         tokio::spawn(async move {
             let mut fut = std::pin::pin!(fut);
-            let outcome =
-                poll_fn(
-                    |cx| match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-                        Ok(Poll::Pending) => Poll::Pending,
-                        Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-                        Err(payload) => Poll::Ready(Err(payload)),
-                    },
-                )
-                .await;
+            let outcome = std::future::poll_fn(|cx| {
+                match catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+                    Err(payload) => Poll::Ready(Err(payload)),
+                }
+            })
+            .await;
             member.finish(outcome);
         });
     }
