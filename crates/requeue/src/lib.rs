@@ -7,6 +7,10 @@
 //! |---|---|
 //! | [`wait`] | `until`, `jitter_until`, `poll*`, backoff, [`Stop`](wait::Stop), [`Group`](wait::Group) |
 //! | [`clock`] | the [`Clock`](clock::Clock) trait, [`RealClock`](clock::RealClock), [`FakeClock`](clock::FakeClock) |
+//! | [`queue`] | [`WorkQueue`](queue::WorkQueue): client-go's work queue with delays, priorities and rate-limited retries |
+//! | [`limiter`] | client-go's rate limiters ([`default_controller`](limiter::default_controller) and the rest) |
+//! | [`metrics`] | the queue's metrics hooks with client-go's metric set |
+//! | [`parallel`] | [`parallelize_until`](parallel::parallelize_until) |
 //! | [`crash`] | what happens when your code panics inside a loop |
 //!
 //! ```
