@@ -36,9 +36,9 @@ impl<T: Key> WorkQueue<T> {
         let stamp = self.stamp();
         let mut state = lock(&self.shared.state);
         match state.pop(stamp) {
-            Some((item, token, priority)) => {
+            Some(out) => {
                 drop(state);
-                Ok(Item::new(self.clone(), item, token, priority))
+                Ok(Item::new(self.clone(), out))
             }
             None if state.is_shutting_down() => Err(TryGetError::ShutDown),
             None => Err(TryGetError::Empty),
@@ -103,12 +103,12 @@ impl<T: Key> WorkQueue<T> {
     fn poll_item(&self, waiter: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
         let stamp = self.stamp();
         let mut state = lock(&self.shared.state);
-        if let Some((item, token, priority)) = state.pop(stamp) {
+        if let Some(out) = state.pop(stamp) {
             if let Some(id) = waiter.take() {
                 state.waiters.remove(id);
             }
             drop(state);
-            return Poll::Ready(Some(Item::new(self.clone(), item, token, priority)));
+            return Poll::Ready(Some(Item::new(self.clone(), out)));
         }
         if state.is_shutting_down() {
             if let Some(id) = waiter.take() {

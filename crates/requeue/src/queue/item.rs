@@ -1,5 +1,6 @@
 //! The guard `get` returns: the item, marked done when the guard goes away.
 
+use super::state::HandOut;
 use super::{Added, Key, ShutDown, WorkQueue};
 use std::fmt;
 use std::ops::Deref;
@@ -16,17 +17,19 @@ use std::time::Duration;
 pub struct Item<T: Key> {
     queue: WorkQueue<T>,
     item: Option<T>,
+    slot: u32,
     token: u64,
     priority: i32,
 }
 
 impl<T: Key> Item<T> {
-    pub(crate) fn new(queue: WorkQueue<T>, item: T, token: u64, priority: i32) -> Self {
+    pub(crate) fn new(queue: WorkQueue<T>, out: HandOut<T>) -> Self {
         Item {
             queue,
-            item: Some(item),
-            token,
-            priority,
+            item: Some(out.item),
+            slot: out.slot,
+            token: out.token,
+            priority: out.priority,
         }
     }
 
@@ -93,7 +96,7 @@ impl<T: Key> Item<T> {
 
     fn finish(&mut self) -> bool {
         match self.item.take() {
-            Some(item) => self.queue.finish(&item, Some(self.token)),
+            Some(_) => self.queue.finish(self.slot, self.token),
             None => false,
         }
     }

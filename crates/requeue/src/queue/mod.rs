@@ -107,6 +107,7 @@ mod builder;
 mod delayed;
 mod error;
 mod get;
+mod index;
 mod item;
 mod options;
 mod ready;
@@ -319,12 +320,16 @@ impl<T: Key> WorkQueue<T> {
     /// again meanwhile, it goes to the back of the queue. Returns `false`,
     /// changing nothing, if `item` was not being processed.
     pub fn done(&self, item: &T) -> bool {
-        self.finish(item, None)
+        let stamp = self.stamp();
+        let finished = lock(&self.shared.state).done_item(item, stamp);
+        finished.wake.into_iter().for_each(Waker::wake);
+        finished.was_processing
     }
 
-    pub(crate) fn finish(&self, item: &T, token: Option<u64>) -> bool {
+    /// Ends hand-out `token` of the item in `slot` (what a guard does).
+    pub(crate) fn finish(&self, slot: u32, token: u64) -> bool {
         let stamp = self.stamp();
-        let finished = lock(&self.shared.state).done(item, token, stamp);
+        let finished = lock(&self.shared.state).done(slot, Some(token), stamp);
         finished.wake.into_iter().for_each(Waker::wake);
         finished.was_processing
     }

@@ -1,67 +1,31 @@
 //! The queue's state machine: plain data, changed only under the queue's lock.
 //!
-//! Every item the queue knows has one [`Entry`] in `map`; an item with no
-//! pending work, no delay and no worker holding it has none. The ready and
-//! delay structures hold copies of the key plus a sequence number that is
-//! only valid while the entry still names it (lazy deletion).
+//! Every item the queue knows has a slot in the [`Index`]; an item with no
+//! pending work, no delay and no worker holding it has none. The ready queue
+//! and the delay heap hold slot numbers plus a sequence number that is only
+//! valid while the slot still names it (lazy deletion).
 //!
 //! Invariants (checked by `check` in tests):
-//! - an entry exists iff it is dirty, processing or delayed;
-//! - in the ready queue (`ready_seq != 0`) iff dirty and not processing;
+//! - a slot is occupied iff its item is dirty, processing or delayed;
+//! - queued (in the ready queue) iff dirty and not processing;
 //! - delayed only if not dirty;
-//! - `processing` and `parked` count the entries that are processing, and
+//! - `processing` and `parked` count the slots that are processing, and
 //!   processing-and-dirty.
 
 use super::delayed::DelayHeap;
+use super::index::{DELAYED, DIRTY, Index, PROCESSING, QUEUED, Slot};
 use super::options::Added;
 use super::ready::ReadyQueue;
 use super::waiters::Waiters;
 use crate::clock::TimerId;
 use crate::metrics::QueueMetrics;
 use crate::waker_set::WakerSet;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::task::Waker;
 use std::time::Instant;
 
 /// No pending instance carries a priority yet.
 const NO_PRIORITY: i32 = i32::MIN;
-
-pub(crate) type Map<T> = HashMap<T, Entry, foldhash::fast::RandomState>;
-
-/// What the queue knows about one item.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    ready_seq: u64,
-    delay: Option<(Instant, u64)>,
-    /// Highest priority among the adds since the item was last handed out.
-    priority: i32,
-    dirty: bool,
-    processing: bool,
-    /// Which hand-out the current processing belongs to (guards use it).
-    hand_out: u64,
-    added_at: Option<Instant>,
-    started_at: Option<Instant>,
-}
-
-impl Entry {
-    fn new(priority: i32) -> Self {
-        Entry {
-            ready_seq: 0,
-            delay: None,
-            priority,
-            dirty: false,
-            processing: false,
-            hand_out: 0,
-            added_at: None,
-            started_at: None,
-        }
-    }
-
-    fn delayed_as(&self, seq: u64) -> bool {
-        self.delay.is_some_and(|(_, s)| s == seq)
-    }
-}
 
 /// The timer the queue has asked its clock for, if any.
 #[derive(Debug, Default)]
@@ -88,6 +52,15 @@ pub(crate) struct Finished {
     pub(crate) wake: Vec<Waker>,
 }
 
+/// An item handed out by [`State::pop`].
+#[derive(Debug)]
+pub(crate) struct HandOut<T> {
+    pub(crate) item: T,
+    pub(crate) slot: u32,
+    pub(crate) token: u64,
+    pub(crate) priority: i32,
+}
+
 /// Counts for [`crate::queue::QueueSnapshot`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Counts {
@@ -98,11 +71,44 @@ pub(crate) struct Counts {
     pub(crate) waiting_gets: usize,
 }
 
+/// Per-slot timestamps, kept only when metrics are on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Times {
+    added: Option<Instant>,
+    started: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Metered {
+    metrics: QueueMetrics,
+    times: Vec<Times>,
+}
+
+impl Metered {
+    fn times(&mut self, slot: u32) -> &mut Times {
+        let i = slot as usize;
+        if self.times.len() <= i {
+            self.times.resize(i + 1, Times::default());
+        }
+        &mut self.times[i]
+    }
+
+    /// Records an item newly needing processing (client-go's add metric point).
+    fn added(&mut self, slot: u32, now: Option<Instant>) {
+        self.metrics.depth.inc();
+        self.metrics.adds.inc();
+        let times = self.times(slot);
+        if times.added.is_none() {
+            times.added = now;
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct State<T> {
-    map: Map<T>,
-    ready: ReadyQueue<T>,
-    delayed: DelayHeap<T>,
+    index: Index<T>,
+    ready: ReadyQueue<u32>,
+    delayed: DelayHeap<u32>,
     pub(crate) waiters: Waiters,
     pub(crate) drain_waiters: WakerSet,
     processing: usize,
@@ -110,43 +116,52 @@ pub(crate) struct State<T> {
     hand_outs: u64,
     shutting_down: bool,
     draining: bool,
-    metrics: Option<QueueMetrics>,
+    metered: Option<Metered>,
     pub(crate) timer: TimerSlot,
     pub(crate) ticker: Option<TimerId>,
-}
-
-/// Records an item newly needing processing (client-go's add metric point).
-fn note_added(metrics: &Option<QueueMetrics>, entry: &mut Entry, now: Option<Instant>) {
-    if let Some(m) = metrics {
-        m.depth.inc();
-        m.adds.inc();
-        if entry.added_at.is_none() {
-            entry.added_at = now;
-        }
-    }
-}
-
-/// Keeps the highest priority a pending item was added with; a queued item
-/// whose priority rises moves to the back of its new level.
-fn raise_priority<T>(ready: &mut ReadyQueue<T>, entry: &mut Entry, priority: i32, item: T) {
-    if priority <= entry.priority {
-        return;
-    }
-    entry.priority = priority;
-    if entry.ready_seq != 0 {
-        ready.mark_stale();
-        entry.ready_seq = ready.push(priority, item);
-    }
 }
 
 fn seconds_between(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
     Some(to?.saturating_duration_since(from?).as_secs_f64())
 }
 
+/// Whether a ready-queue entry `(slot, seq)` is still live.
+fn queued_as<T: Eq + Hash>(index: &Index<T>, slot: u32, seq: u64) -> bool {
+    index
+        .get(slot)
+        .is_some_and(|s| s.is(QUEUED) && s.seq == seq)
+}
+
+/// Whether a delay-heap entry `(slot, seq)` is still live.
+fn delayed_as<T: Eq + Hash>(index: &Index<T>, slot: u32, seq: u64) -> bool {
+    index
+        .get(slot)
+        .is_some_and(|s| s.is(DELAYED) && s.seq == seq)
+}
+
+/// Puts slot `index` at the back of its priority level.
+fn enqueue<T>(ready: &mut ReadyQueue<u32>, slot: &mut Slot<T>, index: u32) {
+    slot.seq = ready.push(slot.priority, index);
+    slot.set(QUEUED);
+}
+
+/// Keeps the highest priority a pending item was added with; a queued item
+/// whose priority rises moves to the back of its new level.
+fn raise_priority<T>(ready: &mut ReadyQueue<u32>, slot: &mut Slot<T>, index: u32, priority: i32) {
+    if priority <= slot.priority {
+        return;
+    }
+    slot.priority = priority;
+    if slot.is(QUEUED) {
+        ready.mark_stale();
+        enqueue(ready, slot, index);
+    }
+}
+
 impl<T: Eq + Hash + Clone> State<T> {
     pub(crate) fn new(fairness: Option<u32>, metrics: Option<QueueMetrics>) -> Self {
         State {
-            map: Map::default(),
+            index: Index::new(),
             ready: ReadyQueue::new(fairness),
             delayed: DelayHeap::new(),
             waiters: Waiters::default(),
@@ -156,7 +171,10 @@ impl<T: Eq + Hash + Clone> State<T> {
             hand_outs: 0,
             shutting_down: false,
             draining: false,
-            metrics,
+            metered: metrics.map(|metrics| Metered {
+                metrics,
+                times: Vec::new(),
+            }),
             timer: TimerSlot::default(),
             ticker: None,
         }
@@ -167,7 +185,7 @@ impl<T: Eq + Hash + Clone> State<T> {
     }
 
     pub(crate) fn metrics(&self) -> Option<&QueueMetrics> {
-        self.metrics.as_ref()
+        self.metered.as_ref().map(|m| &m.metrics)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -186,7 +204,7 @@ impl<T: Eq + Hash + Clone> State<T> {
 
     /// Whether `shut_down_with_drain` may return.
     pub(crate) fn drain_finished(&self) -> bool {
-        !self.draining || self.map.is_empty()
+        !self.draining || self.index.is_empty()
     }
 
     /// Adds `item` now (`at == None`) or for `at`. Hands the item back when
@@ -201,132 +219,149 @@ impl<T: Eq + Hash + Clone> State<T> {
         if self.shutting_down {
             return Err(item);
         }
+        let (index, _known) = self.index.find_or_insert(item, priority);
         let result = match at {
-            None => self.add_now(item, priority, now),
-            Some(at) => (self.add_later(item, priority, at), None),
+            None => self.add_now(index, priority, now),
+            Some(at) => (self.add_later(index, priority, at), None),
         };
         self.sweep_if_needed();
         Ok(result)
     }
 
-    fn add_now(&mut self, item: T, priority: i32, now: Option<Instant>) -> (Added, Option<Waker>) {
-        let Some(entry) = self.map.get_mut(&item) else {
-            let mut entry = Entry::new(priority);
-            entry.ready_seq = self.ready.push(priority, item.clone());
-            entry.dirty = true;
-            note_added(&self.metrics, &mut entry, now);
-            self.map.insert(item, entry);
-            return (Added::Queued, self.waiters.pop());
+    fn add_now(
+        &mut self,
+        index: u32,
+        priority: i32,
+        now: Option<Instant>,
+    ) -> (Added, Option<Waker>) {
+        let Some(slot) = self.index.get_mut(index) else {
+            return (Added::Merged, None);
         };
-        if entry.delay.take().is_some() {
+        if slot.is(DELAYED) {
             // An immediate add wins over a pending delay (deviation 3).
+            slot.clear(DELAYED);
+            slot.delay_at = None;
             self.delayed.mark_stale();
         }
-        if entry.dirty {
-            raise_priority(&mut self.ready, entry, priority, item);
+        if slot.is(DIRTY) {
+            raise_priority(&mut self.ready, slot, index, priority);
             return (Added::Merged, None);
         }
-        entry.dirty = true;
-        entry.priority = entry.priority.max(priority);
-        note_added(&self.metrics, entry, now);
-        if entry.processing {
+        slot.set(DIRTY);
+        slot.priority = slot.priority.max(priority);
+        if let Some(m) = &mut self.metered {
+            m.added(index, now);
+        }
+        if slot.is(PROCESSING) {
             self.parked += 1;
             return (Added::AfterDone, None);
         }
-        entry.ready_seq = self.ready.push(entry.priority, item);
+        enqueue(&mut self.ready, slot, index);
         (Added::Queued, self.waiters.pop())
     }
 
-    fn add_later(&mut self, item: T, priority: i32, at: Instant) -> Added {
-        let Some(entry) = self.map.get_mut(&item) else {
-            let mut entry = Entry::new(priority);
-            entry.delay = Some((at, self.delayed.push(at, item.clone())));
-            self.map.insert(item, entry);
-            return Added::Delayed { at };
+    fn add_later(&mut self, index: u32, priority: i32, at: Instant) -> Added {
+        let Some(slot) = self.index.get_mut(index) else {
+            return Added::Merged;
         };
-        if entry.dirty {
+        if slot.is(DIRTY) {
             // Already due (or due again after its processing): a delay
             // would only postpone it; the priority still counts.
-            raise_priority(&mut self.ready, entry, priority, item);
+            raise_priority(&mut self.ready, slot, index, priority);
             return Added::Merged;
         }
-        entry.priority = entry.priority.max(priority);
-        match entry.delay {
-            Some((current, _)) if current <= at => return Added::Merged,
-            Some(_) => self.delayed.mark_stale(),
-            None => {}
+        slot.priority = slot.priority.max(priority);
+        if slot.is(DELAYED) {
+            if slot.delay_at.is_some_and(|current| current <= at) {
+                return Added::Merged;
+            }
+            self.delayed.mark_stale();
         }
-        entry.delay = Some((at, self.delayed.push(at, item)));
+        slot.seq = self.delayed.push(at, index);
+        slot.delay_at = Some(at);
+        slot.set(DELAYED);
         Added::Delayed { at }
     }
 
     fn sweep_if_needed(&mut self) {
-        let map = &self.map;
+        let index = &self.index;
         if self.ready.wants_sweep() {
-            self.ready
-                .sweep(|item, seq| map.get(item).is_some_and(|e| e.ready_seq == seq));
+            self.ready.sweep(|&slot, seq| queued_as(index, slot, seq));
         }
         self.delayed
-            .maybe_sweep(|item, seq| map.get(item).is_some_and(|e| e.delayed_as(seq)));
+            .maybe_sweep(|&slot, seq| delayed_as(index, slot, seq));
     }
 
-    /// Hands out the next ready item: `(item, hand-out token, priority)`.
-    pub(crate) fn pop(&mut self, now: Option<Instant>) -> Option<(T, u64, i32)> {
-        let map = &mut self.map;
-        let metrics = &self.metrics;
-        let hand_outs = &mut self.hand_outs;
-        let (item, priority) = self.ready.pop(|item, seq| {
-            let Some(entry) = map.get_mut(item).filter(|e| e.ready_seq == seq) else {
-                return false;
-            };
-            entry.ready_seq = 0;
-            entry.dirty = false;
-            entry.processing = true;
-            entry.priority = NO_PRIORITY;
-            *hand_outs += 1;
-            entry.hand_out = *hand_outs;
-            if let Some(m) = metrics {
-                m.depth.dec();
-                if let Some(waited) = seconds_between(entry.added_at.take(), now) {
-                    m.latency.observe(waited);
-                }
-                entry.started_at = now;
-            }
-            true
-        })?;
+    /// Hands out the next ready item (a clone; the queue keeps its own).
+    pub(crate) fn pop(&mut self, now: Option<Instant>) -> Option<HandOut<T>> {
+        let index = &self.index;
+        let (slot_index, priority) = self.ready.pop(|&slot, seq| queued_as(index, slot, seq))?;
+        let slot = self.index.get_mut(slot_index)?;
+        slot.clear(QUEUED | DIRTY);
+        slot.set(PROCESSING);
+        slot.priority = NO_PRIORITY;
+        self.hand_outs += 1;
+        slot.hand_out = self.hand_outs;
+        let item = slot.key.clone()?;
         self.processing += 1;
-        Some((item, self.hand_outs, priority))
+        if let Some(m) = &mut self.metered {
+            m.metrics.depth.dec();
+            let times = m.times(slot_index);
+            let added = times.added.take();
+            times.started = now;
+            if let Some(waited) = seconds_between(added, now) {
+                m.metrics.latency.observe(waited);
+            }
+        }
+        Some(HandOut {
+            item,
+            slot: slot_index,
+            token: self.hand_outs,
+            priority,
+        })
     }
 
-    /// Ends the processing of `item` (only of hand-out `token`, if given).
-    /// A dirty item goes to the back of its priority level.
-    pub(crate) fn done(&mut self, item: &T, token: Option<u64>, now: Option<Instant>) -> Finished {
+    /// Ends the processing of `item`, whichever hand-out it was.
+    pub(crate) fn done_item(&mut self, item: &T, now: Option<Instant>) -> Finished {
+        match self.index.find(item) {
+            Some(slot) => self.done(slot, None, now),
+            None => Finished::default(),
+        }
+    }
+
+    /// Ends the processing of the item in `slot_index` (only of hand-out
+    /// `token`, if given). A dirty item goes to the back of its priority level.
+    pub(crate) fn done(
+        &mut self,
+        slot_index: u32,
+        token: Option<u64>,
+        now: Option<Instant>,
+    ) -> Finished {
         let mut finished = Finished::default();
-        let Some((key, mut entry)) = self.map.remove_entry(item) else {
+        let Some(slot) = self.index.get_mut(slot_index) else {
             return finished;
         };
-        if !entry.processing || token.is_some_and(|t| t != entry.hand_out) {
+        if !slot.is(PROCESSING) || token.is_some_and(|t| t != slot.hand_out) {
             // A stray done changes nothing (deviation 2).
-            self.map.insert(key, entry);
             return finished;
         }
         finished.was_processing = true;
-        entry.processing = false;
+        slot.clear(PROCESSING);
         self.processing -= 1;
-        if let Some(m) = &self.metrics {
-            if let Some(worked) = seconds_between(entry.started_at.take(), now) {
-                m.work_duration.observe(worked);
+        if let Some(m) = &mut self.metered {
+            let started = m.times(slot_index).started.take();
+            if let Some(worked) = seconds_between(started, now) {
+                m.metrics.work_duration.observe(worked);
             }
         }
-        if entry.dirty {
+        if slot.is(DIRTY) {
             self.parked -= 1;
-            entry.ready_seq = self.ready.push(entry.priority, key.clone());
+            enqueue(&mut self.ready, slot, slot_index);
             finished.wake.extend(self.waiters.pop());
+        } else if !slot.is(DELAYED) {
+            self.index.remove(slot_index);
         }
-        if entry.dirty || entry.delay.is_some() {
-            self.map.insert(key, entry);
-        }
-        if self.draining && self.map.is_empty() {
+        if self.draining && self.index.is_empty() {
             finished.wake.extend(self.drain_waiters.drain());
         }
         finished
@@ -340,27 +375,29 @@ impl<T: Eq + Hash + Clone> State<T> {
         budget: usize,
         wake: &mut Vec<Waker>,
     ) -> bool {
-        let stamp = self.metrics.as_ref().map(|_| now);
+        let stamp = self.metered.as_ref().map(|_| now);
         for _ in 0..budget {
             let Some(due) = self.delayed.pop_due(now) else {
                 return false;
             };
-            let Some(entry) = self
-                .map
-                .get_mut(&due.item)
-                .filter(|e| e.delayed_as(due.seq))
-            else {
+            if !delayed_as(&self.index, due.item, due.seq) {
+                continue;
+            }
+            let Some(slot) = self.index.get_mut(due.item) else {
                 continue;
             };
             self.delayed.took_live();
-            entry.delay = None;
-            entry.dirty = true;
-            note_added(&self.metrics, entry, stamp);
-            if entry.processing {
+            slot.clear(DELAYED);
+            slot.delay_at = None;
+            slot.set(DIRTY);
+            if let Some(m) = &mut self.metered {
+                m.added(due.item, stamp);
+            }
+            if slot.is(PROCESSING) {
                 self.parked += 1;
                 continue;
             }
-            entry.ready_seq = self.ready.push(entry.priority, due.item);
+            enqueue(&mut self.ready, slot, due.item);
             wake.extend(self.waiters.pop());
         }
         true
@@ -372,10 +409,10 @@ impl<T: Eq + Hash + Clone> State<T> {
         if self.shutting_down {
             return None;
         }
-        let map = &self.map;
+        let index = &self.index;
         let head = self
             .delayed
-            .next_due(|item, seq| map.get(item).is_some_and(|e| e.delayed_as(seq)))?;
+            .next_due(|&slot, seq| delayed_as(index, slot, seq))?;
         if self.timer.deadline.is_some_and(|armed| armed <= head) {
             return None;
         }
@@ -394,14 +431,20 @@ impl<T: Eq + Hash + Clone> State<T> {
         self.shutting_down = true;
         self.draining = drain;
         let mut withdrawn = Vec::new();
-        let map = &mut self.map;
-        for due in self.delayed.clear() {
-            if let Some(entry) = map.get_mut(&due.item).filter(|e| e.delayed_as(due.seq)) {
-                entry.delay = None;
-                if !entry.dirty && !entry.processing {
-                    map.remove(&due.item);
-                }
-                withdrawn.push(due.item);
+        let due: Vec<_> = self.delayed.clear().collect();
+        for waiting in due {
+            if !delayed_as(&self.index, waiting.item, waiting.seq) {
+                continue;
+            }
+            let Some(slot) = self.index.get_mut(waiting.item) else {
+                continue;
+            };
+            slot.clear(DELAYED);
+            slot.delay_at = None;
+            if slot.is(PROCESSING) {
+                withdrawn.extend(slot.key.clone());
+            } else {
+                withdrawn.extend(self.index.remove(waiting.item));
             }
         }
         let mut wake = self.waiters.take_all();
@@ -413,9 +456,13 @@ impl<T: Eq + Hash + Clone> State<T> {
 
     /// Sum and maximum of the ages of in-flight items, in seconds.
     pub(crate) fn unfinished_work(&self, now: Instant) -> (f64, f64) {
-        self.map
-            .values()
-            .filter_map(|e| e.started_at.filter(|_| e.processing))
+        let Some(m) = &self.metered else {
+            return (0.0, 0.0);
+        };
+        self.index
+            .iter()
+            .filter(|(_, slot)| slot.is(PROCESSING))
+            .filter_map(|(i, _)| m.times.get(i as usize).and_then(|t| t.started))
             .map(|started| now.saturating_duration_since(started).as_secs_f64())
             .fold((0.0, 0.0), |(sum, max), age| {
                 (sum + age, f64::max(max, age))
@@ -438,22 +485,27 @@ impl<T: Eq + Hash + Clone> State<T> {
         let mut parked = 0;
         let mut ready = 0;
         let mut delayed = 0;
-        for entry in self.map.values() {
-            assert!(
-                entry.dirty || entry.processing || entry.delay.is_some(),
-                "empty entry kept"
+        for (_, slot) in self.index.iter() {
+            let (dirty, busy, queued, waiting) = (
+                slot.is(DIRTY),
+                slot.is(PROCESSING),
+                slot.is(QUEUED),
+                slot.is(DELAYED),
             );
-            assert_eq!(entry.ready_seq != 0, entry.dirty && !entry.processing);
-            assert!(!(entry.dirty && entry.delay.is_some()), "dirty and delayed");
-            processing += usize::from(entry.processing);
-            parked += usize::from(entry.processing && entry.dirty);
-            ready += usize::from(entry.ready_seq != 0);
-            delayed += usize::from(entry.delay.is_some());
+            assert!(dirty || busy || waiting, "empty slot kept");
+            assert_eq!(queued, dirty && !busy);
+            assert!(!(dirty && waiting), "dirty and delayed");
+            assert_eq!(waiting, slot.delay_at.is_some());
+            processing += usize::from(busy);
+            parked += usize::from(busy && dirty);
+            ready += usize::from(queued);
+            delayed += usize::from(waiting);
         }
         assert_eq!(processing, self.processing);
         assert_eq!(parked, self.parked);
         assert_eq!(ready, self.ready.len());
         assert_eq!(delayed, self.delayed.len());
+        assert_eq!(self.index.len(), self.index.iter().count());
     }
 }
 
@@ -470,7 +522,7 @@ mod tests {
         let mut state: State<u8> = State::new(Some(3), None);
         let start = Instant::now();
         let mut now = start;
-        let mut held: Vec<(u8, u64)> = Vec::new();
+        let mut held: Vec<(u8, u32, u64)> = Vec::new();
         for _ in 0..20_000 {
             let key = rng.u8(0..16);
             match rng.u8(0..8) {
@@ -482,20 +534,29 @@ mod tests {
                     let _ = state.add(key, rng.i32(-2..3), Some(at), None);
                 }
                 3 | 4 => {
-                    if let Some((item, token, _)) = state.pop(None) {
-                        assert!(held.iter().all(|(k, _)| *k != item), "handed out twice");
-                        held.push((item, token));
+                    if let Some(out) = state.pop(None) {
+                        assert!(
+                            held.iter().all(|(k, _, _)| *k != out.item),
+                            "handed out twice"
+                        );
+                        held.push((out.item, out.slot, out.token));
                     }
                 }
                 5 if !held.is_empty() => {
-                    let (item, token) = held.swap_remove(rng.usize(..held.len()));
-                    assert!(state.done(&item, Some(token), None).was_processing);
+                    let (item, slot, token) = held.swap_remove(rng.usize(..held.len()));
+                    if rng.bool() {
+                        assert!(state.done(slot, Some(token), None).was_processing);
+                    } else {
+                        assert!(state.done_item(&item, None).was_processing);
+                    }
                 }
                 6 => {
-                    assert!(
-                        !state.done(&key, Some(u64::MAX), None).was_processing,
-                        "stray done"
-                    );
+                    let stray = state.index.find(&key);
+                    let stray = stray.map(|s| state.done(s, Some(u64::MAX), None));
+                    assert!(!stray.is_some_and(|f| f.was_processing), "stray done");
+                    if held.iter().all(|(k, _, _)| *k != key) {
+                        assert!(!state.done_item(&key, None).was_processing, "stray done");
+                    }
                 }
                 _ => {
                     now += Duration::from_millis(rng.u64(0..20));
