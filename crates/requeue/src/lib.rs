@@ -27,6 +27,23 @@
 //! });
 //! assert_eq!(beats, 2);
 //! ```
+//!
+//! # Coming from client-go
+//!
+//! | Go | requeue |
+//! |---|---|
+//! | `workqueue.NewTypedRateLimitingQueueWithConfig` | [`WorkQueue::builder`](queue::WorkQueue::builder) |
+//! | `Add`, `AddAfter`, `AddRateLimited`, `AddWithOpts` | [`add`](queue::WorkQueue::add), [`add_after`](queue::WorkQueue::add_after), [`add_rate_limited`](queue::WorkQueue::add_rate_limited), [`add_with`](queue::WorkQueue::add_with) |
+//! | `Get`, `Done` | [`get`](queue::WorkQueue::get) → [`Item`](queue::Item) guard (drop = done) |
+//! | `Forget`, `NumRequeues` | [`forget`](queue::WorkQueue::forget), [`num_requeues`](queue::WorkQueue::num_requeues) |
+//! | `ShutDown`, `ShutDownWithDrain`, `ShuttingDown` | [`shut_down`](queue::WorkQueue::shut_down), [`shut_down_with_drain`](queue::WorkQueue::shut_down_with_drain), [`is_shutting_down`](queue::WorkQueue::is_shutting_down) |
+//! | `DefaultControllerRateLimiter`, `NewItemExponentialFailureRateLimiter`, `NewItemFastSlowRateLimiter`, `BucketRateLimiter`, `NewMaxOfRateLimiter`, `NewWithMaxWaitRateLimiter` | [`limiter::default_controller`], [`limiter::ItemExponential`], [`limiter::ItemFastSlow`], [`limiter::TokenBucket`], [`limiter::MaxOf`], [`limiter::WithMaxWait`] |
+//! | `MetricsProvider` | [`metrics::MetricsProvider`] |
+//! | `ParallelizeUntil` | [`parallel::parallelize_until`] |
+//! | `wait.Until`, `wait.PollUntilContextTimeout`, `wait.Backoff` … | [`wait::until`], [`wait::poll_until_timeout`], [`wait::Backoff`] … (the same names, snake_case; the README maps every one) |
+//!
+//! The [`queue`] module lists every client-go name and the ten places where
+//! requeue deliberately behaves better.
 #![deny(missing_docs)]
 
 pub mod clock;
