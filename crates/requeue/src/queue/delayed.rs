@@ -96,7 +96,12 @@ impl<T> DelayHeap<T> {
         if self.heap.peek()?.at > now {
             return None;
         }
-        self.heap.pop()
+        let due = self.heap.pop();
+        if self.heap.is_empty() && self.heap.capacity() > 4096 {
+            // Drained after a burst: give the memory back.
+            self.heap = BinaryHeap::new();
+        }
+        due
     }
 
     /// Records that a popped entry was live.

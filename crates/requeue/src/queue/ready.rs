@@ -3,6 +3,9 @@
 
 use std::collections::VecDeque;
 
+/// An emptied level keeps its buffer only up to this many entries.
+const SHRINK_ABOVE: usize = 4096;
+
 /// Items ready to be handed out, ordered by (priority descending, sequence).
 ///
 /// Entries are `(sequence, item)`. An entry whose sequence no longer matches
@@ -117,9 +120,13 @@ impl<T> ReadyQueue<T> {
             let level = &mut self.levels[index];
             let priority = level.priority;
             let (seq, item) = level.entries.pop_front()?;
-            let emptied = level.entries.is_empty() && priority != 0;
-            if emptied {
-                self.levels.remove(index);
+            if level.entries.is_empty() {
+                if priority != 0 {
+                    self.levels.remove(index);
+                } else if level.entries.capacity() > SHRINK_ABOVE {
+                    // Drained after a burst: give the memory back.
+                    level.entries = VecDeque::new();
+                }
             }
             if claim(&item, seq) {
                 self.live -= 1;
