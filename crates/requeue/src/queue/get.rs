@@ -9,17 +9,19 @@ use super::error::{GetError, TryGetError};
 use super::{Item, Key, WorkQueue};
 use crate::clock::{Clock, Sleep, deadline_after};
 use crate::exec::block_on;
+use super::state::{HandOut, State};
+use super::timer::PROMOTION_BATCH;
 use crate::sync::lock;
 use crate::wait::{Stop, Stopped};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// Rounds of exponential spinning (2, 4, … 64 pauses) before a blocking
 /// `get` parks its thread.
-const SPIN_ROUNDS: u32 = 4;
+const SPIN_ROUNDS: u32 = 3;
 
 impl<T: Key> WorkQueue<T> {
     /// Waits for an item and hands it out; `None` once the queue is shut
@@ -44,15 +46,28 @@ impl<T: Key> WorkQueue<T> {
     /// Hands out a ready item without waiting.
     pub fn try_get(&self) -> Result<Item<T>, TryGetError> {
         let stamp = self.stamp();
+        let mut wake = Vec::new();
         let mut state = lock(&self.shared.state);
-        match state.pop(stamp) {
-            Some(out) => {
-                drop(state);
-                Ok(Item::new(self.clone(), out))
-            }
-            None if state.is_shutting_down() => Err(TryGetError::ShutDown),
+        let popped = self.take(&mut state, stamp, &mut wake);
+        let shutting_down = state.is_shutting_down();
+        drop(state);
+        wake.into_iter().for_each(Waker::wake);
+        match popped {
+            Some(out) => Ok(Item::new(self.clone(), out)),
+            None if shutting_down => Err(TryGetError::ShutDown),
             None => Err(TryGetError::Empty),
         }
+    }
+
+    /// Pops the next item, first promoting due delayed items itself: a
+    /// consumer that is running anyway should not wait for the timer to be
+    /// scheduled (that wait was most of the lateness of delayed items under load).
+    fn take(&self, state: &mut State<T>, stamp: Option<Instant>, wake: &mut Vec<Waker>) -> Option<HandOut<T>> {
+        if state.has_delayed() {
+            let now = self.shared.clock.now();
+            state.promote_due(now, PROMOTION_BATCH, wake);
+        }
+        state.pop(stamp)
     }
 
     /// Like [`get`](WorkQueue::get), but gives up at `deadline` on the queue's clock.
@@ -112,14 +127,18 @@ impl<T: Key> WorkQueue<T> {
     /// pending with `waiter` in the line.
     fn poll_item(&self, waiter: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
         let stamp = self.stamp();
+        let mut wake = Vec::new();
         let mut state = lock(&self.shared.state);
-        if let Some(out) = state.pop(stamp) {
+        if let Some(out) = self.take(&mut state, stamp, &mut wake) {
             if let Some(id) = waiter.take() {
                 state.waiters.remove(id);
             }
             drop(state);
+            wake.into_iter().for_each(Waker::wake);
             return Poll::Ready(Some(Item::new(self.clone(), out)));
         }
+        // (Nothing was promoted into the ready queue, so `wake` is empty.)
+        debug_assert!(wake.is_empty());
         if state.is_shutting_down() {
             if let Some(id) = waiter.take() {
                 state.waiters.remove(id);

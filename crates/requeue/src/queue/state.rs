@@ -192,6 +192,11 @@ impl<T: Eq + Hash + Clone> State<T> {
         self.ready.len()
     }
 
+    /// Whether any item waits for a delay.
+    pub(crate) fn has_delayed(&self) -> bool {
+        self.delayed.len() > 0
+    }
+
     pub(crate) fn counts(&self) -> Counts {
         Counts {
             ready: self.ready.len(),
@@ -431,7 +436,7 @@ impl<T: Eq + Hash + Clone> State<T> {
         self.shutting_down = true;
         self.draining = drain;
         let mut withdrawn = Vec::new();
-        let due: Vec<_> = self.delayed.clear().collect();
+        let due = self.delayed.clear();
         for waiting in due {
             if !delayed_as(&self.index, waiting.item, waiting.seq) {
                 continue;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// How many due items one promotion pass moves before releasing the lock,
 /// so consumers are not shut out while a large batch comes due.
-const PROMOTION_BATCH: usize = 4096;
+pub(crate) const PROMOTION_BATCH: usize = 4096;
 
 /// client-go's `defaultUnfinishedWorkUpdatePeriod`.
 pub(crate) const UNFINISHED_WORK_PERIOD: Duration = Duration::from_millis(500);
