@@ -112,7 +112,12 @@ impl<T> DelayHeap<T> {
             }
             !bucket.entries.is_empty()
         });
-        self.stored = self.front.len() + self.buckets.values().map(|b| b.entries.len()).sum::<usize>();
+        self.stored = self.front.len()
+            + self
+                .buckets
+                .values()
+                .map(|b| b.entries.len())
+                .sum::<usize>();
     }
 
     /// The earliest due time of a live entry, or (when the front is empty)
@@ -145,7 +150,9 @@ impl<T> DelayHeap<T> {
                 return None;
             }
             let mut bucket = self.buckets.remove(&tick)?;
-            bucket.entries.sort_unstable_by_key(|w| std::cmp::Reverse(w.key()));
+            bucket
+                .entries
+                .sort_unstable_by_key(|w| std::cmp::Reverse(w.key()));
             self.front = bucket.entries;
             self.front_tick = Some(tick);
         }
@@ -210,8 +217,15 @@ mod tests {
         let first = d.push(t0, "gone");
         d.push(t0 + Duration::from_millis(5), "kept");
         d.mark_stale();
-        assert_eq!(d.pop_due(t0).map(|w| w.seq), Some(first), "the caller checks liveness");
-        assert_eq!(d.next_due(|_, seq| seq != first), Some(t0 + Duration::from_millis(5)));
+        assert_eq!(
+            d.pop_due(t0).map(|w| w.seq),
+            Some(first),
+            "the caller checks liveness"
+        );
+        assert_eq!(
+            d.next_due(|_, seq| seq != first),
+            Some(t0 + Duration::from_millis(5))
+        );
         for i in 0..3000 {
             d.push(t0 + Duration::from_millis(10 + i), "x");
             d.mark_stale();

@@ -6,11 +6,11 @@
 //! one line and an item wakes exactly one of them.
 
 use super::error::{GetError, TryGetError};
+use super::state::{HandOut, State};
+use super::timer::PROMOTION_BATCH;
 use super::{Item, Key, WorkQueue};
 use crate::clock::{Clock, Sleep, deadline_after};
 use crate::exec::block_on;
-use super::state::{HandOut, State};
-use super::timer::PROMOTION_BATCH;
 use crate::sync::lock;
 use crate::wait::{Stop, Stopped};
 use std::fmt;
@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// Rounds of exponential spinning (2, 4, … 64 pauses) before a blocking
+/// Rounds of exponential spinning (1, 2, 4 pauses) before a blocking
 /// `get` parks its thread.
 const SPIN_ROUNDS: u32 = 3;
 
@@ -62,7 +62,12 @@ impl<T: Key> WorkQueue<T> {
     /// Pops the next item, first promoting due delayed items itself: a
     /// consumer that is running anyway should not wait for the timer to be
     /// scheduled (that wait was most of the lateness of delayed items under load).
-    fn take(&self, state: &mut State<T>, stamp: Option<Instant>, wake: &mut Vec<Waker>) -> Option<HandOut<T>> {
+    fn take(
+        &self,
+        state: &mut State<T>,
+        stamp: Option<Instant>,
+        wake: &mut Vec<Waker>,
+    ) -> Option<HandOut<T>> {
         if state.has_delayed() {
             let now = self.shared.clock.now();
             state.promote_due(now, PROMOTION_BATCH, wake);
