@@ -115,3 +115,79 @@ fn eight_by_eight_threads_and_tasks_lose_nothing_and_never_share_a_key() {
     );
     assert!(in_hand.0.lock().expect("lock").is_empty());
 }
+
+/// Many threads racing delayed adds against the promotion timer on the real
+/// clock: no item may be left waiting without a timer armed for it.
+#[test]
+fn racing_delayed_adds_all_come_due_on_the_real_clock() {
+    let q: WorkQueue<u32> = WorkQueue::new();
+    const PER_THREAD: u32 = 5_000;
+    let got = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let q = q.clone();
+            s.spawn(move || {
+                let mut rng = fastrand::Rng::with_seed(u64::from(t));
+                for i in 0..PER_THREAD {
+                    let delay = Duration::from_micros(rng.u64(0..3_000));
+                    q.add_after(t * PER_THREAD + i, delay).expect("running");
+                }
+            });
+        }
+        for _ in 0..2 {
+            let (q, got) = (q.clone(), got.clone());
+            s.spawn(move || {
+                while let Ok(item) = q.get_timeout(Duration::from_secs(10)) {
+                    drop(item);
+                    if got.fetch_add(1, Ordering::SeqCst) + 1 == (4 * PER_THREAD) as usize {
+                        q.shut_down();
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(
+        got.load(Ordering::SeqCst),
+        (4 * PER_THREAD) as usize,
+        "an item was stranded in the delay heap"
+    );
+}
+
+/// The same race on a fake clock moved by another thread.
+#[test]
+fn racing_delayed_adds_and_clock_steps_strand_nothing() {
+    let clock = requeue::clock::FakeClock::new();
+    let q: WorkQueue<u32> = WorkQueue::builder().clock(clock.clone()).build();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::scope(|s| {
+        let stepper = {
+            let (clock, stop) = (clock.clone(), stop.clone());
+            s.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    clock.advance(Duration::from_micros(100));
+                    std::thread::yield_now();
+                }
+            })
+        };
+        let producers: Vec<_> = (0..4u32)
+            .map(|t| {
+                let q = q.clone();
+                s.spawn(move || {
+                    let mut rng = fastrand::Rng::with_seed(u64::from(t) + 99);
+                    for i in 0..5_000 {
+                        q.add_after(t * 5_000 + i, Duration::from_micros(rng.u64(0..2_000)))
+                            .expect("running");
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().expect("producer");
+        }
+        stop.store(true, Ordering::SeqCst);
+        stepper.join().expect("stepper");
+    });
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(q.snapshot().delayed, 0);
+    assert_eq!(q.len(), 20_000);
+}
