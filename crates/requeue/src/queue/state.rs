@@ -45,11 +45,24 @@ pub(crate) struct ArmPlan {
 }
 
 /// What `done` did.
-#[derive(Debug, Default)]
-pub(crate) struct Finished {
+#[derive(Debug)]
+pub(crate) struct Finished<T> {
     /// The item was being processed (else the call changed nothing).
     pub(crate) was_processing: bool,
     pub(crate) wake: Vec<Waker>,
+    /// The item, when the queue let go of it: dropped by the caller after
+    /// the lock is released, so freeing it does not lengthen the critical section.
+    pub(crate) released: Option<T>,
+}
+
+impl<T> Finished<T> {
+    fn unchanged() -> Self {
+        Finished {
+            was_processing: false,
+            wake: Vec::new(),
+            released: None,
+        }
+    }
 }
 
 /// An item handed out by [`State::pop`].
@@ -327,10 +340,10 @@ impl<T: Eq + Hash + Clone> State<T> {
     }
 
     /// Ends the processing of `item`, whichever hand-out it was.
-    pub(crate) fn done_item(&mut self, item: &T, now: Option<Instant>) -> Finished {
+    pub(crate) fn done_item(&mut self, item: &T, now: Option<Instant>) -> Finished<T> {
         match self.index.find(item) {
             Some(slot) => self.done(slot, None, now),
-            None => Finished::default(),
+            None => Finished::unchanged(),
         }
     }
 
@@ -341,8 +354,8 @@ impl<T: Eq + Hash + Clone> State<T> {
         slot_index: u32,
         token: Option<u64>,
         now: Option<Instant>,
-    ) -> Finished {
-        let mut finished = Finished::default();
+    ) -> Finished<T> {
+        let mut finished = Finished::unchanged();
         let Some(slot) = self.index.get_mut(slot_index) else {
             return finished;
         };
@@ -364,7 +377,7 @@ impl<T: Eq + Hash + Clone> State<T> {
             enqueue(&mut self.ready, slot, slot_index);
             finished.wake.extend(self.waiters.pop());
         } else if !slot.is(DELAYED) {
-            self.index.remove(slot_index);
+            finished.released = self.index.remove(slot_index);
         }
         if self.draining && self.index.is_empty() {
             finished.wake.extend(self.drain_waiters.drain());
