@@ -125,7 +125,7 @@ use crate::clock::{Clock, SharedClock, deadline_after};
 use crate::exec::block_on;
 use crate::limiter::RateLimiter;
 use crate::sync::{Arc, Mutex, lock};
-use state::State;
+use state::{Admitted, State};
 use std::fmt;
 use std::future::poll_fn;
 use std::hash::Hash;
@@ -272,7 +272,11 @@ impl<T: Key> WorkQueue<T> {
         let at = delay.zip(now).map(|(d, now)| deadline_after(now, d));
         let retry = opts.after.is_some() || opts.rate_limited;
         let mut state = lock(&self.shared.state);
-        let (added, wake) = state
+        let Admitted {
+            added,
+            wake,
+            duplicate,
+        } = state
             .add(item, opts.priority, at, now.filter(|_| self.shared.timed))
             .map_err(ShutDown)?;
         if retry {
@@ -285,6 +289,7 @@ impl<T: Key> WorkQueue<T> {
             _ => None,
         };
         drop(state);
+        drop(duplicate);
         if let Some(waker) = wake {
             waker.wake();
         }

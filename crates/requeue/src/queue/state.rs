@@ -65,6 +65,17 @@ impl<T> Finished<T> {
     }
 }
 
+/// What an accepted add did.
+#[derive(Debug)]
+pub(crate) struct Admitted<T> {
+    pub(crate) added: Added,
+    /// A get waiter to wake.
+    pub(crate) wake: Option<Waker>,
+    /// The caller's copy of an item the queue already held, to be dropped
+    /// after the lock is released.
+    pub(crate) duplicate: Option<T>,
+}
+
 /// An item handed out by [`State::pop`].
 #[derive(Debug)]
 pub(crate) struct HandOut<T> {
@@ -233,17 +244,21 @@ impl<T: Eq + Hash + Clone> State<T> {
         priority: i32,
         at: Option<Instant>,
         now: Option<Instant>,
-    ) -> Result<(Added, Option<Waker>), T> {
+    ) -> Result<Admitted<T>, T> {
         if self.shutting_down {
             return Err(item);
         }
-        let (index, _known) = self.index.find_or_insert(item, priority);
+        let (index, duplicate) = self.index.find_or_insert(item, priority);
         let result = match at {
             None => self.add_now(index, priority, now),
             Some(at) => (self.add_later(index, priority, at), None),
         };
         self.sweep_if_needed();
-        Ok(result)
+        Ok(Admitted {
+            added: result.0,
+            wake: result.1,
+            duplicate,
+        })
     }
 
     fn add_now(
