@@ -16,3 +16,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The work queue's lock. parking_lot's mutex is eventually fair: a thread
+/// that has waited long gets the lock handed to it, so a producer re-adding
+/// in a tight loop cannot starve the consumers (measured: W5 hot-requeue
+/// 100-117k/s with std's mutex, 113-138k/s with this one). It never poisons.
+pub(crate) type QueueMutex<T> = parking_lot::Mutex<T>;

@@ -6,7 +6,7 @@ use super::{Key, Shared, WorkQueue};
 use crate::clock::{self, Clock, SharedClock, deadline_after};
 use crate::limiter::{self, RateLimiter};
 use crate::metrics::{MetricsProvider, QueueMetrics};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, QueueMutex};
 use std::fmt;
 use std::task::Waker;
 
@@ -114,7 +114,7 @@ impl<T: Key> WorkQueueBuilder<T> {
         let timed = metrics.is_some();
         let fairness = self.fairness;
         let shared = Arc::new_cyclic(|weak| Shared {
-            state: Mutex::new(State::new(fairness, metrics)),
+            state: QueueMutex::new(State::new(fairness, metrics)),
             clock,
             limiter,
             name: self.name,

@@ -11,17 +11,12 @@ use super::timer::PROMOTION_BATCH;
 use super::{Item, Key, WorkQueue};
 use crate::clock::{Clock, Sleep, deadline_after};
 use crate::exec::block_on;
-use crate::sync::lock;
 use crate::wait::{Stop, Stopped};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-/// Rounds of exponential spinning (1, 2, 4 pauses) before a blocking
-/// `get` parks its thread.
-const SPIN_ROUNDS: u32 = 3;
 
 impl<T: Key> WorkQueue<T> {
     /// Waits for an item and hands it out; `None` once the queue is shut
@@ -30,24 +25,18 @@ impl<T: Key> WorkQueue<T> {
     /// After [`shut_down`](WorkQueue::shut_down) queued items are still
     /// handed out until none is left.
     pub fn get(&self) -> Option<Item<T>> {
-        // Spin briefly before parking: under a steady stream an item is
-        // usually a few hundred nanoseconds away, and parking plus the
-        // producer's unpark costs two system calls.
-        for round in 0..SPIN_ROUNDS {
-            match self.try_get() {
-                Ok(item) => return Some(item),
-                Err(TryGetError::ShutDown) => return None,
-                Err(TryGetError::Empty) => (0..1u32 << round).for_each(|_| std::hint::spin_loop()),
-            }
+        match self.try_get() {
+            Ok(item) => Some(item),
+            Err(TryGetError::ShutDown) => None,
+            Err(TryGetError::Empty) => block_on(self.get_async()),
         }
-        block_on(self.get_async())
     }
 
     /// Hands out a ready item without waiting.
     pub fn try_get(&self) -> Result<Item<T>, TryGetError> {
         let stamp = self.stamp();
         let mut wake = Vec::new();
-        let mut state = lock(&self.shared.state);
+        let mut state = self.shared.state.lock();
         let popped = self.take(&mut state, stamp, &mut wake);
         let shutting_down = state.is_shutting_down();
         drop(state);
@@ -133,7 +122,7 @@ impl<T: Key> WorkQueue<T> {
     fn poll_item(&self, waiter: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
         let stamp = self.stamp();
         let mut wake = Vec::new();
-        let mut state = lock(&self.shared.state);
+        let mut state = self.shared.state.lock();
         if let Some(out) = self.take(&mut state, stamp, &mut wake) {
             if let Some(id) = waiter.take() {
                 state.waiters.remove(id);
@@ -157,7 +146,7 @@ impl<T: Key> WorkQueue<T> {
     /// Leaves the line of waiters, passing on a wake-up this waiter will not use.
     fn withdraw(&self, waiter: &mut Option<u64>) {
         if let Some(id) = waiter.take() {
-            let next = lock(&self.shared.state).withdraw_waiter(id);
+            let next = self.shared.state.lock().withdraw_waiter(id);
             if let Some(next) = next {
                 next.wake();
             }

@@ -124,7 +124,7 @@ pub use options::{AddOpts, Added};
 use crate::clock::{Clock, SharedClock, deadline_after};
 use crate::exec::block_on;
 use crate::limiter::RateLimiter;
-use crate::sync::{Arc, Mutex, lock};
+use crate::sync::{Arc, QueueMutex};
 use state::{Admitted, State};
 use std::fmt;
 use std::future::poll_fn;
@@ -158,7 +158,7 @@ pub struct QueueSnapshot {
 // moves, sit on their own cache line instead of the lock's.
 #[repr(align(128))]
 pub(crate) struct Shared<T: Key> {
-    state: Mutex<State<T>>,
+    state: QueueMutex<State<T>>,
     clock: SharedClock,
     limiter: Box<dyn RateLimiter<T>>,
     name: String,
@@ -271,7 +271,7 @@ impl<T: Key> WorkQueue<T> {
         let now = (delay.is_some() || self.shared.timed).then(|| self.shared.clock.now());
         let at = delay.zip(now).map(|(d, now)| deadline_after(now, d));
         let retry = opts.after.is_some() || opts.rate_limited;
-        let mut state = lock(&self.shared.state);
+        let mut state = self.shared.state.lock();
         let Admitted {
             added,
             wake,
@@ -302,7 +302,7 @@ impl<T: Key> WorkQueue<T> {
     /// Number of items ready to be handed out (in-flight and delayed items
     /// are not counted, as in client-go).
     pub fn len(&self) -> usize {
-        lock(&self.shared.state).len()
+        self.shared.state.lock().len()
     }
 
     /// Whether no item is ready.
@@ -312,7 +312,7 @@ impl<T: Key> WorkQueue<T> {
 
     /// Counts of ready, in-flight, re-added and delayed items, taken at once.
     pub fn snapshot(&self) -> QueueSnapshot {
-        let state = lock(&self.shared.state);
+        let state = self.shared.state.lock();
         let c = state.counts();
         QueueSnapshot {
             ready: c.ready,
@@ -329,7 +329,7 @@ impl<T: Key> WorkQueue<T> {
     /// changing nothing, if `item` was not being processed.
     pub fn done(&self, item: &T) -> bool {
         let stamp = self.stamp();
-        let finished = lock(&self.shared.state).done_item(item, stamp);
+        let finished = self.shared.state.lock().done_item(item, stamp);
         finished.wake.into_iter().for_each(Waker::wake);
         finished.was_processing
     }
@@ -337,7 +337,7 @@ impl<T: Key> WorkQueue<T> {
     /// Ends hand-out `token` of the item in `slot` (what a guard does).
     pub(crate) fn finish(&self, slot: u32, token: u64) -> bool {
         let stamp = self.stamp();
-        let finished = lock(&self.shared.state).done(slot, Some(token), stamp);
+        let finished = self.shared.state.lock().done(slot, Some(token), stamp);
         finished.wake.into_iter().for_each(Waker::wake);
         finished.was_processing
     }
@@ -354,7 +354,7 @@ impl<T: Key> WorkQueue<T> {
 
     /// Whether a shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        lock(&self.shared.state).is_shutting_down()
+        self.shared.state.lock().is_shutting_down()
     }
 
     /// Refuses further adds, stops the delay timer and wakes every waiting
@@ -381,7 +381,7 @@ impl<T: Key> WorkQueue<T> {
     }
 
     fn begin_shutdown(&self, drain: bool) -> Vec<T> {
-        let mut state = lock(&self.shared.state);
+        let mut state = self.shared.state.lock();
         let (withdrawn, wake) = state.shut_down(drain);
         let timers = [state.timer.id.take(), state.ticker.take()];
         state.timer.deadline = None;
@@ -394,7 +394,7 @@ impl<T: Key> WorkQueue<T> {
     async fn drained(&self) {
         let mut key = None;
         poll_fn(|cx| {
-            let mut state = lock(&self.shared.state);
+            let mut state = self.shared.state.lock();
             if state.drain_finished() {
                 if let Some(k) = key.take() {
                     state.drain_waiters.remove(k);

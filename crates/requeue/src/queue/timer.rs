@@ -10,7 +10,7 @@
 use super::state::ArmPlan;
 use super::{Key, Shared};
 use crate::clock::{Clock, TimerId};
-use crate::sync::{Arc, Weak, lock};
+use crate::sync::{Arc, Weak};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,7 @@ impl<T: Key> Shared<T> {
         loop {
             let now = self.clock.now();
             let mut wake = Vec::new();
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if state.timer.deadline.is_some_and(|d| d <= now) {
                 state.timer.deadline = None;
                 state.timer.id = None;
@@ -82,7 +82,7 @@ impl<T: Key> Shared<T> {
         if id == TimerId::TRANSIENT {
             return;
         }
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.timer.generation == plan.generation && state.timer.deadline == Some(plan.at) {
             state.timer.id = Some(id);
         } else {
@@ -96,7 +96,7 @@ impl<T: Key> Shared<T> {
     pub(crate) fn tick(&self) {
         let now = self.clock.now();
         {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if state.is_shutting_down() {
                 state.ticker = None;
                 return;
@@ -112,7 +112,7 @@ impl<T: Key> Shared<T> {
 
     pub(crate) fn schedule_tick(&self, at: Instant) {
         let id = self.clock.register_timer(at, &self.ticker);
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.is_shutting_down() {
             drop(state);
             self.clock.cancel_timer(id);
