@@ -280,3 +280,20 @@ fn get_timeout_on_an_empty_queue_times_out_on_the_queue_clock() {
     assert_eq!(waiter.join().expect("waiter"), Err(GetError::TimedOut));
     assert_eq!(q.snapshot().waiting_gets, 0);
 }
+
+#[test]
+fn add_ref_clones_only_items_the_queue_must_store() {
+    let q: WorkQueue<Arc<str>> = queue();
+    let key: Arc<str> = Arc::from("pod");
+    assert_eq!(q.add_ref(&key), Ok(Added::Queued));
+    assert_eq!(Arc::strong_count(&key), 2, "stored once");
+    assert_eq!(q.add_ref(&key), Ok(Added::Merged));
+    assert_eq!(Arc::strong_count(&key), 2, "a collapsed add clones nothing");
+    q.get().expect("pod").done();
+    assert_eq!(Arc::strong_count(&key), 1);
+    q.shut_down();
+    assert_eq!(
+        q.add_ref(&key).map_err(|e| e.into_inner()),
+        Err(key.clone())
+    );
+}

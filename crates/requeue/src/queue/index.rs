@@ -21,6 +21,37 @@ pub(crate) const QUEUED: u8 = 4;
 /// The item waits in the delay heap under `seq`, until `delay_at`.
 pub(crate) const DELAYED: u8 = 8;
 
+/// A key given to an add: owned (moved in if new) or borrowed (cloned only if new).
+#[derive(Debug)]
+pub(crate) enum KeyArg<'a, T> {
+    Owned(T),
+    Borrowed(&'a T),
+}
+
+impl<T: Clone> KeyArg<'_, T> {
+    pub(crate) fn get(&self) -> &T {
+        match self {
+            KeyArg::Owned(key) => key,
+            KeyArg::Borrowed(key) => key,
+        }
+    }
+
+    pub(crate) fn into_owned(self) -> T {
+        match self {
+            KeyArg::Owned(key) => key,
+            KeyArg::Borrowed(key) => key.clone(),
+        }
+    }
+
+    /// The key if it is owned (to be dropped by the caller).
+    fn owned(self) -> Option<T> {
+        match self {
+            KeyArg::Owned(key) => Some(key),
+            KeyArg::Borrowed(_) => None,
+        }
+    }
+}
+
 /// What the queue knows about one item.
 #[derive(Debug)]
 pub(crate) struct Slot<T> {
@@ -104,20 +135,26 @@ impl<T: Eq + Hash> Index<T> {
 
     /// The slot of `key`, creating an empty one (priority `priority`, no
     /// flags) that takes the key over if there is none. Returns the key
-    /// back when it was already known.
-    pub(crate) fn find_or_insert(&mut self, key: T, priority: i32) -> (u32, Option<T>) {
-        let hash = self.hash32(&key);
+    /// back when it was already known (an owned key), so the caller can
+    /// drop it outside the lock.
+    pub(crate) fn find_or_insert(&mut self, key: KeyArg<'_, T>, priority: i32) -> (u32, Option<T>)
+    where
+        T: Clone,
+    {
+        let hash = self.hash32(key.get());
         let slots = &self.slots;
-        let entry = self.table.entry(
-            widen(hash),
-            |&(i, h)| h == hash && slots[i as usize].key.as_ref() == Some(&key),
-            |&(_, h)| widen(h),
-        );
-        match entry {
-            Entry::Occupied(found) => (found.get().0, Some(key)),
+        let eq =
+            |&(i, h): &(u32, u32)| h == hash && slots[i as usize].key.as_ref() == Some(key.get());
+        // A plain lookup first: collapsing a duplicate is the hot path, and
+        // `entry` would reserve table capacity on every call.
+        if let Some(&(index, _)) = self.table.find(widen(hash), eq) {
+            return (index, key.owned());
+        }
+        match self.table.entry(widen(hash), eq, |&(_, h)| widen(h)) {
+            Entry::Occupied(found) => (found.get().0, key.owned()),
             Entry::Vacant(vacant) => {
                 let slot = Slot {
-                    key: Some(key),
+                    key: Some(key.into_owned()),
                     hash,
                     seq: 0,
                     delay_at: None,

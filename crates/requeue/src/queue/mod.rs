@@ -125,6 +125,7 @@ use crate::clock::{Clock, SharedClock, deadline_after};
 use crate::exec::block_on;
 use crate::limiter::RateLimiter;
 use crate::sync::{Arc, QueueMutex};
+use index::KeyArg;
 use state::{Admitted, State};
 use std::fmt;
 use std::future::poll_fn;
@@ -259,9 +260,25 @@ impl<T: Key> WorkQueue<T> {
     /// counting as unset. The retries metric counts every call with `after`
     /// or `rate_limited` on a running queue, as client-go counts `AddAfter`.
     pub fn add_with(&self, item: T, opts: AddOpts) -> Result<Added, ShutDown<T>> {
+        self.admit(KeyArg::Owned(item), opts)
+    }
+
+    /// [`add`](WorkQueue::add) for a key you keep: the queue clones it only
+    /// if it has to store it (the item was not pending yet), so re-adding a
+    /// held key costs no allocation. A refused add hands back a clone.
+    pub fn add_ref(&self, item: &T) -> Result<Added, ShutDown<T>> {
+        self.admit(KeyArg::Borrowed(item), AddOpts::new())
+    }
+
+    /// [`add_with`](WorkQueue::add_with) for a key you keep; see [`add_ref`](WorkQueue::add_ref).
+    pub fn add_ref_with(&self, item: &T, opts: AddOpts) -> Result<Added, ShutDown<T>> {
+        self.admit(KeyArg::Borrowed(item), opts)
+    }
+
+    fn admit(&self, item: KeyArg<'_, T>, opts: AddOpts) -> Result<Added, ShutDown<T>> {
         let mut delay = opts.after;
         if opts.rate_limited {
-            let limited = self.shared.limiter.when(&item);
+            let limited = self.shared.limiter.when(item.get());
             delay = Some(match delay {
                 Some(after) if !after.is_zero() && after < limited => after,
                 _ => limited,

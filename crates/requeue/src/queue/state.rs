@@ -13,7 +13,7 @@
 //!   processing-and-dirty.
 
 use super::delayed::DelayHeap;
-use super::index::{DELAYED, DIRTY, Index, PROCESSING, QUEUED, Slot};
+use super::index::{DELAYED, DIRTY, Index, KeyArg, PROCESSING, QUEUED, Slot};
 use super::options::Added;
 use super::ready::ReadyQueue;
 use super::waiters::Waiters;
@@ -240,13 +240,13 @@ impl<T: Eq + Hash + Clone> State<T> {
     /// the queue is shutting down. Returns what happened and a get waiter to wake.
     pub(crate) fn add(
         &mut self,
-        item: T,
+        item: KeyArg<'_, T>,
         priority: i32,
         at: Option<Instant>,
         now: Option<Instant>,
     ) -> Result<Admitted<T>, T> {
         if self.shutting_down {
-            return Err(item);
+            return Err(item.into_owned());
         }
         let (index, duplicate) = self.index.find_or_insert(item, priority);
         let result = match at {
@@ -560,11 +560,11 @@ mod tests {
             let key = rng.u8(0..16);
             match rng.u8(0..8) {
                 0 | 1 => {
-                    let _ = state.add(key, rng.i32(-2..3), None, None);
+                    let _ = state.add(KeyArg::Owned(key), rng.i32(-2..3), None, None);
                 }
                 2 => {
                     let at = now + Duration::from_millis(rng.u64(1..50));
-                    let _ = state.add(key, rng.i32(-2..3), Some(at), None);
+                    let _ = state.add(KeyArg::Borrowed(&key), rng.i32(-2..3), Some(at), None);
                 }
                 3 | 4 => {
                     if let Some(out) = state.pop(None) {
