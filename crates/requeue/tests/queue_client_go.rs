@@ -11,22 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
-use support::BOUND;
+use support::{BOUND, wait_until};
 
 fn queue<T: requeue::queue::Key>() -> WorkQueue<T> {
     WorkQueue::builder().clock(FakeClock::new()).build()
-}
-
-/// Blocks until `cond` holds, polling with a real-time bound (a broken test fails, never hangs).
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let give_up = std::time::Instant::now() + BOUND;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "timed out waiting for {what}"
-        );
-        thread::yield_now();
-    }
 }
 
 fn basic(drain: bool) {

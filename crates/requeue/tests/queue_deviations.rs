@@ -10,22 +10,11 @@ use requeue::queue::{Added, GetError, ShutDown, WorkQueue};
 use requeue::wait::Stop;
 use std::thread;
 use std::time::Duration;
-use support::{BOUND, Driver};
+use support::{Driver, wait_until};
 
 fn fake() -> (FakeClock, WorkQueue<&'static str>) {
     let clock = FakeClock::new();
     (clock.clone(), WorkQueue::builder().clock(clock).build())
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let give_up = std::time::Instant::now() + BOUND;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < give_up,
-            "timed out waiting for {what}"
-        );
-        thread::yield_now();
-    }
 }
 
 #[test]

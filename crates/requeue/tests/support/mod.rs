@@ -110,3 +110,16 @@ impl Stream for Silent {
         Poll::Pending
     }
 }
+
+/// Blocks until `cond` holds, re-checking with a real-time bound (a broken
+/// test fails, never hangs). For state another thread changes; never a sleep.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + BOUND;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "timed out waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
