@@ -6,7 +6,8 @@
 //! one line and an item wakes exactly one of them.
 
 use super::error::{GetError, TryGetError};
-use super::state::{HandOut, State};
+use super::outcome::HandOut;
+use super::state::State;
 use super::timer::PROMOTION_BATCH;
 use super::{Item, Key, WorkQueue};
 use crate::clock::{Clock, Sleep, deadline_after};

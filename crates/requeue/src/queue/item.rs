@@ -1,6 +1,6 @@
 //! The guard `get` returns: the item, marked done when the guard goes away.
 
-use super::state::HandOut;
+use super::outcome::HandOut;
 use super::{Added, Key, ShutDown, WorkQueue};
 use std::fmt;
 use std::ops::Deref;

@@ -14,7 +14,9 @@
 
 use super::delayed::DelayHeap;
 use super::index::{DELAYED, DIRTY, Index, KeyArg, PROCESSING, QUEUED, Slot};
+use super::metered::{Metered, seconds_between};
 use super::options::Added;
+use super::outcome::{Admitted, ArmPlan, Counts, Finished, HandOut, TimerSlot};
 use super::ready::ReadyQueue;
 use super::waiters::Waiters;
 use crate::clock::TimerId;
@@ -26,107 +28,6 @@ use std::time::Instant;
 
 /// No pending instance carries a priority yet.
 const NO_PRIORITY: i32 = i32::MIN;
-
-/// The timer the queue has asked its clock for, if any.
-#[derive(Debug, Default)]
-pub(crate) struct TimerSlot {
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) id: Option<TimerId>,
-    pub(crate) generation: u64,
-}
-
-/// A decision, made under the lock, to (re-)arm the promotion timer; carried
-/// out after the lock is released because a clock may fire at once.
-#[derive(Debug)]
-pub(crate) struct ArmPlan {
-    pub(crate) at: Instant,
-    pub(crate) generation: u64,
-    pub(crate) cancel: Option<TimerId>,
-}
-
-/// What `done` did.
-#[derive(Debug)]
-pub(crate) struct Finished<T> {
-    /// The item was being processed (else the call changed nothing).
-    pub(crate) was_processing: bool,
-    pub(crate) wake: Vec<Waker>,
-    /// The item, when the queue let go of it: dropped by the caller after
-    /// the lock is released, so freeing it does not lengthen the critical section.
-    pub(crate) released: Option<T>,
-}
-
-impl<T> Finished<T> {
-    fn unchanged() -> Self {
-        Finished {
-            was_processing: false,
-            wake: Vec::new(),
-            released: None,
-        }
-    }
-}
-
-/// What an accepted add did.
-#[derive(Debug)]
-pub(crate) struct Admitted<T> {
-    pub(crate) added: Added,
-    /// A get waiter to wake.
-    pub(crate) wake: Option<Waker>,
-    /// The caller's copy of an item the queue already held, to be dropped
-    /// after the lock is released.
-    pub(crate) duplicate: Option<T>,
-}
-
-/// An item handed out by [`State::pop`].
-#[derive(Debug)]
-pub(crate) struct HandOut<T> {
-    pub(crate) item: T,
-    pub(crate) slot: u32,
-    pub(crate) token: u64,
-    pub(crate) priority: i32,
-}
-
-/// Counts for [`crate::queue::QueueSnapshot`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Counts {
-    pub(crate) ready: usize,
-    pub(crate) processing: usize,
-    pub(crate) parked: usize,
-    pub(crate) delayed: usize,
-    pub(crate) waiting_gets: usize,
-}
-
-/// Per-slot timestamps, kept only when metrics are on.
-#[derive(Debug, Default, Clone, Copy)]
-struct Times {
-    added: Option<Instant>,
-    started: Option<Instant>,
-}
-
-#[derive(Debug)]
-struct Metered {
-    metrics: QueueMetrics,
-    times: Vec<Times>,
-}
-
-impl Metered {
-    fn times(&mut self, slot: u32) -> &mut Times {
-        let i = slot as usize;
-        if self.times.len() <= i {
-            self.times.resize(i + 1, Times::default());
-        }
-        &mut self.times[i]
-    }
-
-    /// Records an item newly needing processing (client-go's add metric point).
-    fn added(&mut self, slot: u32, now: Option<Instant>) {
-        self.metrics.depth.inc();
-        self.metrics.adds.inc();
-        let times = self.times(slot);
-        if times.added.is_none() {
-            times.added = now;
-        }
-    }
-}
 
 #[derive(Debug)]
 pub(crate) struct State<T> {
@@ -143,10 +44,6 @@ pub(crate) struct State<T> {
     metered: Option<Metered>,
     pub(crate) timer: TimerSlot,
     pub(crate) ticker: Option<TimerId>,
-}
-
-fn seconds_between(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
-    Some(to?.saturating_duration_since(from?).as_secs_f64())
 }
 
 /// Whether a ready-queue entry `(slot, seq)` is still live.
@@ -543,61 +440,5 @@ impl<T: Eq + Hash + Clone> State<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    /// Drives the state machine through a long pseudo-random sequence of
-    /// operations and checks every invariant after each step.
-    #[test]
-    fn invariants_hold_through_random_operations() {
-        let mut rng = fastrand::Rng::with_seed(0x5EED);
-        let mut state: State<u8> = State::new(Some(3), None);
-        let start = Instant::now();
-        let mut now = start;
-        let mut held: Vec<(u8, u32, u64)> = Vec::new();
-        for _ in 0..20_000 {
-            let key = rng.u8(0..16);
-            match rng.u8(0..8) {
-                0 | 1 => {
-                    let _ = state.add(KeyArg::Owned(key), rng.i32(-2..3), None, None);
-                }
-                2 => {
-                    let at = now + Duration::from_millis(rng.u64(1..50));
-                    let _ = state.add(KeyArg::Borrowed(&key), rng.i32(-2..3), Some(at), None);
-                }
-                3 | 4 => {
-                    if let Some(out) = state.pop(None) {
-                        assert!(
-                            held.iter().all(|(k, _, _)| *k != out.item),
-                            "handed out twice"
-                        );
-                        held.push((out.item, out.slot, out.token));
-                    }
-                }
-                5 if !held.is_empty() => {
-                    let (item, slot, token) = held.swap_remove(rng.usize(..held.len()));
-                    if rng.bool() {
-                        assert!(state.done(slot, Some(token), None).was_processing);
-                    } else {
-                        assert!(state.done_item(&item, None).was_processing);
-                    }
-                }
-                6 => {
-                    let stray = state.index.find(&key);
-                    let stray = stray.map(|s| state.done(s, Some(u64::MAX), None));
-                    assert!(!stray.is_some_and(|f| f.was_processing), "stray done");
-                    if held.iter().all(|(k, _, _)| *k != key) {
-                        assert!(!state.done_item(&key, None).was_processing, "stray done");
-                    }
-                }
-                _ => {
-                    now += Duration::from_millis(rng.u64(0..20));
-                    let mut wake = Vec::new();
-                    while state.promote_due(now, 4, &mut wake) {}
-                }
-            }
-            state.check();
-        }
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

@@ -7,7 +7,7 @@
 //! returns with every due item already queued. The wakers hold only a weak
 //! reference, so a registered timer never keeps a dropped queue alive.
 
-use super::state::ArmPlan;
+use super::outcome::ArmPlan;
 use super::{Key, Shared};
 use crate::clock::{Clock, TimerId};
 use crate::sync::{Arc, Weak};
