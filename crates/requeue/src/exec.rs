@@ -1,4 +1,5 @@
 //! Runs a future to completion on the calling thread.
+#![cfg_attr(requeue_loom, allow(dead_code, unused_imports))]
 //!
 //! Every blocking API in the crate is the async implementation driven by
 //! [`block_on`], so the rules live in one place. While a future is polled
@@ -40,6 +41,18 @@ thread_local! {
 /// Returns `true` when the caller may rely on the thread waking up by
 /// `deadline` on its own (the hint was taken), `false` when it must arrange
 /// a wake-up itself (no `block_on` here, or another waker).
+#[cfg(requeue_loom)]
+pub(crate) fn offer_park_deadline(_deadline: Instant, _waker: &Waker) -> bool {
+    false
+}
+
+/// Under loom, loom drives the future so it can explore thread interleavings.
+#[cfg(requeue_loom)]
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
+    loom::future::block_on(fut)
+}
+
+#[cfg(not(requeue_loom))]
 pub(crate) fn offer_park_deadline(deadline: Instant, waker: &Waker) -> bool {
     FRAME.with(|frame| {
         let mut frame = frame.borrow_mut();
@@ -54,6 +67,7 @@ pub(crate) fn offer_park_deadline(deadline: Instant, waker: &Waker) -> bool {
 }
 
 /// Polls `fut` on this thread until it completes, parking between polls.
+#[cfg(not(requeue_loom))]
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let waker = WAKER.with(Waker::clone);

@@ -17,9 +17,11 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use requeue::clock::FakeClock;
 //! use requeue::queue::WorkQueue;
 //!
-//! let queue = WorkQueue::new();
+//! // A fake clock keeps the example's timing exact; omit it for real time.
+//! let queue = WorkQueue::builder().clock(FakeClock::new()).build();
 //! queue.add("default/web".to_string()).unwrap();
 //! queue.add("default/web".to_string()).unwrap(); // collapses into the first
 //! queue.add("default/db".to_string()).unwrap();
@@ -35,7 +37,8 @@
 //! assert_eq!(*item, "default/db");
 //! item.forget(); // success: clear its backoff; dropping marks it done too
 //!
-//! queue.shut_down();
+//! // Shutting down hands back the retry still waiting out its backoff.
+//! assert_eq!(queue.shut_down(), ["default/web".to_string()]);
 //! assert!(queue.get().is_none());
 //! ```
 //!
@@ -116,6 +119,9 @@ mod ready;
 mod state;
 mod timer;
 mod waiters;
+
+#[cfg(all(test, requeue_loom))]
+mod loom_tests;
 
 pub use builder::{DEFAULT_FAIRNESS, WorkQueueBuilder};
 pub use error::{GetError, ShutDown, TryGetError};

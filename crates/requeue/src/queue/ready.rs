@@ -110,31 +110,38 @@ impl<T> ReadyQueue<T> {
 
     /// Removes and returns the next item to hand out, with its priority.
     ///
-    /// `claim(item, seq)` is asked about each candidate: it returns `true`
-    /// (and takes the item over) when the entry is live, `false` when it is
-    /// stale, in which case the entry is discarded and the next one tried.
-    pub(crate) fn pop(&mut self, mut claim: impl FnMut(&T, u64) -> bool) -> Option<(T, i32)> {
-        loop {
-            let first = self.levels.iter().position(|l| !l.entries.is_empty())?;
-            let (index, served_oldest) = self.choose(first);
-            let level = &mut self.levels[index];
-            let priority = level.priority;
-            let (seq, item) = level.entries.pop_front()?;
-            if level.entries.is_empty() {
-                if priority != 0 {
-                    self.levels.remove(index);
-                } else if level.entries.capacity() > SHRINK_ABOVE {
-                    // Drained after a burst: give the memory back.
-                    level.entries = VecDeque::new();
+    /// `is_live(item, seq)` tells live entries from stale ones. Stale
+    /// entries at the front of every level are discarded first, so the
+    /// fairness rule only ever compares items that are really waiting.
+    pub(crate) fn pop(&mut self, is_live: impl Fn(&T, u64) -> bool) -> Option<(T, i32)> {
+        let mut discarded = 0;
+        for level in &mut self.levels {
+            while let Some((seq, item)) = level.entries.front() {
+                if is_live(item, *seq) {
+                    break;
                 }
+                level.entries.pop_front();
+                discarded += 1;
             }
-            if claim(&item, seq) {
-                self.live -= 1;
-                self.note_served(served_oldest);
-                return Some((item, priority));
-            }
-            self.stale -= 1;
         }
+        self.stale -= discarded;
+        let first = self.levels.iter().position(|l| !l.entries.is_empty());
+        let Some(first) = first else {
+            self.drop_empty_levels();
+            return None;
+        };
+        let (index, served_oldest) = self.choose(first);
+        let level = &mut self.levels[index];
+        let priority = level.priority;
+        let (_, item) = level.entries.pop_front()?;
+        if level.entries.is_empty() && priority == 0 && level.entries.capacity() > SHRINK_ABOVE {
+            // Drained after a burst: give the memory back.
+            level.entries = VecDeque::new();
+        }
+        self.drop_empty_levels();
+        self.live -= 1;
+        self.note_served(served_oldest);
+        Some((item, priority))
     }
 
     /// Picks the level to serve: normally the highest non-empty one
@@ -173,6 +180,19 @@ mod tests {
 
     fn pop_all(q: &mut ReadyQueue<&'static str>) -> Vec<&'static str> {
         std::iter::from_fn(|| q.pop(|_, _| true).map(|(i, _)| i)).collect()
+    }
+
+    #[test]
+    fn fairness_ignores_stale_entries_when_looking_for_older_items() {
+        let mut q = ReadyQueue::new(Some(1));
+        let stale = q.push(-1, "a");
+        q.mark_stale();
+        q.push(0, "a");
+        q.push(-1, "c");
+        q.push(0, "d");
+        let live = |_: &&str, seq: u64| seq != stale;
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(live).map(|(i, _)| i)).collect();
+        assert_eq!(order, ["a", "d", "c"]);
     }
 
     #[test]
