@@ -110,3 +110,31 @@ fn unnamed_queues_record_nothing() {
     assert!(metrics.queue("").is_none());
     assert!(!clock.has_waiters(), "no ticker without metrics");
 }
+
+#[test]
+fn unfinished_work_sums_every_in_flight_item_and_forgets_finished_ones() {
+    let (clock, q, m) = metered("in-flight");
+    q.add("a").unwrap();
+    q.add("b").unwrap();
+    q.add("c").unwrap();
+    let a = q.get().expect("a");
+    clock.advance(Duration::from_millis(100));
+    let b = q.get().expect("b");
+    let c = q.get().expect("c");
+    clock.advance(Duration::from_millis(400)); // the first tick, at 500 ms
+    assert_eq!(m.ticks(), 1);
+    assert!(close(m.unfinished_work().expect("set"), 0.5 + 0.4 + 0.4));
+    assert!(close(m.longest_running().expect("set"), 0.5));
+    a.done();
+    drop(c);
+    clock.advance(Duration::from_millis(500));
+    assert!(
+        close(m.unfinished_work().expect("set"), 0.9),
+        "only b is left"
+    );
+    assert!(close(m.longest_running().expect("set"), 0.9));
+    b.done();
+    clock.advance(Duration::from_millis(500));
+    assert!(close(m.unfinished_work().expect("set"), 0.0));
+    assert!(close(m.longest_running().expect("set"), 0.0));
+}

@@ -212,6 +212,7 @@ impl<T: Eq + Hash> Index<T> {
     }
 
     /// Every occupied slot.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Slot<T>)> {
         self.slots
             .iter()

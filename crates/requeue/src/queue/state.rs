@@ -92,10 +92,7 @@ impl<T: Eq + Hash + Clone> State<T> {
             hand_outs: 0,
             shutting_down: false,
             draining: false,
-            metered: metrics.map(|metrics| Metered {
-                metrics,
-                times: Vec::new(),
-            }),
+            metered: metrics.map(Metered::new),
             timer: TimerSlot::default(),
             ticker: None,
         }
@@ -236,9 +233,7 @@ impl<T: Eq + Hash + Clone> State<T> {
         self.processing += 1;
         if let Some(m) = &mut self.metered {
             m.metrics.depth.dec();
-            let times = m.times(slot_index);
-            let added = times.added.take();
-            times.started = now;
+            let added = m.started(slot_index, now);
             if let Some(waited) = seconds_between(added, now) {
                 m.metrics.latency.observe(waited);
             }
@@ -279,7 +274,7 @@ impl<T: Eq + Hash + Clone> State<T> {
         slot.clear(PROCESSING);
         self.processing -= 1;
         if let Some(m) = &mut self.metered {
-            let started = m.times(slot_index).started.take();
+            let started = m.finished(slot_index);
             if let Some(worked) = seconds_between(started, now) {
                 m.metrics.work_duration.observe(worked);
             }
@@ -386,17 +381,9 @@ impl<T: Eq + Hash + Clone> State<T> {
 
     /// Sum and maximum of the ages of in-flight items, in seconds.
     pub(crate) fn unfinished_work(&self, now: Instant) -> (f64, f64) {
-        let Some(m) = &self.metered else {
-            return (0.0, 0.0);
-        };
-        self.index
-            .iter()
-            .filter(|(_, slot)| slot.is(PROCESSING))
-            .filter_map(|(i, _)| m.times.get(i as usize).and_then(|t| t.started))
-            .map(|started| now.saturating_duration_since(started).as_secs_f64())
-            .fold((0.0, 0.0), |(sum, max), age| {
-                (sum + age, f64::max(max, age))
-            })
+        self.metered
+            .as_ref()
+            .map_or((0.0, 0.0), |m| m.unfinished_work(now))
     }
 
     /// Takes the get waiter `id` out of the line; if it had been woken for an
