@@ -199,6 +199,17 @@ mod tests {
     const BOUND: Duration = Duration::from_secs(10);
 
     #[test]
+    fn wall_time_moves_exactly_as_far_as_the_fake_clock() {
+        let clock = FakeClock::new();
+        let before = clock.wall_now();
+        clock.advance(Duration::from_secs(90));
+        let after = clock.wall_now();
+        assert_eq!(after.duration_since(before).ok(), Some(Duration::from_secs(90)));
+        let earlier = FakeClock::starting_at(clock.now() - Duration::from_secs(5));
+        assert_eq!(after.duration_since(earlier.wall_now()).ok(), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
     fn advance_wakes_a_blocked_thread_only_once_its_deadline_passes() {
         let clock = FakeClock::new();
         let shared: SharedClock = Arc::new(clock.clone());

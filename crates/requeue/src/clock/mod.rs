@@ -49,7 +49,7 @@ pub use sleep::Sleep;
 use std::fmt;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A clock shared between the parts of a program that need the same time.
 pub type SharedClock = Arc<dyn Clock>;
@@ -96,6 +96,15 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// already fired ids are ignored.
     fn cancel_timer(&self, id: TimerId);
 
+    /// The wall-clock time of [`now`](Clock::now), for timestamps people
+    /// read (event times). The default maps this clock's instants onto the
+    /// system time through one process-wide anchor ([`wall_time`]), so a
+    /// [`FakeClock`] moves its wall time exactly as far as it is advanced;
+    /// [`RealClock`] returns the system time itself.
+    fn wall_now(&self) -> SystemTime {
+        wall_time(self.now())
+    }
+
     /// A future (and blocking waiter) that completes once this clock reaches `deadline`.
     fn sleep_until(&self, deadline: Instant) -> Sleep<'_>
     where
@@ -125,6 +134,19 @@ pub fn deadline_after(now: Instant, duration: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// The system time that the monotonic `instant` corresponds to: both clocks
+/// are read once (at the first call in the process) and the difference is
+/// carried over, saturating at the ends of `SystemTime`'s range.
+pub fn wall_time(instant: Instant) -> SystemTime {
+    static ANCHOR: std::sync::OnceLock<(Instant, SystemTime)> = std::sync::OnceLock::new();
+    let (mono, wall) = *ANCHOR.get_or_init(|| (Instant::now(), SystemTime::now()));
+    if instant >= mono {
+        wall.checked_add(instant - mono).unwrap_or(wall)
+    } else {
+        wall.checked_sub(mono - instant).unwrap_or(wall)
+    }
+}
+
 /// The default clock: a shared [`RealClock`].
 pub fn real() -> SharedClock {
     static REAL: std::sync::OnceLock<SharedClock> = std::sync::OnceLock::new();
@@ -140,6 +162,9 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
     }
     fn cancel_timer(&self, id: TimerId) {
         (**self).cancel_timer(id)
+    }
+    fn wall_now(&self) -> SystemTime {
+        (**self).wall_now()
     }
 }
 

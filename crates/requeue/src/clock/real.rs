@@ -22,6 +22,10 @@ impl Clock for RealClock {
         Instant::now()
     }
 
+    fn wall_now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
+
     fn register_timer(&self, deadline: Instant, waker: &Waker) -> TimerId {
         if deadline <= Instant::now() {
             waker.wake_by_ref();
