@@ -12,6 +12,7 @@
 //! | [`metrics`] | the queue's metrics hooks with client-go's metric set |
 //! | [`parallel`] | [`parallelize_until`](parallel::parallelize_until) |
 //! | [`crash`] | what happens when your code panics inside a loop |
+//! | `events` | the Kubernetes core/v1 `Event` model, serialised as the API server does (feature `events`, on by default) |
 //!
 //! ```
 //! use std::time::Duration;
@@ -48,6 +49,8 @@
 
 pub mod clock;
 pub mod crash;
+#[cfg(feature = "events")]
+pub mod events;
 mod exec;
 pub mod limiter;
 pub mod metrics;

@@ -204,9 +204,15 @@ mod tests {
         let before = clock.wall_now();
         clock.advance(Duration::from_secs(90));
         let after = clock.wall_now();
-        assert_eq!(after.duration_since(before).ok(), Some(Duration::from_secs(90)));
+        assert_eq!(
+            after.duration_since(before).ok(),
+            Some(Duration::from_secs(90))
+        );
         let earlier = FakeClock::starting_at(clock.now() - Duration::from_secs(5));
-        assert_eq!(after.duration_since(earlier.wall_now()).ok(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            after.duration_since(earlier.wall_now()).ok(),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
