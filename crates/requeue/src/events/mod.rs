@@ -47,6 +47,8 @@
 //! | `generateEventName`, `validation.IsDNS1123Subdomain` | [`event_name`], [`is_dns1123_subdomain`] |
 //! | `record.EventCorrelator`, `CorrelatorOptions`, `EventCorrelate`, `UpdateState` | [`Correlator`], [`CorrelatorOptions`], [`Correlator::correlate`], [`Correlator::update_state`] |
 //! | `EventAggregatorByReasonFunc`, `EventAggregatorByReasonMessageFunc`, `getSpamKey`, `getEventKey` | [`aggregate_by_reason`], [`combined_message`], [`spam_key`], [`event_key`] |
+//! | `record.EventSink` (`Create`, `Update`, `Patch`) | [`EventSink`], errors as [`SinkError`] |
+//! | `recordToSink` (12 tries, randomised first wait, 404 patch → create) | [`record_to_sink`] → [`Delivery`] |
 //!
 //! A [`Correlator`] decides what to write for each event: create it, patch
 //! an identical earlier one with a higher count, fold similar events into
@@ -85,13 +87,15 @@
 //! The correlator keeps three LRU caches (4,096 keys each by default) under
 //! separate locks and reads time only from its injected clock, so windows
 //! and spam buckets are tested on a [`FakeClock`](crate::clock::FakeClock).
-//! The recorder, the broadcaster and the sinks of client-go's pipeline
-//! follow in this module.
+//! [`record_to_sink`] applies client-go's retry rules to any [`EventSink`];
+//! [`MemorySink`] keeps events in memory for tests. The recorder, the
+//! broadcaster and the tracing and JSON-lines sinks follow in this module.
 
 mod correlator;
 mod lru;
 mod model;
 mod reference;
+mod sink;
 mod spam;
 mod time;
 
@@ -105,5 +109,9 @@ pub use model::{
     UnknownEventType,
 };
 pub use reference::{DNS1123_SUBDOMAIN_MAX_LENGTH, Involved, event_name, is_dns1123_subdomain};
+pub use sink::{
+    DEFAULT_RETRY_SLEEP, Delivery, EventSink, MAX_TRIES_PER_EVENT, MemorySink, SinkError,
+    record_to_sink,
+};
 pub use spam::{DEFAULT_SPAM_BURST, DEFAULT_SPAM_QPS};
 pub use time::{MicroTime, Time};
