@@ -49,6 +49,27 @@
 //! | `EventAggregatorByReasonFunc`, `EventAggregatorByReasonMessageFunc`, `getSpamKey`, `getEventKey` | [`aggregate_by_reason`], [`combined_message`], [`spam_key`], [`event_key`] |
 //! | `record.EventSink` (`Create`, `Update`, `Patch`) | [`EventSink`], errors as [`SinkError`] |
 //! | `recordToSink` (12 tries, randomised first wait, 404 patch → create) | [`record_to_sink`] → [`Delivery`] |
+//! | `record.NewBroadcaster`, `StartEventWatcher`, `StartRecordingToSink`, `StartStructuredLogging`, `Shutdown` | [`Broadcaster`], [`Broadcaster::start_event_watcher`], [`Broadcaster::start_recording_to_sink`], [`Broadcaster::start_logging`], [`Broadcaster::shutdown`] |
+//! | `EventRecorder.Event`, `Eventf`, `AnnotatedEventf` | [`Recorder::event`], [`Recorder::eventf`], [`Recorder::annotated_event`] |
+//!
+//! The whole pipeline: a [`Broadcaster`] hands every recorded event to its
+//! watchers; each sink gets a correlator of its own.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use requeue::events::{Broadcaster, EventSource, EventType, MemorySink};
+//!
+//! let broadcaster = Broadcaster::default();
+//! let sink = Arc::new(MemorySink::new());
+//! broadcaster.start_recording_to_sink(sink.clone()).expect("a thread");
+//! let recorder = broadcaster.recorder(EventSource::new("shop-controller", ""));
+//! let pod = ("Pod", "shop", "web-0", "5f0f3c52");
+//! for attempt in 1..=3 {
+//!     recorder.eventf(&pod, EventType::Warning, "BackOff", format_args!("restarting ({attempt})"));
+//! }
+//! broadcaster.shutdown(); // delivers what is queued, then stops
+//! assert_eq!(sink.events().len(), 3, "three different messages, three events");
+//! ```
 //!
 //! A [`Correlator`] decides what to write for each event: create it, patch
 //! an identical earlier one with a higher count, fold similar events into
@@ -88,9 +109,12 @@
 //! separate locks and reads time only from its injected clock, so windows
 //! and spam buckets are tested on a [`FakeClock`](crate::clock::FakeClock).
 //! [`record_to_sink`] applies client-go's retry rules to any [`EventSink`];
-//! [`MemorySink`] keeps events in memory for tests. The recorder, the
-//! broadcaster and the tracing and JSON-lines sinks follow in this module.
+//! [`MemorySink`] keeps events in memory for tests. Recording never blocks:
+//! each watcher has a bounded queue ([`DEFAULT_QUEUE_CAPACITY`]) and a
+//! thread; a full queue drops the event, counted in
+//! [`Broadcaster::dropped`] and logged. The JSON-lines file sink follows.
 
+mod broadcaster;
 mod correlator;
 mod lru;
 mod model;
@@ -99,6 +123,7 @@ mod sink;
 mod spam;
 mod time;
 
+pub use broadcaster::{Broadcaster, BroadcasterOptions, DEFAULT_QUEUE_CAPACITY, Recorder};
 pub use correlator::{
     AGGREGATE_PREFIX, Correlation, Correlator, CorrelatorOptions, DEFAULT_AGGREGATE_INTERVAL,
     DEFAULT_AGGREGATE_MAX_EVENTS, DEFAULT_LRU_CACHE_SIZE, KeyFn, MessageFn, SpamKeyFn,

@@ -1,0 +1,199 @@
+//! The broadcaster and recorder (SPEC §6.5: TestBroadcasterShutdown,
+//! TestNonRacyShutdown, TestEventf's create-then-patch, TestLotsOfEvents) and
+//! the bounded hand-off under a burst.
+
+use super::*;
+use crate::clock::FakeClock;
+use crate::events::{MemorySink, SinkError};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+fn broadcaster(clock: &FakeClock) -> Broadcaster {
+    let shared: SharedClock = Arc::new(clock.clone());
+    Broadcaster::new(BroadcasterOptions {
+        clock: shared.clone(),
+        correlator: CorrelatorOptions {
+            clock: shared,
+            ..CorrelatorOptions::default()
+        },
+        ..BroadcasterOptions::default()
+    })
+}
+
+const POD: (&str, &str, &str, &str) = ("Pod", "shop", "web-0", "uid-1");
+
+#[test]
+fn recorded_events_reach_the_sink_created_then_patched() {
+    let b = broadcaster(&FakeClock::new());
+    let sink = Arc::new(MemorySink::new());
+    b.start_recording_to_sink(sink.clone()).expect("thread");
+    let recorder = b.recorder(EventSource::new("shop-controller", "node-a"));
+    recorder.event(&POD, EventType::Normal, "Started", "started");
+    recorder.eventf(
+        &POD,
+        EventType::Normal,
+        "Started",
+        format_args!("{}", "started"),
+    );
+    b.shutdown();
+    assert_eq!(sink.calls(), ["create", "patch"]);
+    let stored = sink.events();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].count, 2);
+    assert_eq!(stored[0].reporting_controller, "shop-controller");
+    assert_eq!(stored[0].involved_object.uid, "uid-1");
+}
+
+#[test]
+fn shutdown_delivers_what_is_queued_then_ends_every_watcher_thread() {
+    let b = broadcaster(&FakeClock::new());
+    let seen = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let seen = seen.clone();
+        b.start_event_watcher(move |_| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .expect("thread");
+    }
+    let recorder = b.recorder(EventSource::new("c", ""));
+    for i in 0..10 {
+        recorder.eventf(&POD, EventType::Normal, "Tick", format_args!("{i}"));
+    }
+    b.shutdown(); // joins the threads: none is left behind
+    assert_eq!(seen.load(Ordering::SeqCst), 30);
+    recorder.event(&POD, EventType::Normal, "Late", "after shutdown");
+    assert_eq!(
+        b.dropped(),
+        1,
+        "an event after shutdown is dropped and counted"
+    );
+}
+
+#[test]
+fn concurrent_recording_and_shutdown_do_not_race() {
+    let b = broadcaster(&FakeClock::new());
+    b.start_event_watcher(|_| {}).expect("thread");
+    let recorder = b.recorder(EventSource::new("c", ""));
+    std::thread::scope(|s| {
+        for i in 0..100 {
+            let recorder = recorder.clone();
+            s.spawn(move || recorder.eventf(&POD, EventType::Warning, "Racy", format_args!("{i}")));
+        }
+        s.spawn(|| b.shutdown());
+    });
+}
+
+#[test]
+fn a_burst_from_8_threads_is_bounded_and_the_drop_count_is_exact() {
+    let b = broadcaster(&FakeClock::new());
+    let release = Arc::new(AtomicBool::new(false));
+    let entered = Arc::new(AtomicBool::new(false));
+    let handled = Arc::new(AtomicUsize::new(0));
+    {
+        let (release, entered, handled) = (release.clone(), entered.clone(), handled.clone());
+        b.start_event_watcher(move |_| {
+            entered.store(true, Ordering::SeqCst);
+            while !release.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            handled.fetch_add(1, Ordering::SeqCst);
+        })
+        .expect("thread");
+    }
+    let recorder = b.recorder(EventSource::new("c", ""));
+    recorder.event(&POD, EventType::Normal, "First", "holds the watcher");
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !entered.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the watcher never started"
+        );
+        std::thread::yield_now();
+    }
+    const PER_THREAD: usize = 12_500;
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let recorder = recorder.clone();
+            s.spawn(move || {
+                for i in 0..PER_THREAD {
+                    recorder.eventf(&POD, EventType::Normal, "Burst", format_args!("{t}-{i}"));
+                }
+            });
+        }
+    });
+    // The watcher holds one event; its queue holds exactly the capacity.
+    let burst = 8 * PER_THREAD as u64;
+    assert_eq!(b.dropped(), burst - DEFAULT_QUEUE_CAPACITY as u64);
+    release.store(true, Ordering::SeqCst);
+    b.shutdown();
+    assert_eq!(handled.load(Ordering::SeqCst), 1 + DEFAULT_QUEUE_CAPACITY);
+}
+
+#[test]
+fn lots_of_failing_events_are_all_eventually_written() {
+    let clock = FakeClock::new();
+    let b = Broadcaster::new(BroadcasterOptions {
+        retry_sleep: Duration::ZERO,
+        clock: Arc::new(clock.clone()),
+        correlator: CorrelatorOptions {
+            clock: Arc::new(clock.clone()),
+            spam_filter: false,
+            ..CorrelatorOptions::default()
+        },
+        ..BroadcasterOptions::default()
+    });
+    /// Fails each event's first three writes.
+    struct FailThrice {
+        tries: Mutex<std::collections::HashMap<String, u32>>,
+        inner: MemorySink,
+    }
+    impl EventSink for FailThrice {
+        fn create(&self, e: &Event) -> Result<Event, SinkError> {
+            let mut tries = lock(&self.tries);
+            let n = tries.entry(e.message.clone()).or_default();
+            *n += 1;
+            if *n <= 3 {
+                return Err(SinkError::Transport("flaky".into()));
+            }
+            drop(tries);
+            self.inner.create(e)
+        }
+        fn update(&self, e: &Event) -> Result<Event, SinkError> {
+            self.inner.update(e)
+        }
+        fn patch(&self, e: &Event, p: &serde_json::Value) -> Result<Event, SinkError> {
+            self.inner.patch(e, p)
+        }
+    }
+    let sink = Arc::new(FailThrice {
+        tries: Mutex::new(Default::default()),
+        inner: MemorySink::new(),
+    });
+    b.start_recording_to_sink(sink.clone()).expect("thread");
+    let recorder = b.recorder(EventSource::new("c", ""));
+    for i in 0..200 {
+        let object = ObjectReferenceFor(i);
+        recorder.eventf(
+            &object,
+            EventType::Normal,
+            "Many",
+            format_args!("event {i}"),
+        );
+    }
+    // Retries happen while the broadcaster runs; a shutdown would cut them short.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while sink.inner.events().len() < 200 {
+        assert!(std::time::Instant::now() < give_up, "events were lost");
+        std::thread::yield_now();
+    }
+    b.shutdown();
+    assert_eq!(sink.inner.events().len(), 200, "none dropped");
+    assert_eq!(b.dropped(), 0);
+}
+
+/// A distinct object per index.
+struct ObjectReferenceFor(usize);
+impl Involved for ObjectReferenceFor {
+    fn object_reference(&self) -> super::super::ObjectReference {
+        super::super::ObjectReference::new("Pod", "default", format!("pod-{}", self.0))
+    }
+}
