@@ -112,10 +112,12 @@
 //! [`MemorySink`] keeps events in memory for tests. Recording never blocks:
 //! each watcher has a bounded queue ([`DEFAULT_QUEUE_CAPACITY`]) and a
 //! thread; a full queue drops the event, counted in
-//! [`Broadcaster::dropped`] and logged. The JSON-lines file sink follows.
+//! [`Broadcaster::dropped`] and logged. [`JsonLinesSink`] appends events to a
+//! file (see [`Fsync`] for durability), [`TracingSink`] logs them.
 
 mod broadcaster;
 mod correlator;
+mod file_sink;
 mod lru;
 mod model;
 mod reference;
@@ -129,6 +131,7 @@ pub use correlator::{
     DEFAULT_AGGREGATE_MAX_EVENTS, DEFAULT_LRU_CACHE_SIZE, KeyFn, MessageFn, SpamKeyFn,
     aggregate_by_reason, combined_message, event_key, spam_key,
 };
+pub use file_sink::{Fsync, JsonLinesSink, TracingSink};
 pub use model::{
     DEFAULT_NAMESPACE, Event, EventSeries, EventSource, EventType, ObjectMeta, ObjectReference,
     UnknownEventType,
