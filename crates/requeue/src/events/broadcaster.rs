@@ -29,6 +29,8 @@ pub struct BroadcasterOptions {
     pub correlator: CorrelatorOptions,
     /// Time for event timestamps and retry waits.
     pub clock: SharedClock,
+    /// Shuts the broadcaster down when it fires (client-go's `WithContext`).
+    pub stop: Option<Stop>,
 }
 
 impl Default for BroadcasterOptions {
@@ -38,6 +40,7 @@ impl Default for BroadcasterOptions {
             retry_sleep: DEFAULT_RETRY_SLEEP,
             correlator: CorrelatorOptions::default(),
             clock: clock::real(),
+            stop: None,
         }
     }
 }
@@ -45,6 +48,13 @@ impl Default for BroadcasterOptions {
 struct Watcher {
     sender: SyncSender<Event>,
     thread: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Releases the stop-watching thread of a dropped broadcaster.
+        self.stop.stop();
+    }
 }
 
 struct Inner {
@@ -81,16 +91,34 @@ impl Default for Broadcaster {
 
 impl Broadcaster {
     /// A broadcaster with no watchers yet.
+    ///
+    /// With `options.stop`, a small thread waits for that signal and then
+    /// shuts the broadcaster down; it ends with the broadcaster either way.
     pub fn new(options: BroadcasterOptions) -> Self {
-        Broadcaster {
-            inner: Arc::new(Inner {
-                options,
-                watchers: Mutex::new(Vec::new()),
-                open: Mutex::new(true),
-                dropped: AtomicU64::new(0),
-                stop: Stop::new(),
-            }),
+        let outer = options.stop.clone();
+        let stop = outer.as_ref().map_or_else(Stop::new, Stop::child);
+        let inner = Arc::new(Inner {
+            options,
+            watchers: Mutex::new(Vec::new()),
+            open: Mutex::new(true),
+            dropped: AtomicU64::new(0),
+            stop: stop.clone(),
+        });
+        if outer.is_some() {
+            let weak = Arc::downgrade(&inner);
+            let spawned = std::thread::Builder::new()
+                .name("requeue-events-stop".into())
+                .spawn(move || {
+                    stop.wait();
+                    if let Some(inner) = weak.upgrade() {
+                        Broadcaster { inner }.shutdown();
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot watch the broadcaster's stop signal");
+            }
         }
+        Broadcaster { inner }
     }
 
     /// A recorder that stamps its events with `source`.
@@ -136,17 +164,23 @@ impl Broadcaster {
         })
     }
 
-    /// Logs every event through `tracing` (target `requeue::events`), with
-    /// the object, type, reason and message as fields.
+    /// Logs every event through `tracing` (target `requeue::events`) with
+    /// the fields of client-go's `StartStructuredLogging`: "Event occurred",
+    /// object (`namespace/name`), fieldPath, kind, apiVersion, type, reason, message.
     pub fn start_logging(&self) -> std::io::Result<()> {
         self.start_event_watcher(|e| {
             let o = &e.involved_object;
+            let object = if o.namespace.is_empty() {
+                o.name.clone()
+            } else {
+                format!("{}/{}", o.namespace, o.name)
+            };
             tracing::info!(
                 target: "requeue::events",
-                kind = %o.kind,
-                namespace = %o.namespace,
-                name = %o.name,
+                object = %object,
                 field_path = %o.field_path,
+                kind = %o.kind,
+                api_version = %o.api_version,
                 r#type = e.event_type.as_str(),
                 reason = %e.reason,
                 message = %e.message,

@@ -197,3 +197,39 @@ impl Involved for ObjectReferenceFor {
         super::super::ObjectReference::new("Pod", "default", format!("pod-{}", self.0))
     }
 }
+
+#[test]
+fn firing_the_stop_signal_shuts_down_and_ends_the_watchers() {
+    let stop = Stop::new();
+    let b = Broadcaster::new(BroadcasterOptions {
+        stop: Some(stop.clone()),
+        clock: Arc::new(FakeClock::new()),
+        ..BroadcasterOptions::default()
+    });
+    /// Sets its flag when the watcher's handler (and so its thread) is gone.
+    struct Gone(Arc<AtomicBool>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let gone = Arc::new(AtomicBool::new(false));
+    let guard = Gone(gone.clone());
+    b.start_event_watcher(move |_| {
+        let _keep = &guard;
+    })
+    .expect("thread");
+    b.start_logging().expect("thread");
+    stop.stop();
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !gone.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the watcher outlived the stop"
+        );
+        std::thread::yield_now();
+    }
+    b.recorder(EventSource::new("c", ""))
+        .event(&POD, EventType::Normal, "Late", "x");
+    assert_eq!(b.dropped(), 1, "shut down: refused");
+}
