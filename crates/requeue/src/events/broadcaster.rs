@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// client-go's `maxQueuedEvents`: events a watcher may have waiting.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
@@ -64,6 +64,31 @@ struct Inner {
     open: Mutex<bool>,
     dropped: AtomicU64,
     stop: Stop,
+    /// The last event time handed out, in nanoseconds since the Unix epoch.
+    last_stamp: AtomicU64,
+}
+
+impl Inner {
+    /// `at`, moved one nanosecond past the previous event's time if the
+    /// clock has not moved since: event names are `<object>.<hex time>`, so
+    /// this keeps them unique even on a fake or coarse clock.
+    fn unique_time(&self, at: SystemTime) -> SystemTime {
+        let nanos = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let previous = self
+            .last_stamp
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(nanos.max(last.saturating_add(1)))
+            })
+            .unwrap_or(nanos);
+        let stamp = nanos.max(previous.saturating_add(1));
+        if stamp == nanos {
+            at
+        } else {
+            SystemTime::UNIX_EPOCH + Duration::from_nanos(stamp)
+        }
+    }
 }
 
 /// Fans recorded events out to watchers; see the [`events`](crate::events) module docs.
@@ -103,6 +128,7 @@ impl Broadcaster {
             open: Mutex::new(true),
             dropped: AtomicU64::new(0),
             stop: stop.clone(),
+            last_stamp: AtomicU64::new(0),
         });
         if outer.is_some() {
             let weak = Arc::downgrade(&inner);
@@ -268,7 +294,8 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) {
-        let at = self.broadcaster.inner.options.clock.wall_now();
+        let inner = &self.broadcaster.inner;
+        let at = inner.unique_time(inner.options.clock.wall_now());
         let event = Event::new(
             object.object_reference(),
             event_type,

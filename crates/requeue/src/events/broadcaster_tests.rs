@@ -233,3 +233,59 @@ fn firing_the_stop_signal_shuts_down_and_ends_the_watchers() {
         .event(&POD, EventType::Normal, "Late", "x");
     assert_eq!(b.dropped(), 1, "shut down: refused");
 }
+
+#[test]
+fn eventf_repeats_patch_one_object_and_other_uid_field_path_or_reason_are_separate() {
+    use crate::events::ObjectReference;
+    let b = broadcaster(&FakeClock::new());
+    let sink = Arc::new(MemorySink::new());
+    b.start_recording_to_sink(sink.clone()).expect("thread");
+    let recorder = b.recorder(EventSource::new("eventTest", "node-a"));
+    let pod = ObjectReference::new("Pod", "baz", "foo")
+        .with_uid("bar")
+        .with_api_version("v1");
+    let container = pod.clone().with_field_path("spec.containers[2]");
+    let other_uid = pod.clone().with_uid("differentUid");
+    for _ in 0..3 {
+        recorder.event(
+            &pod,
+            EventType::Normal,
+            "Started",
+            "some verbose message: 1",
+        );
+    }
+    recorder.event(
+        &container,
+        EventType::Normal,
+        "Started",
+        "some verbose message: 1",
+    );
+    recorder.event(
+        &other_uid,
+        EventType::Normal,
+        "Started",
+        "some verbose message: 1",
+    );
+    recorder.event(
+        &pod,
+        EventType::Normal,
+        "Stopped",
+        "some verbose message: 1",
+    );
+    b.shutdown();
+    assert_eq!(
+        sink.calls(),
+        ["create", "patch", "patch", "create", "create", "create"]
+    );
+    let stored = sink.events();
+    assert_eq!(stored.len(), 4);
+    assert_eq!(stored[0].count, 3);
+    assert_eq!(
+        (
+            stored[0].source.component.as_str(),
+            stored[0].reporting_controller.as_str()
+        ),
+        ("eventTest", "eventTest")
+    );
+    assert!(stored[1..].iter().all(|e| e.count == 1));
+}
