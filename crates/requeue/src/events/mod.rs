@@ -49,6 +49,7 @@
 //! | `EventAggregatorByReasonFunc`, `EventAggregatorByReasonMessageFunc`, `getSpamKey`, `getEventKey` | [`aggregate_by_reason`], [`combined_message`], [`spam_key`], [`event_key`] |
 //! | `record.EventSink` (`Create`, `Update`, `Patch`) | [`EventSink`], errors as [`SinkError`] |
 //! | `recordToSink` (12 tries, randomised first wait, 404 patch → create) | [`record_to_sink`] → [`Delivery`] |
+//! | `tools/events.GetFieldSelector` | [`field_selector`] |
 //! | `record.NewBroadcaster`, `StartEventWatcher`, `StartRecordingToSink`, `StartStructuredLogging`, `Shutdown` | [`Broadcaster`], [`Broadcaster::start_event_watcher`], [`Broadcaster::start_recording_to_sink`], [`Broadcaster::start_logging`], [`Broadcaster::shutdown`] |
 //! | `EventRecorder.Event`, `Eventf`, `AnnotatedEventf` | [`Recorder::event`], [`Recorder::eventf`], [`Recorder::annotated_event`] |
 //!
@@ -121,6 +122,7 @@ mod file_sink;
 mod lru;
 mod model;
 mod reference;
+mod selector;
 mod sink;
 mod spam;
 mod time;
@@ -137,6 +139,7 @@ pub use model::{
     UnknownEventType,
 };
 pub use reference::{DNS1123_SUBDOMAIN_MAX_LENGTH, Involved, event_name, is_dns1123_subdomain};
+pub use selector::{UnknownEventsApi, field_selector};
 pub use sink::{
     DEFAULT_RETRY_SLEEP, Delivery, EventSink, MAX_TRIES_PER_EVENT, MemorySink, SinkError,
     record_to_sink,
