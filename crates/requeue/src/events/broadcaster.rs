@@ -176,6 +176,17 @@ impl Broadcaster {
         Ok(())
     }
 
+    /// Delivers every event into the returned channel (for code that would
+    /// rather receive than be called). The channel ends after
+    /// [`shutdown`](Broadcaster::shutdown); a receiver dropped early is fine.
+    pub fn watch(&self) -> std::io::Result<Receiver<Event>> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.start_event_watcher(move |event| {
+            let _ = sender.send(event.clone());
+        })?;
+        Ok(receiver)
+    }
+
     /// Writes every event to `sink` through a correlator of its own, with
     /// client-go's retry rules; a shutdown cuts retry waits short.
     pub fn start_recording_to_sink(&self, sink: Arc<dyn EventSink>) -> std::io::Result<()> {

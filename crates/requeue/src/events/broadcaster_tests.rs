@@ -289,3 +289,16 @@ fn eventf_repeats_patch_one_object_and_other_uid_field_path_or_reason_are_separa
     );
     assert!(stored[1..].iter().all(|e| e.count == 1));
 }
+
+#[test]
+fn a_channel_watcher_receives_every_event_and_ends_at_shutdown() {
+    let b = broadcaster(&FakeClock::new());
+    let events = b.watch().expect("thread");
+    let recorder = b.recorder(EventSource::new("c", ""));
+    for i in 0..5 {
+        recorder.eventf(&POD, EventType::Normal, "Tick", format_args!("{i}"));
+    }
+    b.shutdown();
+    let messages: Vec<String> = events.iter().map(|e| e.message).collect();
+    assert_eq!(messages, ["0", "1", "2", "3", "4"]);
+}

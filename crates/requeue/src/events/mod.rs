@@ -52,6 +52,8 @@
 //! | `tools/events.GetFieldSelector` | [`field_selector`] |
 //! | `record.NewBroadcaster`, `StartEventWatcher`, `StartRecordingToSink`, `StartStructuredLogging`, `Shutdown` | [`Broadcaster`], [`Broadcaster::start_event_watcher`], [`Broadcaster::start_recording_to_sink`], [`Broadcaster::start_logging`], [`Broadcaster::shutdown`] |
 //! | `EventRecorder.Event`, `Eventf`, `AnnotatedEventf` | [`Recorder::event`], [`Recorder::eventf`], [`Recorder::annotated_event`] |
+//! | `watch.Interface` of a broadcaster | [`Broadcaster::watch`] (a channel) |
+//! | `tools/events` recorder with `EventSeries`, `finishSeries`, `refreshExistingEventSeries` | [`SeriesRecorder`], [`SeriesRecorder::finish_series`], [`SeriesRecorder::refresh_existing_series`] |
 //!
 //! The whole pipeline: a [`Broadcaster`] hands every recorded event to its
 //! watchers; each sink gets a correlator of its own.
@@ -123,6 +125,7 @@ mod lru;
 mod model;
 mod reference;
 mod selector;
+mod series;
 mod sink;
 mod spam;
 mod time;
@@ -140,6 +143,7 @@ pub use model::{
 };
 pub use reference::{DNS1123_SUBDOMAIN_MAX_LENGTH, Involved, event_name, is_dns1123_subdomain};
 pub use selector::{UnknownEventsApi, field_selector};
+pub use series::{FINISH_TIME, REFRESH_PERIOD, SeriesKey, SeriesRecorder};
 pub use sink::{
     DEFAULT_RETRY_SLEEP, Delivery, EventSink, MAX_TRIES_PER_EVENT, MemorySink, SinkError,
     record_to_sink,
