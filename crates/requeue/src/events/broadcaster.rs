@@ -2,6 +2,7 @@
 //! every watcher (a handler, a sink, the log) gets its own bounded queue
 //! and thread (client-go's `EventBroadcaster` with `DropIfChannelFull`).
 
+use super::reference::unique_event_time;
 use super::sink::{DEFAULT_RETRY_SLEEP, EventSink, record_to_sink};
 use super::{Correlator, CorrelatorOptions, Event, EventSource, EventType, Involved};
 use crate::clock::{self, SharedClock};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// client-go's `maxQueuedEvents`: events a watcher may have waiting.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
@@ -64,31 +65,6 @@ struct Inner {
     open: Mutex<bool>,
     dropped: AtomicU64,
     stop: Stop,
-    /// The last event time handed out, in nanoseconds since the Unix epoch.
-    last_stamp: AtomicU64,
-}
-
-impl Inner {
-    /// `at`, moved one nanosecond past the previous event's time if the
-    /// clock has not moved since: event names are `<object>.<hex time>`, so
-    /// this keeps them unique even on a fake or coarse clock.
-    fn unique_time(&self, at: SystemTime) -> SystemTime {
-        let nanos = at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let previous = self
-            .last_stamp
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
-                Some(nanos.max(last.saturating_add(1)))
-            })
-            .unwrap_or(nanos);
-        let stamp = nanos.max(previous.saturating_add(1));
-        if stamp == nanos {
-            at
-        } else {
-            SystemTime::UNIX_EPOCH + Duration::from_nanos(stamp)
-        }
-    }
 }
 
 /// Fans recorded events out to watchers; see the [`events`](crate::events) module docs.
@@ -128,7 +104,6 @@ impl Broadcaster {
             open: Mutex::new(true),
             dropped: AtomicU64::new(0),
             stop: stop.clone(),
-            last_stamp: AtomicU64::new(0),
         });
         if outer.is_some() {
             let weak = Arc::downgrade(&inner);
@@ -306,7 +281,7 @@ impl Recorder {
         message: &str,
     ) {
         let inner = &self.broadcaster.inner;
-        let at = inner.unique_time(inner.options.clock.wall_now());
+        let at = unique_event_time(inner.options.clock.wall_now());
         let event = Event::new(
             object.object_reference(),
             event_type,

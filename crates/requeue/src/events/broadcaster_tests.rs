@@ -302,3 +302,38 @@ fn a_channel_watcher_receives_every_event_and_ends_at_shutdown() {
     let messages: Vec<String> = events.iter().map(|e| e.message).collect();
     assert_eq!(messages, ["0", "1", "2", "3", "4"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_record_without_blocking_the_runtime() {
+    let b = broadcaster(&FakeClock::new());
+    let sink = Arc::new(MemorySink::new());
+    b.start_recording_to_sink(sink.clone()).expect("thread");
+    let recorder = b.recorder(EventSource::new("async-controller", ""));
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    let object = ("Pod", "shop", format!("pod-{t}"), format!("uid-{t}"));
+                    recorder.eventf(
+                        &object,
+                        EventType::Normal,
+                        "Synced",
+                        format_args!("round {i}"),
+                    );
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let b2 = b.clone();
+    tokio::task::spawn_blocking(move || b2.shutdown())
+        .await
+        .expect("shutdown");
+    // Ten different messages per object: nine events, then one aggregate.
+    assert_eq!(sink.events().len(), 8 * 10);
+    assert_eq!(b.dropped(), 0);
+}

@@ -15,6 +15,7 @@
 //! All three caches are LRUs of `lru_cache_size` keys, driven by the injected clock.
 
 use super::lru::Lru;
+use super::reference::unique_event_time;
 use super::spam::{DEFAULT_SPAM_BURST, DEFAULT_SPAM_QPS, SpamFilter};
 use super::{Event, Time, event_name};
 use crate::clock::{self, Clock, SharedClock};
@@ -275,7 +276,7 @@ impl Correlator {
             record.local_keys.remove(&any);
         }
         drop(aggregates);
-        let at = self.options.clock.wall_now();
+        let at = unique_event_time(self.options.clock.wall_now());
         let mut aggregate = Event::new(
             new.involved_object.clone(),
             new.event_type,

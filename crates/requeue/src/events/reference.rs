@@ -170,3 +170,26 @@ fn random_uuid() -> String {
 #[cfg(test)]
 #[path = "reference_tests.rs"]
 mod tests;
+
+/// `at`, moved one nanosecond past the last event time handed out in this
+/// process if the clock has not moved since. Event names are
+/// `<object>.<hex time>`, so this keeps the names of recorded and aggregate
+/// events unique even on a fake or coarse clock.
+pub(crate) fn unique_event_time(at: SystemTime) -> SystemTime {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let nanos = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let previous = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(nanos.max(last.saturating_add(1)))
+        })
+        .unwrap_or(nanos);
+    let stamp = nanos.max(previous.saturating_add(1));
+    if stamp == nanos {
+        at
+    } else {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(stamp)
+    }
+}
