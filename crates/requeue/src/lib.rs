@@ -11,6 +11,7 @@
 //! | [`limiter`] | client-go's rate limiters ([`default_controller`](limiter::default_controller) and the rest) |
 //! | [`metrics`] | the queue's metrics hooks with client-go's metric set |
 //! | [`parallel`] | [`parallelize_until`](parallel::parallelize_until) |
+//! | [`controller`] | [`Controller`](controller::Controller): workers, handler outcomes, retries, contained panics, clean stop |
 //! | [`crash`] | what happens when your code panics inside a loop |
 //! | `events` | the Kubernetes core/v1 `Event` model, serialised as the API server does (feature `events`, on by default) |
 //!
@@ -48,6 +49,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod controller;
 pub mod crash;
 #[cfg(feature = "events")]
 pub mod events;

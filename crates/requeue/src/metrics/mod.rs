@@ -20,6 +20,9 @@
 //! metric state, reads no clock for metrics and runs no ticker: the hooks
 //! cost one branch. [`InMemoryMetrics`] records everything for tests and
 //! dashboards; the Prometheus exporter implements the same trait.
+//! With the `prometheus` feature, `PrometheusMetrics` registers client-go's
+//! seven metric families in a `prometheus-client` registry and `encode_text`
+//! renders it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -43,8 +46,12 @@
 //! not call back into the queue.
 
 mod memory;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 
 pub use memory::{InMemoryMetrics, QueueRecord};
+#[cfg(feature = "prometheus")]
+pub use prometheus::{PrometheusMetrics, encode_text};
 
 /// A gauge that moves up and down by one (`workqueue_depth`).
 pub trait GaugeMetric: Send + Sync {

@@ -1,0 +1,182 @@
+//! A controller: N workers taking keys from a [`WorkQueue`], a handler that
+//! succeeds, fails or asks to come back, retries with the queue's rate
+//! limiter, panics contained, and a clean stop.
+//!
+//! # Usage
+//!
+//! ```
+//! use std::time::Duration;
+//! use requeue::controller::{Action, Controller};
+//! use requeue::queue::WorkQueue;
+//! use requeue::wait::Stop;
+//!
+//! let queue: WorkQueue<String> = WorkQueue::new();
+//! for key in ["shop/web", "shop/db"] {
+//!     queue.add(key.to_string()).unwrap();
+//! }
+//! let stop = Stop::new();
+//! let controller = Controller::new(queue.clone(), 2);
+//! let summary = std::thread::scope(|s| {
+//!     let run = s.spawn(|| {
+//!         controller.run(&stop, |key: &String| -> Result<Action, std::io::Error> {
+//!             println!("reconciling {key}");
+//!             Ok(Action::Done)
+//!         })
+//!     });
+//!     while controller.counts().succeeded < 2 {
+//!         std::thread::sleep(Duration::from_millis(1));
+//!     }
+//!     stop.stop();
+//!     run.join().unwrap()
+//! });
+//! assert_eq!(summary.succeeded, 2);
+//! ```
+//!
+//! Each handled key ends in exactly one way:
+//!
+//! | outcome | queue calls |
+//! |---|---|
+//! | `Ok(Action::Done)` | `forget`, done |
+//! | `Ok(Action::Requeue)` | `add` (back of the queue), done |
+//! | `Ok(Action::RequeueAfter(d))` | `forget`, `add_after(d)`, done |
+//! | `Ok(Action::RequeueRateLimited)` | `add_rate_limited`, done |
+//! | `Err(e)` | `add_rate_limited`, done; a Warning event if a recorder is set |
+//! | panic | logged with the key, counted, then handled as an error |
+//!
+//! # Implementation
+//!
+//! The rules live in one private function (`settle`) that both the
+//! blocking workers (threads) and the async workers (tokio tasks) call. A
+//! stop signal ends intake: each worker finishes the key in hand, then
+//! exits; the queue is shut down, and the summary reports what was left.
+//!
+//! # Cancellation safety
+//!
+//! The async runner only returns once every worker has finished its key.
+
+mod outcome;
+mod run_async;
+mod runner;
+
+pub use outcome::{Action, Counts, Summary};
+
+#[cfg(feature = "events")]
+use crate::events::{EventType, ObjectReference, Recorder};
+use crate::queue::{Item, Key, WorkQueue};
+use outcome::Counters;
+use std::fmt;
+use std::sync::Arc;
+
+/// Turns a key into the object its Warning events are about.
+#[cfg(feature = "events")]
+pub type ObjectOf<T> = Arc<dyn Fn(&T) -> ObjectReference + Send + Sync>;
+
+/// Runs a handler over a queue's keys; see the [module docs](self).
+pub struct Controller<T: Key> {
+    queue: WorkQueue<T>,
+    workers: usize,
+    #[cfg(feature = "events")]
+    events: Option<(Recorder, ObjectOf<T>)>,
+    counters: Arc<Counters>,
+}
+
+impl<T: Key> Clone for Controller<T> {
+    fn clone(&self) -> Self {
+        Controller {
+            queue: self.queue.clone(),
+            workers: self.workers,
+            #[cfg(feature = "events")]
+            events: self.events.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<T: Key + fmt::Debug> fmt::Debug for Controller<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("queue", &self.queue.name())
+            .field("workers", &self.workers)
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+impl<T: Key + fmt::Debug> Controller<T> {
+    /// A controller with `workers` workers (at least one) over `queue`.
+    pub fn new(queue: WorkQueue<T>, workers: usize) -> Self {
+        Controller {
+            queue,
+            workers: workers.max(1),
+            #[cfg(feature = "events")]
+            events: None,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    #[cfg(feature = "events")]
+    /// Records a Warning event (reason `ReconcileError`) for every error,
+    /// about the object `object_of` names for the key.
+    pub fn record_errors(
+        mut self,
+        recorder: Recorder,
+        object_of: impl Fn(&T) -> ObjectReference + Send + Sync + 'static,
+    ) -> Self {
+        self.events = Some((recorder, Arc::new(object_of)));
+        self
+    }
+
+    /// The queue the controller works on.
+    pub fn queue(&self) -> &WorkQueue<T> {
+        &self.queue
+    }
+
+    /// The counts so far (also while running).
+    pub fn counts(&self) -> Counts {
+        self.counters.snapshot()
+    }
+
+    /// Applies the rules of the module docs to one handled key. `outcome`
+    /// is `None` when the handler panicked.
+    fn settle<E: fmt::Display>(&self, item: Item<T>, outcome: Option<Result<Action, E>>) {
+        let key = format!("{:?}", *item);
+        let error = match outcome {
+            Some(Ok(action)) => {
+                self.counters.succeeded();
+                let requeued = match action {
+                    Action::Done => {
+                        item.forget();
+                        return;
+                    }
+                    Action::Requeue => item.requeue(),
+                    Action::RequeueAfter(delay) => {
+                        self.queue.forget(&item);
+                        item.retry_after(delay)
+                    }
+                    Action::RequeueRateLimited => item.retry(),
+                };
+                self.counters.requeued(requeued.is_ok());
+                return;
+            }
+            Some(Err(error)) => error.to_string(),
+            None => {
+                self.counters.panicked();
+                "the handler panicked".to_string()
+            }
+        };
+        self.counters.failed();
+        let attempt = self.queue.num_requeues(&item) + 1;
+        tracing::warn!(queue = self.queue.name(), key = %key, attempt, error = %error, "reconcile failed; retrying with backoff");
+        #[cfg(feature = "events")]
+        if let Some((recorder, object_of)) = &self.events {
+            recorder.event(
+                &object_of(&item),
+                EventType::Warning,
+                "ReconcileError",
+                &error,
+            );
+        }
+        let requeued = item.retry();
+        self.counters.requeued(requeued.is_ok());
+    }
+}

@@ -1,0 +1,108 @@
+//! What a handler returns, and what a run reports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// What to do with a key after handling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Finished: its backoff history is cleared.
+    Done,
+    /// Handle it again soon: it goes to the back of the queue.
+    Requeue,
+    /// Handle it again after this long (its backoff history is cleared).
+    RequeueAfter(Duration),
+    /// Handle it again after its rate limiter's delay.
+    RequeueRateLimited,
+}
+
+/// Counts of handled keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Handler calls that returned `Ok`.
+    pub succeeded: u64,
+    /// Handler calls that returned `Err` or panicked.
+    pub failed: u64,
+    /// Of those, the ones that panicked.
+    pub panicked: u64,
+    /// Keys put back into the queue (retries and requested requeues).
+    pub requeued: u64,
+    /// Requeues the queue refused because it was shutting down.
+    pub requeues_refused: u64,
+}
+
+impl Counts {
+    /// All handler calls.
+    pub fn processed(&self) -> u64 {
+        self.succeeded + self.failed
+    }
+}
+
+/// What a run did, returned when it stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Handler calls that returned `Ok`.
+    pub succeeded: u64,
+    /// Handler calls that returned `Err` or panicked.
+    pub failed: u64,
+    /// Of those, the ones that panicked.
+    pub panicked: u64,
+    /// Keys put back into the queue.
+    pub requeued: u64,
+    /// Requeues refused at shutdown.
+    pub requeues_refused: u64,
+    /// Keys still queued when the run stopped (the queue keeps them).
+    pub left_queued: usize,
+    /// Delayed keys the shutdown withdrew.
+    pub withdrawn: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+    requeued: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn succeeded(&self) {
+        self.succeeded.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn panicked(&self) {
+        self.panicked.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn requeued(&self, accepted: bool) {
+        let counter = if accepted {
+            &self.requeued
+        } else {
+            &self.refused
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn snapshot(&self) -> Counts {
+        Counts {
+            succeeded: self.succeeded.load(Ordering::SeqCst),
+            failed: self.failed.load(Ordering::SeqCst),
+            panicked: self.panicked.load(Ordering::SeqCst),
+            requeued: self.requeued.load(Ordering::SeqCst),
+            requeues_refused: self.refused.load(Ordering::SeqCst),
+        }
+    }
+    pub(crate) fn summary(&self, left_queued: usize, withdrawn: usize) -> Summary {
+        let c = self.snapshot();
+        Summary {
+            succeeded: c.succeeded,
+            failed: c.failed,
+            panicked: c.panicked,
+            requeued: c.requeued,
+            requeues_refused: c.requeues_refused,
+            left_queued,
+            withdrawn,
+        }
+    }
+}

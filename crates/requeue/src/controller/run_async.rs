@@ -1,0 +1,73 @@
+//! The async runner: one tokio task per worker.
+
+#![cfg(feature = "tokio")]
+
+use super::{Action, Controller, Summary};
+use crate::queue::Key;
+use crate::wait::Stop;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Polls a future, turning a panic into `None`.
+struct CatchPanic<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Some(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
+impl<T: Key + fmt::Debug> Controller<T> {
+    /// Runs the workers as tokio tasks until `stop` fires; the async twin of
+    /// [`run`](Controller::run), with the same rules. Must be called inside
+    /// a tokio runtime.
+    pub async fn run_async<E, F, Fut>(&self, stop: &Stop, handler: F) -> Summary
+    where
+        E: fmt::Display + 'static,
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let tasks: Vec<_> = (0..self.workers)
+            .map(|_| {
+                let (this, stop, handler) = (self.clone(), stop.clone(), handler.clone());
+                tokio::spawn(async move { this.work_async(&stop, &*handler).await })
+            })
+            .collect();
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a controller worker task failed");
+            }
+        }
+        self.finish()
+    }
+
+    async fn work_async<E, Fut>(&self, stop: &Stop, handler: &(impl Fn(T) -> Fut + Sync))
+    where
+        E: fmt::Display,
+        Fut: Future<Output = Result<Action, E>> + Send,
+    {
+        while !stop.is_stopped() {
+            let Ok(item) = self.queue.get_until_async(stop).await else {
+                break;
+            };
+            let attempt = self.queue.num_requeues(&item) + 1;
+            tracing::debug!(queue = self.queue.name(), key = ?*item, attempt, "reconcile");
+            let outcome = CatchPanic(Box::pin(handler((*item).clone()))).await;
+            if outcome.is_none() {
+                tracing::error!(key = ?*item, "the handler panicked; retrying the key");
+            }
+            self.settle(item, outcome);
+        }
+    }
+}

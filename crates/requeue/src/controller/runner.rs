@@ -1,0 +1,61 @@
+//! The blocking runner: one thread per worker.
+
+use super::{Action, Controller, Summary};
+use crate::queue::Key;
+use crate::wait::Stop;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+impl<T: Key + fmt::Debug> Controller<T> {
+    /// Runs the workers on threads until `stop` fires: each takes a key,
+    /// calls `handler`, and settles the outcome. After the stop every worker
+    /// finishes the key in hand; then the queue is shut down and the summary
+    /// returned.
+    pub fn run<E: fmt::Display>(
+        &self,
+        stop: &Stop,
+        handler: impl Fn(&T) -> Result<Action, E> + Sync,
+    ) -> Summary {
+        std::thread::scope(|scope| {
+            for n in 0..self.workers {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-worker-{n}", self.queue.name()))
+                    .spawn_scoped(scope, || self.work(stop, &handler));
+                if let Err(error) = spawned {
+                    tracing::error!(%error, "cannot start a controller worker");
+                }
+            }
+        });
+        self.finish()
+    }
+
+    fn work<E: fmt::Display>(
+        &self,
+        stop: &Stop,
+        handler: &(impl Fn(&T) -> Result<Action, E> + Sync),
+    ) {
+        while !stop.is_stopped() {
+            let Ok(item) = self.queue.get_until(stop) else {
+                break;
+            };
+            let span = tracing::info_span!(
+                "reconcile",
+                queue = self.queue.name(),
+                key = ?*item,
+                attempt = self.queue.num_requeues(&item) + 1,
+            );
+            let _entered = span.enter();
+            let outcome = catch_unwind(AssertUnwindSafe(|| handler(&item)));
+            if outcome.is_err() {
+                tracing::error!(key = ?*item, "the handler panicked; retrying the key");
+            }
+            self.settle(item, outcome.ok());
+        }
+    }
+
+    /// Shuts the queue down and reports.
+    pub(super) fn finish(&self) -> Summary {
+        let withdrawn = self.queue.shut_down();
+        self.counters.summary(self.queue.len(), withdrawn.len())
+    }
+}

@@ -1,0 +1,266 @@
+//! A [`MetricsProvider`] backed by `prometheus-client`, exposing client-go's
+//! workqueue metric families (component-base's `metrics/prometheus/workqueue`).
+//!
+//! The seven families are registered into the caller's
+//! [`Registry`] (no hidden global), each labelled by `name` (the queue name).
+//! They are registered as one collector so that the help texts are exposed
+//! verbatim: `Registry::register` would append a full stop to every help text.
+//!
+//! OpenMetrics names a counter family without its `_total` suffix, so the
+//! `# HELP`/`# TYPE` lines of the two counters read `workqueue_adds` and
+//! `workqueue_retries`, while their samples are exactly client-go's
+//! `workqueue_adds_total` and `workqueue_retries_total`.
+
+use super::{CounterMetric, GaugeMetric, HistogramMetric, MetricsProvider, SettableGaugeMetric};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// `workqueue_depth`.
+const DEPTH: &str = "workqueue_depth";
+/// Exposed as `workqueue_adds_total` (OpenMetrics adds the counter suffix).
+const ADDS: &str = "workqueue_adds";
+/// `workqueue_queue_duration_seconds`.
+const QUEUE_DURATION: &str = "workqueue_queue_duration_seconds";
+/// `workqueue_work_duration_seconds`.
+const WORK_DURATION: &str = "workqueue_work_duration_seconds";
+/// `workqueue_unfinished_work_seconds`.
+const UNFINISHED_WORK: &str = "workqueue_unfinished_work_seconds";
+/// `workqueue_longest_running_processor_seconds`.
+const LONGEST_RUNNING: &str = "workqueue_longest_running_processor_seconds";
+/// Exposed as `workqueue_retries_total`.
+const RETRIES: &str = "workqueue_retries";
+
+const DEPTH_HELP: &str = "Current depth of workqueue";
+const ADDS_HELP: &str = "Total number of adds handled by workqueue";
+const QUEUE_DURATION_HELP: &str =
+    "How long in seconds an item stays in workqueue before being requested.";
+const WORK_DURATION_HELP: &str = "How long in seconds processing an item from workqueue takes.";
+const UNFINISHED_WORK_HELP: &str = "How many seconds of work has done that is in progress and \
+     hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce \
+     the number of stuck threads by observing the rate at which this increases.";
+const LONGEST_RUNNING_HELP: &str =
+    "How many seconds has the longest running processor for workqueue been running.";
+const RETRIES_HELP: &str = "Total number of retries handled by workqueue";
+
+/// The `name` label: the queue name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    name: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+type HistogramFamily = Family<QueueLabels, Histogram, fn() -> Histogram>;
+
+/// Client-go's buckets: 1e-8 s, factor 10, 10 buckets (1e-8 … 10 s).
+fn seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-8, 10.0, 10))
+}
+
+/// The seven families; cloning shares them.
+#[derive(Clone, Debug)]
+struct Families {
+    depth: Family<QueueLabels, Gauge>,
+    adds: Family<QueueLabels, Counter>,
+    latency: HistogramFamily,
+    work_duration: HistogramFamily,
+    unfinished_work: Family<QueueLabels, FloatGauge>,
+    longest_running: Family<QueueLabels, FloatGauge>,
+    retries: Family<QueueLabels, Counter>,
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        fn family(
+            encoder: &mut DescriptorEncoder,
+            name: &str,
+            help: &str,
+            metric: &impl EncodeMetric,
+        ) -> Result<(), std::fmt::Error> {
+            if metric.is_empty() {
+                return Ok(()); // as client-go: no queue, no family
+            }
+            let metric_encoder =
+                encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+            metric.encode(metric_encoder)
+        }
+        family(&mut encoder, DEPTH, DEPTH_HELP, &self.depth)?;
+        family(&mut encoder, ADDS, ADDS_HELP, &self.adds)?;
+        family(
+            &mut encoder,
+            QUEUE_DURATION,
+            QUEUE_DURATION_HELP,
+            &self.latency,
+        )?;
+        family(
+            &mut encoder,
+            WORK_DURATION,
+            WORK_DURATION_HELP,
+            &self.work_duration,
+        )?;
+        family(
+            &mut encoder,
+            UNFINISHED_WORK,
+            UNFINISHED_WORK_HELP,
+            &self.unfinished_work,
+        )?;
+        family(
+            &mut encoder,
+            LONGEST_RUNNING,
+            LONGEST_RUNNING_HELP,
+            &self.longest_running,
+        )?;
+        family(&mut encoder, RETRIES, RETRIES_HELP, &self.retries)
+    }
+}
+
+/// Exposes the queues' metrics in a `prometheus-client` [`Registry`] under
+/// client-go's names: `workqueue_depth`, `workqueue_adds_total`,
+/// `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`,
+/// `workqueue_unfinished_work_seconds`,
+/// `workqueue_longest_running_processor_seconds` and `workqueue_retries_total`,
+/// each labelled `name="<queue name>"`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use prometheus_client::registry::Registry;
+/// use requeue::metrics::{PrometheusMetrics, encode_text};
+/// use requeue::queue::WorkQueue;
+///
+/// let mut registry = Registry::default();
+/// let metrics = PrometheusMetrics::new(&mut registry);
+/// let queue = WorkQueue::builder().name("pods").metrics(Arc::new(metrics)).build();
+/// queue.add("default/web".to_string()).unwrap();
+/// assert!(encode_text(&registry).contains("workqueue_adds_total{name=\"pods\"} 1\n"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PrometheusMetrics {
+    families: Families,
+}
+
+impl PrometheusMetrics {
+    /// Registers the seven workqueue families into `registry` and returns the
+    /// provider feeding them. Call it once per registry: registering twice
+    /// exposes every family twice.
+    pub fn new(registry: &mut Registry) -> Self {
+        let families = Families {
+            depth: Family::default(),
+            adds: Family::default(),
+            latency: Family::new_with_constructor(seconds_histogram),
+            work_duration: Family::new_with_constructor(seconds_histogram),
+            unfinished_work: Family::default(),
+            longest_running: Family::default(),
+            retries: Family::default(),
+        };
+        registry.register_collector(Box::new(families.clone()));
+        PrometheusMetrics { families }
+    }
+}
+
+fn labels(name: &str) -> QueueLabels {
+    QueueLabels {
+        name: name.to_string(),
+    }
+}
+
+struct DepthHandle(Gauge);
+struct CounterHandle(Counter);
+struct HistogramHandle(Histogram);
+struct FloatGaugeHandle(FloatGauge);
+
+impl GaugeMetric for DepthHandle {
+    fn inc(&self) {
+        self.0.inc();
+    }
+    fn dec(&self) {
+        self.0.dec();
+    }
+}
+
+impl CounterMetric for CounterHandle {
+    fn inc(&self) {
+        self.0.inc();
+    }
+}
+
+impl HistogramMetric for HistogramHandle {
+    fn observe(&self, value: f64) {
+        self.0.observe(value);
+    }
+}
+
+impl SettableGaugeMetric for FloatGaugeHandle {
+    fn set(&self, value: f64) {
+        self.0.set(value);
+    }
+}
+
+impl MetricsProvider for PrometheusMetrics {
+    fn new_depth_metric(&self, name: &str) -> Box<dyn GaugeMetric> {
+        let metric = self.families.depth.get_or_create(&labels(name)).clone();
+        Box::new(DepthHandle(metric))
+    }
+
+    fn new_adds_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        let metric = self.families.adds.get_or_create(&labels(name)).clone();
+        Box::new(CounterHandle(metric))
+    }
+
+    fn new_latency_metric(&self, name: &str) -> Box<dyn HistogramMetric> {
+        let metric = self.families.latency.get_or_create(&labels(name)).clone();
+        Box::new(HistogramHandle(metric))
+    }
+
+    fn new_work_duration_metric(&self, name: &str) -> Box<dyn HistogramMetric> {
+        let metric = self
+            .families
+            .work_duration
+            .get_or_create(&labels(name))
+            .clone();
+        Box::new(HistogramHandle(metric))
+    }
+
+    fn new_unfinished_work_seconds_metric(&self, name: &str) -> Box<dyn SettableGaugeMetric> {
+        let metric = self
+            .families
+            .unfinished_work
+            .get_or_create(&labels(name))
+            .clone();
+        Box::new(FloatGaugeHandle(metric))
+    }
+
+    fn new_longest_running_processor_seconds_metric(
+        &self,
+        name: &str,
+    ) -> Box<dyn SettableGaugeMetric> {
+        let metric = self
+            .families
+            .longest_running
+            .get_or_create(&labels(name))
+            .clone();
+        Box::new(FloatGaugeHandle(metric))
+    }
+
+    fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        let metric = self.families.retries.get_or_create(&labels(name)).clone();
+        Box::new(CounterHandle(metric))
+    }
+}
+
+/// Renders `registry` in the OpenMetrics text format (ending with `# EOF`).
+pub fn encode_text(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail; an encoder error would leave a
+    // truncated exposition, which is still the best available answer.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+#[cfg(test)]
+#[path = "prometheus_tests.rs"]
+mod tests;

@@ -1,0 +1,234 @@
+//! The controller runner: handler outcomes map to the right queue calls, a
+//! panicking handler loses no key and no worker, a stop finishes in-flight work.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use requeue::clock::{Clock, FakeClock};
+use requeue::controller::{Action, Controller};
+use requeue::events::{Broadcaster, EventSource, EventType, MemorySink, ObjectReference};
+use requeue::limiter::ItemExponential;
+use requeue::queue::WorkQueue;
+use requeue::wait::Stop;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::wait_until;
+
+fn fake_queue(clock: &FakeClock) -> WorkQueue<String> {
+    WorkQueue::builder()
+        .clock(clock.clone())
+        .rate_limiter(ItemExponential::new(
+            Duration::from_millis(5),
+            Duration::from_secs(60),
+        ))
+        .build()
+}
+
+#[test]
+fn handler_outcomes_map_to_the_right_queue_calls() {
+    let clock = FakeClock::new();
+    let queue = fake_queue(&clock);
+    let broadcaster = Broadcaster::default();
+    let sink = Arc::new(MemorySink::new());
+    broadcaster.start_recording_to_sink(sink.clone()).unwrap();
+    let controller = Controller::new(queue.clone(), 2).record_errors(
+        broadcaster.recorder(EventSource::new("test-controller", "")),
+        |key: &String| ObjectReference::new("Widget", "default", key.clone()),
+    );
+    for key in ["done", "requeue", "after", "limited", "error", "panic"] {
+        queue.rate_limiter().when(&key.to_string()); // a history to forget (or not)
+        queue.add(key.to_string()).unwrap();
+    }
+    let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let stop = Stop::new();
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |key: &String| {
+                let n = {
+                    let mut calls = calls.lock().unwrap();
+                    let n = calls.entry(key.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                match key.as_str() {
+                    "done" => Ok(Action::Done),
+                    "requeue" if n == 1 => Ok(Action::Requeue),
+                    "requeue" => Ok(Action::Done),
+                    "after" => Ok(Action::RequeueAfter(Duration::from_secs(30))),
+                    "limited" => Ok(Action::RequeueRateLimited),
+                    "error" => Err("the widget is broken"),
+                    _ => panic!("handler bug"),
+                }
+            })
+        });
+        wait_until("every key handled", || controller.counts().processed() == 7);
+        stop.stop();
+        run.join().unwrap()
+    });
+    let requeues = |k: &str| queue.num_requeues(&k.to_string());
+    assert_eq!(requeues("done"), 0, "success forgets");
+    assert_eq!(requeues("requeue"), 0);
+    assert_eq!(requeues("after"), 0, "RequeueAfter forgets, then waits");
+    assert_eq!(
+        requeues("limited"),
+        2,
+        "rate limited: one more attempt counted"
+    );
+    assert_eq!(requeues("error"), 2, "an error is a rate-limited retry");
+    assert_eq!(requeues("panic"), 2, "a panic is an error");
+    assert_eq!(
+        (summary.succeeded, summary.failed, summary.panicked),
+        (5, 2, 1)
+    );
+    assert_eq!(
+        summary.withdrawn, 4,
+        "after, limited, error, panic were waiting at the stop"
+    );
+    assert_eq!(
+        calls.lock().unwrap()["requeue"],
+        2,
+        "Requeue came straight back"
+    );
+    broadcaster.shutdown();
+    let warnings: Vec<_> = sink
+        .events()
+        .into_iter()
+        .filter(|e| e.event_type == EventType::Warning)
+        .collect();
+    assert_eq!(warnings.len(), 2);
+    assert!(
+        warnings
+            .iter()
+            .any(|e| e.involved_object.name == "error" && e.message == "the widget is broken")
+    );
+    assert!(warnings.iter().all(|e| e.reason == "ReconcileError"));
+}
+
+#[test]
+fn a_panicking_handler_under_load_loses_no_key_and_keeps_every_worker() {
+    let queue: WorkQueue<u32> = WorkQueue::builder()
+        .rate_limiter(ItemExponential::new(
+            Duration::from_micros(100),
+            Duration::from_millis(2),
+        ))
+        .build();
+    for key in 0..600 {
+        queue.add(key).unwrap();
+    }
+    let controller = Controller::new(queue.clone(), 4);
+    let attempts: Arc<Vec<AtomicUsize>> = Arc::new((0..600).map(|_| AtomicUsize::new(0)).collect());
+    let workers_seen = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let stop = Stop::new();
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |key: &u32| -> Result<Action, String> {
+                workers_seen
+                    .lock()
+                    .unwrap()
+                    .insert(std::thread::current().id());
+                if attempts[*key as usize].fetch_add(1, Ordering::SeqCst) == 0 && key % 3 == 0 {
+                    panic!("first attempt of {key} panics");
+                }
+                Ok(Action::Done)
+            })
+        });
+        wait_until("every key succeeded", || {
+            controller.counts().succeeded == 600
+        });
+        stop.stop();
+        run.join().unwrap()
+    });
+    assert_eq!(summary.panicked, 200);
+    assert_eq!(summary.succeeded, 600, "no key lost");
+    assert!(attempts.iter().all(|a| a.load(Ordering::SeqCst) >= 1));
+    assert_eq!(
+        workers_seen.lock().unwrap().len(),
+        4,
+        "all four workers kept working"
+    );
+}
+
+#[test]
+fn a_stop_finishes_the_work_in_flight_and_leaves_the_rest_queued() {
+    let clock = FakeClock::new();
+    let queue = fake_queue(&clock);
+    queue.add("slow".to_string()).unwrap();
+    let controller = Controller::new(queue.clone(), 1);
+    let started = AtomicBool::new(false);
+    let release = AtomicBool::new(false);
+    let stop = Stop::new();
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |_: &String| -> Result<Action, String> {
+                started.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                Ok(Action::Done)
+            })
+        });
+        wait_until("the slow key is in flight", || {
+            started.load(Ordering::SeqCst)
+        });
+        queue.add("later".to_string()).unwrap();
+        stop.stop();
+        assert!(!run.is_finished(), "waits for the key in hand");
+        release.store(true, Ordering::SeqCst);
+        run.join().unwrap()
+    });
+    assert_eq!(summary.succeeded, 1, "the in-flight key finished");
+    assert_eq!(
+        summary.left_queued, 1,
+        "the queued key stays for the next run"
+    );
+    assert!(queue.is_shutting_down());
+    let _ = clock.now();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_runner_applies_the_same_rules() {
+    let queue: WorkQueue<u32> = WorkQueue::builder()
+        .rate_limiter(ItemExponential::new(
+            Duration::from_micros(100),
+            Duration::from_millis(2),
+        ))
+        .build();
+    for key in 0..100 {
+        queue.add(key).unwrap();
+    }
+    let controller = Controller::new(queue.clone(), 3);
+    let seen: Arc<Vec<AtomicUsize>> = Arc::new((0..100).map(|_| AtomicUsize::new(0)).collect());
+    let stop = Stop::new();
+    let run = {
+        let (controller, stop, seen) = (controller.clone(), stop.clone(), seen.clone());
+        tokio::spawn(async move {
+            controller
+                .run_async(&stop, move |key: u32| {
+                    let seen = seen.clone();
+                    async move {
+                        tokio::task::yield_now().await;
+                        match seen[key as usize].fetch_add(1, Ordering::SeqCst) {
+                            0 if key % 10 == 0 => panic!("async panic"),
+                            0 if key % 10 == 1 => Err("try again"),
+                            _ => Ok(Action::Done),
+                        }
+                    }
+                })
+                .await
+        })
+    };
+    let give_up = std::time::Instant::now() + support::BOUND;
+    while controller.counts().succeeded < 100 {
+        assert!(std::time::Instant::now() < give_up, "keys were lost");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stop.stop();
+    let summary = run.await.unwrap();
+    assert_eq!(
+        (summary.succeeded, summary.failed, summary.panicked),
+        (100, 20, 10)
+    );
+}
