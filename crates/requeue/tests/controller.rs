@@ -232,3 +232,51 @@ async fn the_async_runner_applies_the_same_rules() {
         (100, 20, 10)
     );
 }
+
+#[test]
+fn a_periodic_resync_re_adds_every_listed_key_at_low_priority() {
+    let clock = FakeClock::new();
+    let queue = fake_queue(&clock);
+    let controller = Controller::new(queue.clone(), 1).resync(Duration::from_secs(10), || {
+        vec!["a".to_string(), "b".to_string()]
+    });
+    let handled = AtomicUsize::new(0);
+    let stop = Stop::new();
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |_: &String| -> Result<Action, String> {
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(Action::Done)
+            })
+        });
+        wait_until("the first resync is handled", || {
+            handled.load(Ordering::SeqCst) == 2
+        });
+        // The resync loop now waits out its period on the fake clock.
+        assert!(clock.wait_for_waiters(1, support::BOUND));
+        clock.advance(Duration::from_secs(10));
+        wait_until("the second resync is handled", || {
+            handled.load(Ordering::SeqCst) == 4
+        });
+        stop.stop();
+        run.join().unwrap()
+    });
+    assert_eq!(summary.succeeded, 4, "two keys, two resync rounds");
+}
+
+#[test]
+fn resync_adds_wait_behind_keys_with_real_changes() {
+    let clock = FakeClock::new();
+    let queue: WorkQueue<String> = WorkQueue::builder()
+        .clock(clock.clone())
+        .fairness(None)
+        .build();
+    queue
+        .add_with(
+            "resynced".to_string(),
+            requeue::queue::AddOpts::new().priority(requeue::controller::RESYNC_PRIORITY),
+        )
+        .unwrap();
+    queue.add("changed".to_string()).unwrap();
+    assert_eq!(*queue.try_get().unwrap(), "changed");
+}

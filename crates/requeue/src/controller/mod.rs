@@ -71,10 +71,18 @@ use std::sync::Arc;
 #[cfg(feature = "events")]
 pub type ObjectOf<T> = Arc<dyn Fn(&T) -> ObjectReference + Send + Sync>;
 
+/// Lists every key a resync re-adds.
+pub type Lister<T> = Arc<dyn Fn() -> Vec<T> + Send + Sync>;
+
+/// The priority resync adds use: controller-runtime's `LowPriority`, so keys
+/// with real changes are handled first (fairness still serves these).
+pub const RESYNC_PRIORITY: i32 = -100;
+
 /// Runs a handler over a queue's keys; see the [module docs](self).
 pub struct Controller<T: Key> {
     queue: WorkQueue<T>,
     workers: usize,
+    resync: Option<(std::time::Duration, Lister<T>)>,
     #[cfg(feature = "events")]
     events: Option<(Recorder, ObjectOf<T>)>,
     counters: Arc<Counters>,
@@ -85,6 +93,7 @@ impl<T: Key> Clone for Controller<T> {
         Controller {
             queue: self.queue.clone(),
             workers: self.workers,
+            resync: self.resync.clone(),
             #[cfg(feature = "events")]
             events: self.events.clone(),
             counters: self.counters.clone(),
@@ -108,6 +117,7 @@ impl<T: Key + fmt::Debug> Controller<T> {
         Controller {
             queue,
             workers: workers.max(1),
+            resync: None,
             #[cfg(feature = "events")]
             events: None,
             counters: Arc::new(Counters::default()),
@@ -124,6 +134,37 @@ impl<T: Key + fmt::Debug> Controller<T> {
     ) -> Self {
         self.events = Some((recorder, Arc::new(object_of)));
         self
+    }
+
+    /// Re-adds every key `lister` returns, at [`RESYNC_PRIORITY`], at the
+    /// start of a run and then every `period` until it stops (a periodic
+    /// resync, as informers do).
+    pub fn resync(
+        mut self,
+        period: std::time::Duration,
+        lister: impl Fn() -> Vec<T> + Send + Sync + 'static,
+    ) -> Self {
+        self.resync = Some((period, Arc::new(lister)));
+        self
+    }
+
+    /// One resync round.
+    fn resync_once(&self, lister: &Lister<T>) {
+        let opts = crate::queue::AddOpts::new().priority(RESYNC_PRIORITY);
+        for key in lister() {
+            if self.queue.add_with(key, opts).is_err() {
+                return; // shutting down
+            }
+        }
+    }
+
+    /// Runs the resync loop (if any) until `stop` fires.
+    fn run_resync(&self, stop: &crate::wait::Stop) {
+        if let Some((period, lister)) = &self.resync {
+            crate::wait::Periodic::new(*period)
+                .clock(self.queue.clock().clone())
+                .run(stop, || self.resync_once(lister));
+        }
     }
 
     /// The queue the controller works on.

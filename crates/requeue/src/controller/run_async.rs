@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tracing::Instrument;
 
 /// Polls a future, turning a panic into `None`.
 struct CatchPanic<F>(Pin<Box<F>>);
@@ -38,6 +39,10 @@ impl<T: Key + fmt::Debug> Controller<T> {
         Fut: Future<Output = Result<Action, E>> + Send + 'static,
     {
         let handler = Arc::new(handler);
+        let resync = self.resync.is_some().then(|| {
+            let (this, stop) = (self.clone(), stop.clone());
+            tokio::task::spawn_blocking(move || this.run_resync(&stop))
+        });
         let tasks: Vec<_> = (0..self.workers)
             .map(|_| {
                 let (this, stop, handler) = (self.clone(), stop.clone(), handler.clone());
@@ -48,6 +53,9 @@ impl<T: Key + fmt::Debug> Controller<T> {
             if let Err(error) = task.await {
                 tracing::error!(%error, "a controller worker task failed");
             }
+        }
+        if let Some(resync) = resync {
+            let _ = resync.await;
         }
         self.finish()
     }
@@ -61,9 +69,15 @@ impl<T: Key + fmt::Debug> Controller<T> {
             let Ok(item) = self.queue.get_until_async(stop).await else {
                 break;
             };
-            let attempt = self.queue.num_requeues(&item) + 1;
-            tracing::debug!(queue = self.queue.name(), key = ?*item, attempt, "reconcile");
-            let outcome = CatchPanic(Box::pin(handler((*item).clone()))).await;
+            let span = tracing::info_span!(
+                "reconcile",
+                queue = self.queue.name(),
+                key = ?*item,
+                attempt = self.queue.num_requeues(&item) + 1,
+            );
+            let outcome = CatchPanic(Box::pin(handler((*item).clone())))
+                .instrument(span)
+                .await;
             if outcome.is_none() {
                 tracing::error!(key = ?*item, "the handler panicked; retrying the key");
             }

@@ -17,6 +17,14 @@ impl<T: Key + fmt::Debug> Controller<T> {
         handler: impl Fn(&T) -> Result<Action, E> + Sync,
     ) -> Summary {
         std::thread::scope(|scope| {
+            if self.resync.is_some() {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-resync", self.queue.name()))
+                    .spawn_scoped(scope, || self.run_resync(stop));
+                if let Err(error) = spawned {
+                    tracing::error!(%error, "cannot start the resync loop");
+                }
+            }
             for n in 0..self.workers {
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-worker-{n}", self.queue.name()))
