@@ -48,10 +48,14 @@
 mod memory;
 #[cfg(feature = "prometheus")]
 mod prometheus;
+#[cfg(feature = "prometheus")]
+mod serve;
 
 pub use memory::{InMemoryMetrics, QueueRecord};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusMetrics, encode_text};
+#[cfg(feature = "prometheus")]
+pub use serve::{MetricsServer, serve_metrics};
 
 /// A gauge that moves up and down by one (`workqueue_depth`).
 pub trait GaugeMetric: Send + Sync {
