@@ -57,8 +57,11 @@
 mod outcome;
 mod run_async;
 mod runner;
+mod signal;
 
 pub use outcome::{Action, Counts, Summary};
+#[cfg(feature = "signal")]
+pub use signal::{SignalError, stop_on_signals};
 
 #[cfg(feature = "events")]
 use crate::events::{EventType, ObjectReference, Recorder};
