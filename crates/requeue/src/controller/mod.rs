@@ -54,11 +54,13 @@
 //!
 //! The async runner only returns once every worker has finished its key.
 
+mod metrics;
 mod outcome;
 mod run_async;
 mod runner;
 mod signal;
 
+pub use metrics::{ControllerMetrics, ReconcileResult};
 pub use outcome::{Action, Counts, Summary};
 #[cfg(feature = "signal")]
 pub use signal::{SignalError, stop_on_signals};
@@ -86,6 +88,7 @@ pub struct Controller<T: Key> {
     queue: WorkQueue<T>,
     workers: usize,
     resync: Option<(std::time::Duration, Lister<T>)>,
+    metrics: Option<Arc<dyn ControllerMetrics>>,
     #[cfg(feature = "events")]
     events: Option<(Recorder, ObjectOf<T>)>,
     counters: Arc<Counters>,
@@ -97,6 +100,7 @@ impl<T: Key> Clone for Controller<T> {
             queue: self.queue.clone(),
             workers: self.workers,
             resync: self.resync.clone(),
+            metrics: self.metrics.clone(),
             #[cfg(feature = "events")]
             events: self.events.clone(),
             counters: self.counters.clone(),
@@ -121,6 +125,7 @@ impl<T: Key + fmt::Debug> Controller<T> {
             queue,
             workers: workers.max(1),
             resync: None,
+            metrics: None,
             #[cfg(feature = "events")]
             events: None,
             counters: Arc::new(Counters::default()),
@@ -170,6 +175,19 @@ impl<T: Key + fmt::Debug> Controller<T> {
         }
     }
 
+    /// Reports reconciles, errors, panics and busy workers to `metrics`
+    /// (controller-runtime's series; see `PrometheusControllerMetrics`).
+    pub fn metrics(mut self, metrics: Arc<dyn ControllerMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn report(&self, f: impl FnOnce(&dyn ControllerMetrics)) {
+        if let Some(metrics) = &self.metrics {
+            f(&**metrics);
+        }
+    }
+
     /// The queue the controller works on.
     pub fn queue(&self) -> &WorkQueue<T> {
         &self.queue
@@ -184,6 +202,18 @@ impl<T: Key + fmt::Debug> Controller<T> {
     /// is `None` when the handler panicked.
     fn settle<E: fmt::Display>(&self, item: Item<T>, outcome: Option<Result<Action, E>>) {
         let key = format!("{:?}", *item);
+        let result = match &outcome {
+            Some(Ok(Action::Done)) => ReconcileResult::Success,
+            Some(Ok(Action::Requeue | Action::RequeueRateLimited)) => ReconcileResult::Requeue,
+            Some(Ok(Action::RequeueAfter(_))) => ReconcileResult::RequeueAfter,
+            Some(Err(_)) | None => ReconcileResult::Error,
+        };
+        self.report(|m| {
+            m.reconciled(result);
+            if outcome.is_none() {
+                m.panicked();
+            }
+        });
         let error = match outcome {
             Some(Ok(action)) => {
                 self.counters.succeeded();

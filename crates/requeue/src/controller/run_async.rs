@@ -39,6 +39,7 @@ impl<T: Key + fmt::Debug> Controller<T> {
         Fut: Future<Output = Result<Action, E>> + Send + 'static,
     {
         let handler = Arc::new(handler);
+        self.report(|m| m.max_concurrent_reconciles(self.workers));
         let resync = self.resync.is_some().then(|| {
             let (this, stop) = (self.clone(), stop.clone());
             tokio::task::spawn_blocking(move || this.run_resync(&stop))
@@ -75,9 +76,11 @@ impl<T: Key + fmt::Debug> Controller<T> {
                 key = ?*item,
                 attempt = self.queue.num_requeues(&item) + 1,
             );
+            self.report(|m| m.active_workers(1));
             let outcome = CatchPanic(Box::pin(handler((*item).clone())))
                 .instrument(span)
                 .await;
+            self.report(|m| m.active_workers(-1));
             if outcome.is_none() {
                 tracing::error!(key = ?*item, "the handler panicked; retrying the key");
             }

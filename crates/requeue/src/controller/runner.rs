@@ -16,6 +16,7 @@ impl<T: Key + fmt::Debug> Controller<T> {
         stop: &Stop,
         handler: impl Fn(&T) -> Result<Action, E> + Sync,
     ) -> Summary {
+        self.report(|m| m.max_concurrent_reconciles(self.workers));
         std::thread::scope(|scope| {
             if self.resync.is_some() {
                 let spawned = std::thread::Builder::new()
@@ -53,7 +54,9 @@ impl<T: Key + fmt::Debug> Controller<T> {
                 attempt = self.queue.num_requeues(&item) + 1,
             );
             let _entered = span.enter();
+            self.report(|m| m.active_workers(1));
             let outcome = catch_unwind(AssertUnwindSafe(|| handler(&item)));
+            self.report(|m| m.active_workers(-1));
             if outcome.is_err() {
                 tracing::error!(key = ?*item, "the handler panicked; retrying the key");
             }

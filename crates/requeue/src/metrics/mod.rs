@@ -49,11 +49,15 @@ mod memory;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 #[cfg(feature = "prometheus")]
+mod prometheus_controller;
+#[cfg(feature = "prometheus")]
 mod serve;
 
 pub use memory::{InMemoryMetrics, QueueRecord};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusMetrics, encode_text};
+#[cfg(feature = "prometheus")]
+pub use prometheus_controller::PrometheusControllerMetrics;
 #[cfg(feature = "prometheus")]
 pub use serve::{MetricsServer, serve_metrics};
 

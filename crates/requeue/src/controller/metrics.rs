@@ -1,0 +1,39 @@
+//! The controller's metric hooks (controller-runtime's series).
+
+/// How a reconcile ended, as controller-runtime's `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// `Ok(Action::Done)`.
+    Success,
+    /// `Err(_)` or a panic.
+    Error,
+    /// `Ok(Action::Requeue)` or `Ok(Action::RequeueRateLimited)`.
+    Requeue,
+    /// `Ok(Action::RequeueAfter(_))`.
+    RequeueAfter,
+}
+
+impl ReconcileResult {
+    /// The label value: `success`, `error`, `requeue` or `requeue_after`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReconcileResult::Success => "success",
+            ReconcileResult::Error => "error",
+            ReconcileResult::Requeue => "requeue",
+            ReconcileResult::RequeueAfter => "requeue_after",
+        }
+    }
+}
+
+/// Receives the controller's events for metrics (controller-runtime's
+/// `controller_runtime_*` series); implementations must be quick.
+pub trait ControllerMetrics: Send + Sync {
+    /// One reconcile ended with `result` (errors and panics included).
+    fn reconciled(&self, result: ReconcileResult);
+    /// The handler panicked (counted in addition to the error).
+    fn panicked(&self);
+    /// A worker started (`+1`) or finished (`-1`) a reconcile.
+    fn active_workers(&self, delta: i64);
+    /// The run's worker count.
+    fn max_concurrent_reconciles(&self, workers: usize);
+}
