@@ -57,6 +57,13 @@ pub struct Summary {
     pub withdrawn: usize,
 }
 
+impl Summary {
+    /// All handler calls (succeeded + failed).
+    pub fn processed(&self) -> u64 {
+        self.succeeded + self.failed
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     succeeded: AtomicU64,
