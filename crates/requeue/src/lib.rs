@@ -13,7 +13,7 @@
 //! | [`parallel`] | [`parallelize_until`](parallel::parallelize_until) |
 //! | [`controller`] | [`Controller`](controller::Controller): workers, handler outcomes, retries, contained panics, clean stop |
 //! | [`crash`] | what happens when your code panics inside a loop |
-//! | `events` | the Kubernetes core/v1 `Event` model, serialised as the API server does (feature `events`, on by default) |
+//! | `events` | client-go's event machinery: the core/v1 `Event` model, recorder, broadcaster, correlator and sinks (feature `events`, on by default) |
 //!
 //! ```
 //! use std::time::Duration;
