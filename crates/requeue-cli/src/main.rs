@@ -1,5 +1,6 @@
 //! `requeue`: watch the library's primitives at work.
 
+mod bench;
 mod demo;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,21 @@ enum Command {
         /// How long the periodic part runs, e.g. `3s` or `500ms`.
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         duration: Duration,
+    },
+    /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md)
+    /// and print median figures.
+    Bench {
+        /// Small sizes (seconds instead of minutes), e.g. for CI.
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per workload instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Runs per workload; the median is reported.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Workloads to run, e.g. `W1 W3/floor` (default: all).
+        cases: Vec<String>,
     },
 }
 
@@ -49,6 +65,12 @@ fn main() -> anyhow::Result<()> {
     }));
     match cli.command {
         Command::Demo { duration } => demo::run(duration),
+        Command::Bench {
+            quick,
+            json,
+            runs,
+            cases,
+        } => bench::run(quick, json, runs, &cases),
     }
 }
 

@@ -1,0 +1,53 @@
+//! `requeue bench --quick --json` runs and every figure it prints is positive.
+
+use std::process::Command;
+
+fn requeue() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_requeue"))
+}
+
+#[test]
+fn bench_quick_json_prints_positive_figures_for_each_workload() {
+    let output = requeue()
+        .args(["bench", "--quick", "--json", "W1", "W3", "W8", "W1/floor"])
+        .output()
+        .expect("run requeue");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for figure in &lines {
+        for field in [
+            "ops",
+            "items",
+            "wall_seconds",
+            "ops_per_sec",
+            "items_per_sec",
+        ] {
+            let value = figure[field].as_f64().unwrap_or(0.0);
+            assert!(value > 0.0, "{field} of {figure} is not positive");
+        }
+    }
+}
+
+#[test]
+fn bad_flags_and_unknown_workloads_are_refused() {
+    let bad_flag = requeue()
+        .args(["bench", "--no-such-flag"])
+        .output()
+        .expect("run requeue");
+    assert_eq!(bad_flag.status.code(), Some(2), "usage errors exit with 2");
+    let unknown = requeue()
+        .args(["bench", "--quick", "W99"])
+        .output()
+        .expect("run requeue");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown workload"));
+}
