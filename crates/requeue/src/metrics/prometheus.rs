@@ -74,21 +74,23 @@ struct Families {
     retries: Family<QueueLabels, Counter>,
 }
 
+/// Writes one family with its exact help text; an empty family (no queue
+/// or controller yet) is left out, as the Go clients do.
+pub(super) fn family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    if metric.is_empty() {
+        return Ok(());
+    }
+    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(metric_encoder)
+}
+
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        fn family(
-            encoder: &mut DescriptorEncoder,
-            name: &str,
-            help: &str,
-            metric: &impl EncodeMetric,
-        ) -> Result<(), std::fmt::Error> {
-            if metric.is_empty() {
-                return Ok(()); // as client-go: no queue, no family
-            }
-            let metric_encoder =
-                encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-            metric.encode(metric_encoder)
-        }
         family(&mut encoder, DEPTH, DEPTH_HELP, &self.depth)?;
         family(&mut encoder, ADDS, ADDS_HELP, &self.adds)?;
         family(

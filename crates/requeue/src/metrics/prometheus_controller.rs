@@ -1,8 +1,9 @@
 //! controller-runtime's controller series in a `prometheus-client` registry.
 
+use super::prometheus::family;
 use crate::controller::{ControllerMetrics, ReconcileResult};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -30,17 +31,6 @@ struct Families {
 
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        fn family(
-            encoder: &mut DescriptorEncoder,
-            name: &str,
-            help: &str,
-            metric: &impl EncodeMetric,
-        ) -> Result<(), std::fmt::Error> {
-            if metric.is_empty() {
-                return Ok(());
-            }
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-        }
         let e = &mut encoder;
         family(
             e,
