@@ -22,8 +22,9 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = parse_duration)]
         duration: Duration,
     },
-    /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md)
-    /// and print median figures.
+    /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md),
+    /// each in its own process, and print median figures with the ratio to
+    /// a plain channel measured in the same run.
     Bench {
         /// Small sizes (seconds instead of minutes), e.g. for CI.
         #[arg(long)]
@@ -31,10 +32,14 @@ enum Command {
         /// One JSON object per workload instead of a table.
         #[arg(long)]
         json: bool,
-        /// Runs per workload; the median is reported.
-        #[arg(long, default_value_t = 1)]
-        runs: usize,
-        /// Workloads to run, e.g. `W1 W3/floor` (default: all).
+        /// Runs per workload, each in a fresh process; the median is reported.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+        runs: u16,
+        /// Internal: run the cases in this process (used by the parent run).
+        #[arg(long, hide = true)]
+        child: bool,
+        /// Workloads to run, e.g. `W1 W3/floor` (default: all). Each
+        /// workload's channel floor is added so that its ratio is known.
         cases: Vec<String>,
     },
 }
@@ -69,8 +74,15 @@ fn main() -> anyhow::Result<()> {
             quick,
             json,
             runs,
+            child,
             cases,
-        } => bench::run(quick, json, runs, &cases),
+        } => bench::run(&bench::Options {
+            quick,
+            json,
+            runs: usize::from(runs),
+            cases,
+            child,
+        }),
     }
 }
 

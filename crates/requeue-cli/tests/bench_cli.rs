@@ -9,7 +9,9 @@ fn requeue() -> Command {
 #[test]
 fn bench_quick_json_prints_positive_figures_for_each_workload() {
     let output = requeue()
-        .args(["bench", "--quick", "--json", "W1", "W3", "W8", "W1/floor"])
+        .args([
+            "bench", "--quick", "--json", "--runs", "1", "W1", "W3", "W8",
+        ])
         .output()
         .expect("run requeue");
     assert!(
@@ -22,7 +24,32 @@ fn bench_quick_json_prints_positive_figures_for_each_workload() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
         .collect();
-    assert_eq!(lines.len(), 4);
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/{}",
+                l["workload"].as_str().unwrap_or("?"),
+                l["engine"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    // The floors of W1 and W3 are added (and run first) so their ratios are known.
+    assert_eq!(
+        ids,
+        [
+            "W1/crossbeam-channel",
+            "W1/requeue",
+            "W3/crossbeam-channel",
+            "W3/requeue",
+            "W8/requeue"
+        ],
+        "{stdout}"
+    );
+    for requeue in [&lines[1], &lines[3]] {
+        let ratio = requeue["ratio_to_floor"].as_f64().unwrap_or(0.0);
+        assert!(ratio > 0.0, "ratio_to_floor of {requeue} is not positive");
+    }
     for figure in &lines {
         for field in [
             "ops",
