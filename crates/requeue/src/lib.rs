@@ -11,6 +11,7 @@
 //! | [`limiter`] | client-go's rate limiters ([`default_controller`](limiter::default_controller) and the rest) |
 //! | [`metrics`] | the queue's metrics hooks with client-go's metric set |
 //! | [`parallel`] | [`parallelize_until`](parallel::parallelize_until) |
+//! | [`engine`] | [`AsyncQueue`](engine::AsyncQueue): one async queue interface over the in-memory and Redis engines |
 //! | [`controller`] | [`Controller`](controller::Controller): workers, handler outcomes, retries, contained panics, clean stop |
 //! | [`crash`] | what happens when your code panics inside a loop |
 //! | `events` | client-go's event machinery: the core/v1 `Event` model, recorder, broadcaster, correlator and sinks (feature `events`, on by default) |
@@ -51,6 +52,7 @@
 pub mod clock;
 pub mod controller;
 pub mod crash;
+pub mod engine;
 #[cfg(feature = "events")]
 pub mod events;
 mod exec;

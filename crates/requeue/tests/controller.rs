@@ -129,7 +129,7 @@ fn a_panicking_handler_under_load_loses_no_key_and_keeps_every_worker() {
                     .lock()
                     .unwrap()
                     .insert(std::thread::current().id());
-                if attempts[*key as usize].fetch_add(1, Ordering::SeqCst) == 0 && key % 3 == 0 {
+                if attempts[*key as usize].fetch_add(1, Ordering::SeqCst) == 0 && key.is_multiple_of(3) {
                     panic!("first attempt of {key} panics");
                 }
                 Ok(Action::Done)
@@ -211,7 +211,7 @@ async fn the_async_runner_applies_the_same_rules() {
                     async move {
                         tokio::task::yield_now().await;
                         match seen[key as usize].fetch_add(1, Ordering::SeqCst) {
-                            0 if key % 10 == 0 => panic!("async panic"),
+                            0 if key.is_multiple_of(10) => panic!("async panic"),
                             0 if key % 10 == 1 => Err("try again"),
                             _ => Ok(Action::Done),
                         }

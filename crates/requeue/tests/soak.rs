@@ -218,7 +218,7 @@ fn producer(q: WorkQueue<u64>, book: Arc<Book>, seed: u64) {
         }
         random_add(&q, &book, &mut rng);
         ops += 1;
-        if ops % 16 == 0 {
+        if ops.is_multiple_of(16) {
             thread::yield_now();
         }
     }
@@ -226,7 +226,7 @@ fn producer(q: WorkQueue<u64>, book: Arc<Book>, seed: u64) {
 
 fn consumer_thread(q: WorkQueue<u64>, book: Arc<Book>, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         while let Some(item) = q.get() {
             process(item, &book, &mut rng);
         }

@@ -58,10 +58,10 @@ impl<'c> Sleep<'c> {
     }
 
     fn cancel(&mut self) {
-        if let Some((id, _)) = self.registration.take() {
-            if id != TimerId::TRANSIENT {
-                self.clock.cancel_timer(id);
-            }
+        if let Some((id, _)) = self.registration.take()
+            && id != TimerId::TRANSIENT
+        {
+            self.clock.cancel_timer(id);
         }
     }
 }

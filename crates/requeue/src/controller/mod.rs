@@ -58,6 +58,7 @@ mod metrics;
 mod outcome;
 mod run_async;
 mod runner;
+mod settle;
 mod signal;
 
 pub use metrics::{ControllerMetrics, ReconcileResult};
@@ -65,9 +66,10 @@ pub use outcome::{Action, Counts, Summary};
 #[cfg(feature = "signal")]
 pub use signal::{SignalError, stop_on_signals};
 
+use crate::engine::AsyncQueue;
 #[cfg(feature = "events")]
-use crate::events::{EventType, ObjectReference, Recorder};
-use crate::queue::{Item, Key, WorkQueue};
+use crate::events::{ObjectReference, Recorder};
+use crate::queue::{Key, WorkQueue};
 use outcome::Counters;
 use std::fmt;
 use std::sync::Arc;
@@ -84,8 +86,12 @@ pub type Lister<T> = Arc<dyn Fn() -> Vec<T> + Send + Sync>;
 pub const RESYNC_PRIORITY: i32 = -100;
 
 /// Runs a handler over a queue's keys; see the [module docs](self).
-pub struct Controller<T: Key> {
-    queue: WorkQueue<T>,
+///
+/// `Q` is the engine: the in-memory [`WorkQueue`] by default, or any
+/// [`AsyncQueue`] (such as `requeue-redis`'s) for
+/// [`run_async`](Controller::run_async).
+pub struct Controller<T: Key, Q: AsyncQueue<T> = WorkQueue<T>> {
+    queue: Q,
     workers: usize,
     resync: Option<(std::time::Duration, Lister<T>)>,
     metrics: Option<Arc<dyn ControllerMetrics>>,
@@ -94,7 +100,7 @@ pub struct Controller<T: Key> {
     counters: Arc<Counters>,
 }
 
-impl<T: Key> Clone for Controller<T> {
+impl<T: Key, Q: AsyncQueue<T>> Clone for Controller<T, Q> {
     fn clone(&self) -> Self {
         Controller {
             queue: self.queue.clone(),
@@ -108,7 +114,7 @@ impl<T: Key> Clone for Controller<T> {
     }
 }
 
-impl<T: Key + fmt::Debug> fmt::Debug for Controller<T> {
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> fmt::Debug for Controller<T, Q> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Controller")
             .field("queue", &self.queue.name())
@@ -118,9 +124,9 @@ impl<T: Key + fmt::Debug> fmt::Debug for Controller<T> {
     }
 }
 
-impl<T: Key + fmt::Debug> Controller<T> {
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
     /// A controller with `workers` workers (at least one) over `queue`.
-    pub fn new(queue: WorkQueue<T>, workers: usize) -> Self {
+    pub fn new(queue: Q, workers: usize) -> Self {
         Controller {
             queue,
             workers: workers.max(1),
@@ -157,21 +163,22 @@ impl<T: Key + fmt::Debug> Controller<T> {
     }
 
     /// One resync round.
-    fn resync_once(&self, lister: &Lister<T>) {
+    async fn resync_once(&self, lister: &Lister<T>) {
         let opts = crate::queue::AddOpts::new().priority(RESYNC_PRIORITY);
         for key in lister() {
-            if self.queue.add_with(key, opts).is_err() {
-                return; // shutting down
+            if self.queue.add_with(key, opts).await.is_err() {
+                return; // shutting down, or the engine is failing: next round
             }
         }
     }
 
     /// Runs the resync loop (if any) until `stop` fires.
-    fn run_resync(&self, stop: &crate::wait::Stop) {
+    async fn run_resync(&self, stop: &crate::wait::Stop) {
         if let Some((period, lister)) = &self.resync {
             crate::wait::Periodic::new(*period)
                 .clock(self.queue.clock().clone())
-                .run(stop, || self.resync_once(lister));
+                .run_async(stop, || self.resync_once(lister))
+                .await;
         }
     }
 
@@ -189,68 +196,12 @@ impl<T: Key + fmt::Debug> Controller<T> {
     }
 
     /// The queue the controller works on.
-    pub fn queue(&self) -> &WorkQueue<T> {
+    pub fn queue(&self) -> &Q {
         &self.queue
     }
 
     /// The counts so far (also while running).
     pub fn counts(&self) -> Counts {
         self.counters.snapshot()
-    }
-
-    /// Applies the rules of the module docs to one handled key. `outcome`
-    /// is `None` when the handler panicked.
-    fn settle<E: fmt::Display>(&self, item: Item<T>, outcome: Option<Result<Action, E>>) {
-        let key = format!("{:?}", *item);
-        let result = match &outcome {
-            Some(Ok(Action::Done)) => ReconcileResult::Success,
-            Some(Ok(Action::Requeue | Action::RequeueRateLimited)) => ReconcileResult::Requeue,
-            Some(Ok(Action::RequeueAfter(_))) => ReconcileResult::RequeueAfter,
-            Some(Err(_)) | None => ReconcileResult::Error,
-        };
-        self.report(|m| {
-            m.reconciled(result);
-            if outcome.is_none() {
-                m.panicked();
-            }
-        });
-        let error = match outcome {
-            Some(Ok(action)) => {
-                self.counters.succeeded();
-                let requeued = match action {
-                    Action::Done => {
-                        item.forget();
-                        return;
-                    }
-                    Action::Requeue => item.requeue(),
-                    Action::RequeueAfter(delay) => {
-                        self.queue.forget(&item);
-                        item.retry_after(delay)
-                    }
-                    Action::RequeueRateLimited => item.retry(),
-                };
-                self.counters.requeued(requeued.is_ok());
-                return;
-            }
-            Some(Err(error)) => error.to_string(),
-            None => {
-                self.counters.panicked();
-                "the handler panicked".to_string()
-            }
-        };
-        self.counters.failed();
-        let attempt = self.queue.num_requeues(&item) + 1;
-        tracing::warn!(queue = self.queue.name(), key = %key, attempt, error = %error, "reconcile failed; retrying with backoff");
-        #[cfg(feature = "events")]
-        if let Some((recorder, object_of)) = &self.events {
-            recorder.event(
-                &object_of(&item),
-                EventType::Warning,
-                "ReconcileError",
-                &error,
-            );
-        }
-        let requeued = item.retry();
-        self.counters.requeued(requeued.is_ok());
     }
 }

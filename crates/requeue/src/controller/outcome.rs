@@ -29,6 +29,9 @@ pub struct Counts {
     pub requeued: u64,
     /// Requeues the queue refused because it was shutting down.
     pub requeues_refused: u64,
+    /// Keys whose lease ran out before they were settled (remote engines:
+    /// another worker may have handled them meanwhile).
+    pub lease_lost: u64,
 }
 
 impl Counts {
@@ -51,6 +54,8 @@ pub struct Summary {
     pub requeued: u64,
     /// Requeues refused at shutdown.
     pub requeues_refused: u64,
+    /// Keys whose lease ran out before they were settled (remote engines).
+    pub lease_lost: u64,
     /// Keys still queued when the run stopped (the queue keeps them).
     pub left_queued: usize,
     /// Delayed keys the shutdown withdrew.
@@ -71,6 +76,7 @@ pub(crate) struct Counters {
     panicked: AtomicU64,
     requeued: AtomicU64,
     refused: AtomicU64,
+    lease_lost: AtomicU64,
 }
 
 impl Counters {
@@ -91,6 +97,9 @@ impl Counters {
         };
         counter.fetch_add(1, Ordering::SeqCst);
     }
+    pub(crate) fn lease_lost(&self) {
+        self.lease_lost.fetch_add(1, Ordering::SeqCst);
+    }
     pub(crate) fn snapshot(&self) -> Counts {
         Counts {
             succeeded: self.succeeded.load(Ordering::SeqCst),
@@ -98,6 +107,7 @@ impl Counters {
             panicked: self.panicked.load(Ordering::SeqCst),
             requeued: self.requeued.load(Ordering::SeqCst),
             requeues_refused: self.refused.load(Ordering::SeqCst),
+            lease_lost: self.lease_lost.load(Ordering::SeqCst),
         }
     }
     pub(crate) fn summary(&self, left_queued: usize, withdrawn: usize) -> Summary {
@@ -108,6 +118,7 @@ impl Counters {
             panicked: c.panicked,
             requeued: c.requeued,
             requeues_refused: c.requeues_refused,
+            lease_lost: c.lease_lost,
             left_queued,
             withdrawn,
         }

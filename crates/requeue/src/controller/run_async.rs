@@ -2,7 +2,9 @@
 
 #![cfg(feature = "tokio")]
 
+use super::settle::verdict;
 use super::{Action, Controller, Summary};
+use crate::engine::{AsyncQueue, QueueError};
 use crate::queue::Key;
 use crate::wait::Stop;
 use std::fmt;
@@ -28,10 +30,10 @@ impl<F: Future> Future for CatchPanic<F> {
     }
 }
 
-impl<T: Key + fmt::Debug> Controller<T> {
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
     /// Runs the workers as tokio tasks until `stop` fires; the async twin of
-    /// [`run`](Controller::run), with the same rules. Must be called inside
-    /// a tokio runtime.
+    /// [`run`](Controller::run), with the same rules, on any engine. Must
+    /// be called inside a tokio runtime.
     pub async fn run_async<E, F, Fut>(&self, stop: &Stop, handler: F) -> Summary
     where
         E: fmt::Display + 'static,
@@ -42,7 +44,7 @@ impl<T: Key + fmt::Debug> Controller<T> {
         self.report(|m| m.max_concurrent_reconciles(self.workers));
         let resync = self.resync.is_some().then(|| {
             let (this, stop) = (self.clone(), stop.clone());
-            tokio::task::spawn_blocking(move || this.run_resync(&stop))
+            tokio::spawn(async move { this.run_resync(&stop).await })
         });
         let tasks: Vec<_> = (0..self.workers)
             .map(|_| {
@@ -58,7 +60,9 @@ impl<T: Key + fmt::Debug> Controller<T> {
         if let Some(resync) = resync {
             let _ = resync.await;
         }
-        self.finish()
+        let withdrawn = self.queue.shut_down();
+        let left = self.queue.len().await.unwrap_or(0);
+        self.counters.summary(left, withdrawn.len())
     }
 
     async fn work_async<E, Fut>(&self, stop: &Stop, handler: &(impl Fn(T) -> Fut + Sync))
@@ -67,24 +71,32 @@ impl<T: Key + fmt::Debug> Controller<T> {
         Fut: Future<Output = Result<Action, E>> + Send,
     {
         while !stop.is_stopped() {
-            let Ok(item) = self.queue.get_until_async(stop).await else {
-                break;
+            let item = match self.queue.get_until(stop).await {
+                Ok(item) => item,
+                Err(QueueError::ShutDown | QueueError::Stopped) => break,
+                Err(error) => {
+                    // The engine reconnects by itself; a key it cannot
+                    // decode stays where it is. Keep working.
+                    tracing::error!(queue = self.queue.name(), %error, "cannot take a key");
+                    continue;
+                }
             };
-            let span = tracing::info_span!(
-                "reconcile",
-                queue = self.queue.name(),
-                key = ?*item,
-                attempt = self.queue.num_requeues(&item) + 1,
-            );
-            self.report(|m| m.active_workers(1));
-            let outcome = CatchPanic(Box::pin(handler((*item).clone())))
-                .instrument(span)
-                .await;
-            self.report(|m| m.active_workers(-1));
-            if outcome.is_none() {
-                tracing::error!(key = ?*item, "the handler panicked; retrying the key");
-            }
-            self.settle(item, outcome);
+            let span = tracing::info_span!("reconcile", queue = self.queue.name(), key = ?*item);
+            // The outcome holds the handler's error, which need not be
+            // `Send`: it becomes a verdict inside this block, before the
+            // engine is awaited.
+            let verdict = {
+                self.report(|m| m.active_workers(1));
+                let outcome = CatchPanic(Box::pin(handler((*item).clone())))
+                    .instrument(span)
+                    .await;
+                self.report(|m| m.active_workers(-1));
+                if outcome.is_none() {
+                    tracing::error!(key = ?*item, "the handler panicked; retrying the key");
+                }
+                verdict(outcome)
+            };
+            self.settle_async(item, verdict).await;
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The blocking runner: one thread per worker.
 
+use super::settle::verdict;
 use super::{Action, Controller, Summary};
-use crate::queue::Key;
+use crate::exec::block_on;
+use crate::queue::{Key, WorkQueue};
 use crate::wait::Stop;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-impl<T: Key + fmt::Debug> Controller<T> {
+impl<T: Key + fmt::Debug> Controller<T, WorkQueue<T>> {
     /// Runs the workers on threads until `stop` fires: each takes a key,
     /// calls `handler`, and settles the outcome. After the stop every worker
     /// finishes the key in hand; then the queue is shut down and the summary
@@ -21,7 +23,7 @@ impl<T: Key + fmt::Debug> Controller<T> {
             if self.resync.is_some() {
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-resync", self.queue.name()))
-                    .spawn_scoped(scope, || self.run_resync(stop));
+                    .spawn_scoped(scope, || block_on(self.run_resync(stop)));
                 if let Err(error) = spawned {
                     tracing::error!(%error, "cannot start the resync loop");
                 }
@@ -47,11 +49,12 @@ impl<T: Key + fmt::Debug> Controller<T> {
             let Ok(item) = self.queue.get_until(stop) else {
                 break;
             };
+            let attempt = self.queue.num_requeues(&item) + 1;
             let span = tracing::info_span!(
                 "reconcile",
                 queue = self.queue.name(),
                 key = ?*item,
-                attempt = self.queue.num_requeues(&item) + 1,
+                attempt,
             );
             let _entered = span.enter();
             self.report(|m| m.active_workers(1));
@@ -60,12 +63,12 @@ impl<T: Key + fmt::Debug> Controller<T> {
             if outcome.is_err() {
                 tracing::error!(key = ?*item, "the handler panicked; retrying the key");
             }
-            self.settle(item, outcome.ok());
+            self.settle(item, verdict(outcome.ok()), Some(attempt));
         }
     }
 
     /// Shuts the queue down and reports.
-    pub(super) fn finish(&self) -> Summary {
+    fn finish(&self) -> Summary {
         let withdrawn = self.queue.shut_down();
         self.counters.summary(self.queue.len(), withdrawn.len())
     }

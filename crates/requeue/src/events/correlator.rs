@@ -324,10 +324,10 @@ fn repeat_patch(event: &Event) -> serde_json::Value {
     if event.count != 0 {
         patch.insert("count".into(), event.count.into());
     }
-    if !event.last_timestamp.is_zero() {
-        if let Ok(time) = serde_json::to_value(event.last_timestamp) {
-            patch.insert("lastTimestamp".into(), time);
-        }
+    if !event.last_timestamp.is_zero()
+        && let Ok(time) = serde_json::to_value(event.last_timestamp)
+    {
+        patch.insert("lastTimestamp".into(), time);
     }
     if !event.message.is_empty() {
         patch.insert("message".into(), event.message.clone().into());

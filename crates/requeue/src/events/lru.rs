@@ -47,10 +47,10 @@ impl<K: Eq + Hash + Clone, V> Lru<K, V> {
         let used = match previous {
             Some(previous) => self.touch(&key, previous),
             None => {
-                if self.entries.len() >= self.capacity {
-                    if let Some((_, oldest)) = self.by_use.pop_first() {
-                        self.entries.remove(&oldest);
-                    }
+                if self.entries.len() >= self.capacity
+                    && let Some((_, oldest)) = self.by_use.pop_first()
+                {
+                    self.entries.remove(&oldest);
                 }
                 self.uses += 1;
                 self.by_use.insert(self.uses, key.clone());

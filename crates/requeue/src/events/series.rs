@@ -193,10 +193,10 @@ impl SeriesRecorder {
                 }
             }
         };
-        if let Some(sent) = to_send {
-            if let Ok(stored) = self.send(&sent) {
-                self.replace_if_unchanged(&key, &sent, stored);
-            }
+        if let Some(sent) = to_send
+            && let Ok(stored) = self.send(&sent)
+        {
+            self.replace_if_unchanged(&key, &sent, stored);
         }
     }
 

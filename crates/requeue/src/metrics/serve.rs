@@ -34,10 +34,10 @@ pub fn serve_metrics(
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(stream) = stream {
-                    if let Err(error) = answer(stream, &registry) {
-                        tracing::debug!(%error, "a /metrics request failed");
-                    }
+                if let Ok(stream) = stream
+                    && let Err(error) = answer(stream, &registry)
+                {
+                    tracing::debug!(%error, "a /metrics request failed");
                 }
             }
         })?;

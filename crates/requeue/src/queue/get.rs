@@ -179,17 +179,17 @@ impl<'a, T: Key> Waiting<'a, T> {
         }
         // Only once in line: a wake-up that races with the deadline or the
         // stop is passed on by `withdraw`, never lost.
-        if let Some(sleep) = &mut self.sleep {
-            if sleep.poll_elapsed(cx).is_ready() {
-                self.queue.withdraw(&mut self.waiter);
-                return Poll::Ready(Err(GetError::TimedOut));
-            }
+        if let Some(sleep) = &mut self.sleep
+            && sleep.poll_elapsed(cx).is_ready()
+        {
+            self.queue.withdraw(&mut self.waiter);
+            return Poll::Ready(Err(GetError::TimedOut));
         }
-        if let Some(stopped) = &mut self.stopped {
-            if Pin::new(stopped).poll(cx).is_ready() {
-                self.queue.withdraw(&mut self.waiter);
-                return Poll::Ready(Err(GetError::Stopped));
-            }
+        if let Some(stopped) = &mut self.stopped
+            && Pin::new(stopped).poll(cx).is_ready()
+        {
+            self.queue.withdraw(&mut self.waiter);
+            return Poll::Ready(Err(GetError::Stopped));
         }
         Poll::Pending
     }

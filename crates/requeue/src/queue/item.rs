@@ -1,104 +1,226 @@
 //! The guard `get` returns: the item, marked done when the guard goes away.
+//!
+//! One guard type serves every engine: an in-memory hand-out ends through
+//! its queue's state machine; a remote one (e.g. a Redis lease) through the
+//! engine's [`Lease`].
 
 use super::outcome::HandOut;
 use super::{Added, Key, ShutDown, WorkQueue};
+use crate::engine::{Ended, Lease, QueueError, Then};
 use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
 
-/// An item handed out by a [`WorkQueue`], being processed by its holder.
+/// Where a hand-out is held.
+enum Hold<T: Key> {
+    /// In a [`WorkQueue`] of this process.
+    Local {
+        queue: WorkQueue<T>,
+        slot: u32,
+        token: u64,
+    },
+    /// In a remote engine; `None` once ended or detached.
+    Leased(Option<Box<dyn Lease<T>>>),
+}
+
+/// An item handed out by a queue, being processed by its holder.
 ///
 /// Dereferences to the item. Dropping the guard marks the item done
 /// (deviation 8: a forgotten `done` can no longer wedge a key); the methods
 /// below end the processing with a decision instead. Each guard only ever
 /// ends its own hand-out: after an explicit [`WorkQueue::done`] the guard's
 /// drop does nothing, even if the item has been handed out again since.
+///
+/// The same guard comes from the in-memory [`WorkQueue`] and from remote
+/// engines (see [`AsyncQueue`](crate::engine::AsyncQueue)). For a remote
+/// item the synchronous methods hand the ending to the engine's background
+/// task and return at once (re-adds report [`Added::Sent`]);
+/// [`end_async`](Item::end_async) waits and reports the outcome, including
+/// [`QueueError::LeaseLost`].
 #[must_use = "dropping the guard marks the item done at once"]
 pub struct Item<T: Key> {
-    queue: WorkQueue<T>,
+    hold: Hold<T>,
     item: Option<T>,
-    slot: u32,
-    token: u64,
     priority: i32,
 }
 
 impl<T: Key> Item<T> {
     pub(crate) fn new(queue: WorkQueue<T>, out: HandOut<T>) -> Self {
         Item {
-            queue,
+            hold: Hold::Local {
+                queue,
+                slot: out.slot,
+                token: out.token,
+            },
             item: Some(out.item),
-            slot: out.slot,
-            token: out.token,
             priority: out.priority,
         }
     }
 
-    /// The priority the item was queued with (0 unless added with one).
+    /// A guard for an item a remote engine handed out under `lease`.
+    pub fn leased(item: T, lease: Box<dyn Lease<T>>) -> Self {
+        Item {
+            hold: Hold::Leased(Some(lease)),
+            item: Some(item),
+            priority: 0,
+        }
+    }
+
+    /// The priority the item was queued with (0 unless added with one;
+    /// always 0 from engines without priorities).
     pub fn priority(&self) -> i32 {
         self.priority
     }
 
+    /// Whether this holder still holds the item: `true` for in-memory items
+    /// until they are ended; for remote items, until the lease runs out or
+    /// is reported lost. A handler doing long work can check it before
+    /// side effects.
+    pub fn is_valid(&self) -> bool {
+        match &self.hold {
+            Hold::Local { .. } => self.item.is_some(),
+            Hold::Leased(lease) => lease.as_ref().is_some_and(|l| l.is_valid()),
+        }
+    }
+
+    /// The fencing token of a remote hand-out (`None` for in-memory items),
+    /// for downstream systems that reject stale writers.
+    pub fn token(&self) -> Option<String> {
+        match &self.hold {
+            Hold::Local { .. } => None,
+            Hold::Leased(lease) => lease.as_ref().map(|l| l.token()),
+        }
+    }
+
     /// Marks the item done. Returns `false` if its processing had already
-    /// been ended by an explicit [`WorkQueue::done`].
-    pub fn done(mut self) -> bool {
-        self.finish()
+    /// been ended by an explicit [`WorkQueue::done`] (or, for a remote
+    /// item, if its lease is no longer valid).
+    pub fn done(self) -> bool {
+        self.end(Then::Done).released
     }
 
     /// Success: clears the item's rate-limiter history
     /// ([`WorkQueue::forget`]) and marks it done.
-    pub fn forget(mut self) -> bool {
-        if let Some(item) = &self.item {
-            self.queue.forget(item);
-        }
-        self.finish()
+    pub fn forget(self) -> bool {
+        self.end(Then::Forget).released
     }
 
     /// Failure: re-adds the item after the rate limiter's delay
     /// ([`WorkQueue::add_rate_limited`]), then marks it done.
-    pub fn retry(mut self) -> Result<Added, ShutDown<T>> {
-        let result = self.readd(|q, item| q.add_rate_limited(item));
-        self.finish();
-        result
+    pub fn retry(self) -> Result<Added, ShutDown<T>> {
+        self.end_readding(Then::Retry)
     }
 
     /// Re-adds the item after `delay`, then marks it done.
-    pub fn retry_after(mut self, delay: Duration) -> Result<Added, ShutDown<T>> {
-        let result = self.readd(|q, item| q.add_after(item, delay));
-        self.finish();
-        result
+    pub fn retry_after(self, delay: Duration) -> Result<Added, ShutDown<T>> {
+        self.end_readding(Then::RetryAfter(delay))
     }
 
     /// Re-adds the item at once (it goes to the back of the queue), then marks it done.
-    pub fn requeue(mut self) -> Result<Added, ShutDown<T>> {
-        let result = self.readd(|q, item| q.add(item));
-        self.finish();
-        result
+    pub fn requeue(self) -> Result<Added, ShutDown<T>> {
+        self.end_readding(Then::Requeue)
     }
 
     /// Takes the item out of the guard *without* marking it done: you
-    /// must call [`WorkQueue::done`] yourself, as in client-go.
+    /// must call the queue's `done` yourself, as in client-go. (A remote
+    /// engine keeps renewing the lease until then.)
     pub fn detach(mut self) -> T {
+        if let Hold::Leased(lease) = &mut self.hold {
+            drop(lease.take());
+        }
+        self.take_item()
+    }
+
+    /// Ends the hand-out as `then` says, without waiting. In memory the
+    /// result is exact; for a remote item the ending is handed to the
+    /// engine's background task: `released` tells whether the lease was
+    /// still valid, and a re-add reports [`Added::Sent`].
+    pub fn end(mut self, then: Then) -> Ended {
+        let item = self.take_item();
+        match &mut self.hold {
+            Hold::Local { queue, slot, token } => end_local(queue, *slot, *token, item, then),
+            Hold::Leased(lease) => match lease.take() {
+                Some(lease) => {
+                    let released = lease.is_valid();
+                    lease.end(item, then);
+                    Ended {
+                        released,
+                        added: readds(then).then_some(Added::Sent),
+                        refused: false,
+                    }
+                }
+                None => Ended::NOTHING,
+            },
+        }
+    }
+
+    /// Ends the hand-out as `then` says and waits for the outcome: for a
+    /// remote item, [`QueueError::LeaseLost`] if another worker may hold
+    /// it now (the new holder's lease is not touched).
+    pub async fn end_async(mut self, then: Then) -> Result<Ended, QueueError> {
+        let item = self.take_item();
+        match &mut self.hold {
+            Hold::Local { queue, slot, token } => Ok(end_local(queue, *slot, *token, item, then)),
+            Hold::Leased(lease) => match lease.take() {
+                Some(lease) => lease.end_async(item, then).await,
+                None => Ok(Ended::NOTHING),
+            },
+        }
+    }
+
+    fn end_readding(self, then: Then) -> Result<Added, ShutDown<T>> {
+        let item = (*self).clone();
+        let ended = self.end(then);
+        match ended.added {
+            Some(added) if !ended.refused => Ok(added),
+            _ => Err(ShutDown(item)),
+        }
+    }
+
+    fn take_item(&mut self) -> T {
         match self.item.take() {
             Some(item) => item,
             None => unreachable!("the item is only taken when the guard is consumed"),
         }
     }
+}
 
-    fn readd(
-        &self,
-        add: impl FnOnce(&WorkQueue<T>, T) -> Result<Added, ShutDown<T>>,
-    ) -> Result<Added, ShutDown<T>> {
-        match &self.item {
-            Some(item) => add(&self.queue, item.clone()),
-            None => unreachable!("the item is only taken when the guard is consumed"),
-        }
+/// Whether an ending re-adds the item.
+fn readds(then: Then) -> bool {
+    !matches!(then, Then::Done | Then::Forget)
+}
+
+/// Ends an in-memory hand-out: the re-add first (so a key re-added while
+/// processing is queued again when it is done), then done.
+fn end_local<T: Key>(queue: &WorkQueue<T>, slot: u32, token: u64, item: T, then: Then) -> Ended {
+    if then.forgets() {
+        queue.forget(&item);
     }
-
-    fn finish(&mut self) -> bool {
-        match self.item.take() {
-            Some(_) => self.queue.finish(self.slot, self.token),
-            None => false,
+    let readd = match then {
+        Then::Done | Then::Forget => None,
+        Then::Requeue => Some(queue.add(item)),
+        Then::Retry => Some(queue.add_rate_limited(item)),
+        Then::RetryAfter(delay) | Then::ForgetRetryAfter(delay) => {
+            Some(queue.add_after(item, delay))
         }
+    };
+    let released = queue.finish(slot, token);
+    match readd {
+        None => Ended {
+            released,
+            added: None,
+            refused: false,
+        },
+        Some(Ok(added)) => Ended {
+            released,
+            added: Some(added),
+            refused: false,
+        },
+        Some(Err(_)) => Ended {
+            released,
+            added: None,
+            refused: true,
+        },
     }
 }
 
@@ -114,7 +236,19 @@ impl<T: Key> Deref for Item<T> {
 
 impl<T: Key> Drop for Item<T> {
     fn drop(&mut self) {
-        self.finish();
+        let Some(item) = self.item.take() else {
+            return;
+        };
+        match &mut self.hold {
+            Hold::Local { queue, slot, token } => {
+                queue.finish(*slot, *token);
+            }
+            Hold::Leased(lease) => {
+                if let Some(lease) = lease.take() {
+                    lease.end(item, Then::Done);
+                }
+            }
+        }
     }
 }
 
@@ -123,6 +257,7 @@ impl<T: Key + fmt::Debug> fmt::Debug for Item<T> {
         f.debug_struct("Item")
             .field("item", &self.item)
             .field("priority", &self.priority)
+            .field("remote", &matches!(self.hold, Hold::Leased(_)))
             .finish()
     }
 }

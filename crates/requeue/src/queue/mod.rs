@@ -305,10 +305,8 @@ impl<T: Key> WorkQueue<T> {
         } = state
             .add(item, opts.priority, at, now.filter(|_| self.shared.timed))
             .map_err(ShutDown)?;
-        if retry {
-            if let Some(m) = state.metrics() {
-                m.retries.inc();
-            }
+        if retry && let Some(m) = state.metrics() {
+            m.retries.inc();
         }
         let plan = match added {
             Added::Delayed { .. } => state.plan_arm(),

@@ -71,4 +71,8 @@ pub enum Added {
         /// When it becomes ready.
         at: Instant,
     },
+    /// Handed to a remote engine's background task, which applies it in
+    /// order with this process's other calls; the outcome is not known
+    /// yet (use [`Item::end_async`](super::Item::end_async) to wait for it).
+    Sent,
 }

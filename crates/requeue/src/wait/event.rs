@@ -31,10 +31,10 @@ pub(crate) async fn next_event<T>(
         if Pin::new(&mut stopped).poll(cx).is_ready() {
             return Poll::Ready(Event::Stopped);
         }
-        if let Some(sleep) = &mut timeout {
-            if sleep.poll_elapsed(cx).is_ready() {
-                return Poll::Ready(Event::TimedOut);
-            }
+        if let Some(sleep) = &mut timeout
+            && sleep.poll_elapsed(cx).is_ready()
+        {
+            return Poll::Ready(Event::TimedOut);
         }
         tick(cx).map(Event::Tick)
     })

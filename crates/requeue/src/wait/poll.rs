@@ -214,10 +214,10 @@ impl<S: Stream<Item = ()> + Unpin> Poller<S> {
         if !self.sliding {
             cadence.arm(clock.now());
         }
-        if self.immediate {
-            if let Some(done) = check().await {
-                return done;
-            }
+        if self.immediate
+            && let Some(done) = check().await
+        {
+            return done;
         }
         if self.sliding {
             cadence.arm(clock.now());

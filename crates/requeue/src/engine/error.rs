@@ -1,0 +1,70 @@
+//! The errors every engine reports in the same words.
+
+use std::error::Error as StdError;
+
+/// A boxed error from an engine's backend (I/O, protocol, …).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why a queue operation did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The queue is shutting down (for gets: shut down and, for this
+    /// process, nothing left to hand out).
+    #[error("the work queue is shutting down")]
+    ShutDown,
+    /// The stop signal fired before an item was ready.
+    #[error("stopped while waiting for an item")]
+    Stopped,
+    /// The item's lease ran out and may now be held by another worker; the
+    /// call did not touch the new holder's lease.
+    #[error("the lease on this item was lost; another worker may hold it now")]
+    LeaseLost,
+    /// A stored key could not be decoded into the queue's item type. The
+    /// item was left where it was: its lease runs out and it comes back
+    /// with backoff, so nothing is lost and nothing hot-loops.
+    #[error("cannot decode the stored key {raw:?}: {reason}")]
+    Decode {
+        /// The stored bytes.
+        raw: Vec<u8>,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The backend failed (connection lost, protocol error, …).
+    #[error("queue backend error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl QueueError {
+    /// Wraps any backend error.
+    pub fn backend(error: impl Into<BoxError>) -> Self {
+        QueueError::Backend(error.into())
+    }
+}
+
+/// An add that did not happen; the item is handed back, so nothing is lost.
+#[derive(Debug, thiserror::Error)]
+#[error("the item was not added: {error}")]
+pub struct AddError<T> {
+    /// The item, handed back.
+    pub item: T,
+    /// Why.
+    #[source]
+    pub error: QueueError,
+}
+
+impl<T> AddError<T> {
+    /// The refused item.
+    pub fn into_inner(self) -> T {
+        self.item
+    }
+}
+
+impl<T> From<crate::queue::ShutDown<T>> for AddError<T> {
+    fn from(refused: crate::queue::ShutDown<T>) -> Self {
+        AddError {
+            item: refused.0,
+            error: QueueError::ShutDown,
+        }
+    }
+}

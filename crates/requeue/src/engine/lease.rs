@@ -1,0 +1,86 @@
+//! How a remote engine's hand-out plugs into the one [`Item`](crate::queue::Item) guard.
+
+use super::QueueError;
+use crate::queue::Added;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// How a hand-out ends: marked done, and what else happens to the key in
+/// the same step. The guard's methods (`done`, `forget`, `retry`, …) are
+/// shorthands for these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Only mark it done.
+    Done,
+    /// Clear its rate-limiter history, then mark it done (success).
+    Forget,
+    /// Re-add it at once, then mark it done.
+    Requeue,
+    /// Re-add it after the rate limiter's delay, then mark it done (failure).
+    Retry,
+    /// Re-add it after this long, then mark it done.
+    RetryAfter(Duration),
+    /// Clear its history and re-add it after this long, then mark it done
+    /// (a successful reconcile that asks to come back).
+    ForgetRetryAfter(Duration),
+}
+
+impl Then {
+    /// Whether this ending clears the key's rate-limiter history.
+    pub fn forgets(self) -> bool {
+        matches!(self, Then::Forget | Then::ForgetRetryAfter(_))
+    }
+}
+
+/// What ending a hand-out did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// `true` if this guard's hand-out was still current and is now ended;
+    /// `false` if it had already been ended (an explicit `done`) or its
+    /// lease was lost.
+    pub released: bool,
+    /// What the re-add did, for endings that re-add (and were not refused).
+    pub added: Option<Added>,
+    /// The re-add was refused because the queue is shutting down; the key
+    /// comes back with the next add or resync.
+    pub refused: bool,
+}
+
+impl Ended {
+    /// Nothing was ended: the hand-out had already been ended.
+    pub const NOTHING: Ended = Ended {
+        released: false,
+        added: None,
+        refused: false,
+    };
+}
+
+/// A boxed, sendable future, as [`Lease::end_async`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One hand-out held from a remote engine; implemented by engines such as
+/// `requeue-redis`, used only through [`Item`](crate::queue::Item).
+///
+/// An engine builds an item with [`Item::leased`](crate::queue::Item::leased).
+pub trait Lease<T>: Send + Sync + 'static {
+    /// Whether the holder still believes it holds the item (its lease has
+    /// not run out or been reported lost).
+    fn is_valid(&self) -> bool;
+
+    /// The fencing token of this hand-out, for downstream systems that
+    /// reject stale writers.
+    fn token(&self) -> String;
+
+    /// Ends the hand-out without waiting: the engine applies `then` in the
+    /// background, in order with this process's other calls. Used by the
+    /// guard's drop and its synchronous methods; must not block.
+    fn end(self: Box<Self>, item: T, then: Then);
+
+    /// Ends the hand-out and reports what happened.
+    fn end_async(
+        self: Box<Self>,
+        item: T,
+        then: Then,
+    ) -> BoxFuture<'static, Result<Ended, QueueError>>;
+}
