@@ -48,6 +48,8 @@
 //! engine shipped with requeue: an item is only taken when the future
 //! returns it.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod lease;
 mod memory;

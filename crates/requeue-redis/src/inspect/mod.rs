@@ -1,0 +1,163 @@
+//! A consistent snapshot of a queue's Redis state, for `requeue inspect`,
+//! dashboards and tests.
+
+mod invariants;
+
+pub use invariants::check_invariants;
+
+use crate::error::Error;
+use crate::keys::QueueKeys;
+use crate::ops::Token;
+use crate::scripts::{ScriptName, Scripts};
+use redis::Value;
+
+/// Above this many tracked failure counts, [`inspect`] lists none (reading
+/// them all would block Redis for too long).
+pub const FAILURES_CAP: u64 = 10_000;
+
+/// One lease, as [`inspect`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseInfo {
+    /// The leased item.
+    pub item: Vec<u8>,
+    /// When the lease expires, in server ms.
+    pub deadline_ms: u64,
+    /// The holder's token (`None` if missing or malformed: a broken invariant).
+    pub token: Option<Token>,
+}
+
+/// A queue's state, read in one atomic script call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QueueState {
+    /// The server's time of the snapshot, in ms.
+    pub server_now_ms: u64,
+    /// Items in the queue (ready).
+    pub depth: u64,
+    /// Items needing processing: queued or parked.
+    pub dirty: u64,
+    /// Items re-added while processing (dirty but not queued).
+    pub parked: u64,
+    /// Items waiting for a delay.
+    pub delayed: u64,
+    /// The delayed item due first, and when (server ms).
+    pub next_due: Option<(Vec<u8>, u64)>,
+    /// Items leased (being processed).
+    pub processing_count: u64,
+    /// The leases expiring first, at most `limit` of them.
+    pub processing: Vec<LeaseInfo>,
+    /// Items with a failure count (`NumRequeues` > 0).
+    pub failures_tracked: u64,
+    /// The largest failure counts, most first (ties by item), at most
+    /// `limit`; empty when more than [`FAILURES_CAP`] are tracked.
+    pub top_failures: Vec<(Vec<u8>, u64)>,
+    /// The fencing epoch: how many leases were ever handed out.
+    pub seq: u64,
+    /// Leases that expired and were reaped, ever.
+    pub lease_expired_total: u64,
+    /// `add_rate_limited` calls, ever.
+    pub retries_total: u64,
+}
+
+/// Reads the state of the queue `keys` in one atomic, read-only script call
+/// (O(`limit`), plus O(failures) when at most [`FAILURES_CAP`]).
+pub async fn inspect<C>(conn: &mut C, keys: &QueueKeys, limit: usize) -> Result<QueueState, Error>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let mut call = Scripts::global().prepare(ScriptName::Inspect, keys, b"");
+    call.arg(limit).arg(FAILURES_CAP);
+    let reply: Value = call.invoke_async(conn).await?;
+    decode(reply, limit)
+}
+
+fn protocol(what: &str, value: &Value) -> Error {
+    Error::Protocol(format!("inspect: {what}: unexpected {value:?}"))
+}
+
+fn uint(value: &Value, what: &str) -> Result<u64, Error> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| protocol(what, value)),
+        other => Err(protocol(what, other)),
+    }
+}
+
+fn bytes(value: Value, what: &str) -> Result<Vec<u8>, Error> {
+    match value {
+        Value::BulkString(b) => Ok(b),
+        other => Err(protocol(what, &other)),
+    }
+}
+
+fn array(value: Value, what: &str) -> Result<Vec<Value>, Error> {
+    match value {
+        Value::Array(items) => Ok(items),
+        other => Err(protocol(what, &other)),
+    }
+}
+
+fn decode(reply: Value, limit: usize) -> Result<QueueState, Error> {
+    let fields = array(reply, "reply")?;
+    let count = fields.len();
+    let [
+        now,
+        depth,
+        dirty,
+        delayed,
+        due_item,
+        due_ms,
+        processing_count,
+        held,
+        tracked,
+        failures,
+        seq,
+        expired,
+        retries,
+    ]: [Value; 13] = fields
+        .try_into()
+        .map_err(|_| Error::Protocol(format!("inspect: {count} fields, expected 13")))?;
+    let next_due = match (due_item, due_ms) {
+        (Value::BulkString(item), ms @ Value::Int(_)) => Some((item, uint(&ms, "next due")?)),
+        _ => None,
+    };
+    let mut processing = Vec::new();
+    let mut held = array(held, "processing")?.into_iter();
+    while let (Some(item), Some(deadline), Some(token)) = (held.next(), held.next(), held.next()) {
+        processing.push(LeaseInfo {
+            item: bytes(item, "lease item")?,
+            deadline_ms: uint(&deadline, "lease deadline")?,
+            token: match token {
+                Value::BulkString(t) => std::str::from_utf8(&t).ok().and_then(|t| t.parse().ok()),
+                _ => None,
+            },
+        });
+    }
+    let mut top_failures = Vec::new();
+    let mut flat = array(failures, "failures")?.into_iter();
+    while let (Some(item), Some(count)) = (flat.next(), flat.next()) {
+        let count = bytes(count, "failure count")?;
+        let count: u64 = std::str::from_utf8(&count)
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| Error::Protocol("inspect: failure count is not a number".into()))?;
+        top_failures.push((bytes(item, "failure item")?, count));
+    }
+    top_failures.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top_failures.truncate(limit);
+    let depth = uint(&depth, "depth")?;
+    let dirty = uint(&dirty, "dirty")?;
+    Ok(QueueState {
+        server_now_ms: uint(&now, "now")?,
+        depth,
+        dirty,
+        parked: dirty.saturating_sub(depth),
+        delayed: uint(&delayed, "delayed")?,
+        next_due,
+        processing_count: uint(&processing_count, "processing")?,
+        processing,
+        failures_tracked: uint(&tracked, "failures tracked")?,
+        top_failures,
+        seq: uint(&seq, "seq")?,
+        lease_expired_total: uint(&expired, "lease_expired_total")?,
+        retries_total: uint(&retries, "retries_total")?,
+    })
+}

@@ -1,0 +1,90 @@
+//! Typed async calls of the scripts, plus the plain single-command helpers.
+//!
+//! Every function takes any async connection (`ConnectionManager`,
+//! `MultiplexedConnection`, …), the queue's [`QueueKeys`] and, for the
+//! scripts, a [`Now`]: the server's clock in production, a fake time in
+//! tests. Times and durations are whole milliseconds of that clock.
+//!
+//! | client-go | here |
+//! |---|---|
+//! | `Add` | [`add`], [`add_batch`] |
+//! | `AddAfter` | [`add_after`] |
+//! | `AddRateLimited` | [`add_rate_limited`] with a [`LimiterSpec`] |
+//! | `Get` | [`get`] (leases the item under a [`Token`]) |
+//! | `Done` | [`done`], or [`done_get`] to fetch the next item too |
+//! | — | [`extend`] (renew leases), [`release`] (give back to the head), [`reap`] |
+//! | `Forget`, `NumRequeues`, `Len` | [`forget`], [`num_requeues`], [`len`] |
+//!
+//! A reply of an unexpected shape is [`Error::Protocol`], never a panic.
+//!
+//! [`QueueKeys`]: crate::keys::QueueKeys
+
+mod add;
+mod lease;
+mod limiter;
+mod plain;
+mod renew;
+mod reply;
+mod token;
+
+pub use add::{AddBatchReply, AddCode, AddReply, add, add_after, add_batch};
+pub use lease::{
+    DoneCode, DoneGetReply, DoneReply, GetArgs, GetReply, Leased, done, done_get, get,
+};
+pub use limiter::{Bucket, Exponential, FastSlow, LimiterSpec, RateLimitedReply, add_rate_limited};
+pub use plain::{forget, len, num_requeues};
+pub use renew::{ReapArgs, ReleaseCode, ReleaseReply, extend, reap, release};
+pub use token::{ParseTokenError, Token};
+
+use crate::error::Error;
+use crate::keys::QueueKeys;
+use crate::scripts::{ScriptName, Scripts};
+use redis::{ScriptInvocation, Value};
+
+/// The most items (or item/token pairs) sent in one script call; longer
+/// inputs are split into several calls.
+pub const MAX_BATCH: usize = 1000;
+
+/// The longest delay or lease, in ms: 2^63 − 1 ns (requeue's
+/// [`NEVER`](requeue::limiter::NEVER)) rounded up, about 292 years. Longer
+/// ones are clamped to it, which keeps every time sum exact in Lua.
+pub const MAX_MS: u64 = 9_223_372_036_855;
+
+/// Which clock the scripts read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Now {
+    /// The Redis server's `TIME`: one clock for every client, whatever
+    /// their skew. What production uses.
+    #[default]
+    Server,
+    /// This time, in ms (any epoch; tests use a fake clock's reading).
+    Fake(u64),
+}
+
+impl Now {
+    /// `ARGV[1]` of every script: the ms as decimal digits, or empty.
+    fn arg(self) -> Vec<u8> {
+        match self {
+            Now::Server => Vec::new(),
+            Now::Fake(ms) => ms.to_string().into_bytes(),
+        }
+    }
+}
+
+/// A duration argument, clamped to [`MAX_MS`].
+fn ms(value: u64) -> u64 {
+    value.min(MAX_MS)
+}
+
+/// Prepares `name` with the keys and `now`; `args` appends the rest.
+fn invocation<'a>(name: ScriptName, keys: &QueueKeys, now: Now) -> ScriptInvocation<'a> {
+    Scripts::global().prepare(name, keys, &now.arg())
+}
+
+/// Runs a prepared invocation (EVALSHA, EVAL on NOSCRIPT).
+async fn run<C>(conn: &mut C, invocation: &ScriptInvocation<'_>) -> Result<Value, Error>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    Ok(invocation.invoke_async::<Value>(conn).await?)
+}

@@ -1,0 +1,303 @@
+//! Configuring and connecting a [`RedisQueue`].
+
+use super::codec::{DefaultCodec, KeyCodec};
+use super::shared::{Shared, Stats, Time};
+use super::{Engine, RedisQueue, background};
+use crate::error::Error;
+use crate::keys::QueueKeys;
+use crate::ops::{GetArgs, LimiterSpec};
+use crate::scripts::Scripts;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use requeue::clock::{FakeClock, SharedClock};
+use requeue::queue::Key;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The default lease: as BullMQ's `lockDuration`, asynq's and NATS's.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Builds a [`RedisQueue`]; see [`RedisQueue::builder`].
+pub struct RedisQueueBuilder<T> {
+    url: String,
+    name: String,
+    lease: Duration,
+    limiter: LimiterSpec,
+    codec: Arc<dyn KeyCodec<T>>,
+    clock: Option<SharedClock>,
+    fake_time: bool,
+    batch: u32,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl<T: Key> RedisQueue<T> {
+    /// A builder for the queue `name` on the Redis at `url`
+    /// (`redis://host:port/db`), with `T`'s natural codec.
+    pub fn builder(url: impl Into<String>, name: impl Into<String>) -> RedisQueueBuilder<T>
+    where
+        T: DefaultCodec,
+    {
+        Self::builder_with_codec(url, name, T::default_codec())
+    }
+
+    /// A builder with an explicit codec (e.g. [`Json`](super::Json) for serde types).
+    pub fn builder_with_codec(
+        url: impl Into<String>,
+        name: impl Into<String>,
+        codec: Arc<dyn KeyCodec<T>>,
+    ) -> RedisQueueBuilder<T> {
+        RedisQueueBuilder {
+            url: url.into(),
+            name: name.into(),
+            lease: DEFAULT_LEASE,
+            limiter: LimiterSpec::default_controller(),
+            codec,
+            clock: None,
+            fake_time: false,
+            batch: GetArgs::default().batch,
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl<T: Key> RedisQueueBuilder<T> {
+    /// How long a hand-out stays leased without renewal (default 30 s).
+    /// This process renews every lease each third of it; a holder that
+    /// stops renewing loses its items after at most one lease.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The rate limiter of `add_rate_limited` and of reaped leases
+    /// (default: client-go's default controller limiter).
+    pub fn limiter(mut self, limiter: LimiterSpec) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The codec between items and Redis bytes.
+    pub fn codec(mut self, codec: Arc<dyn KeyCodec<T>>) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The clock for this process's timers (lease deadlines, renewals,
+    /// waiting for delayed items). Default: the real clock.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// **Tests only**: the scripts read `clock`'s time instead of the
+    /// server's, so `FakeClock::advance` drives delays and lease expiry in
+    /// a real Redis deterministically. Never use it in production: each
+    /// process would bring its own time.
+    pub fn fake_time(mut self, clock: FakeClock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self.fake_time = true;
+        self
+    }
+
+    /// At most this many expired leases are reaped and due items promoted
+    /// per `get` (default 100): bounds the work of one script call.
+    pub fn batch(mut self, batch: u32) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// How long a script call may take before it counts as failed (default 5 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects (within the connect timeout), loads the scripts and starts
+    /// this process's renewer and marker waiter. Redis unreachable →
+    /// [`Error::Connect`] naming the URL.
+    pub async fn build(self) -> Result<RedisQueue<T>, Error> {
+        let (runtime, prepared) = self.prepare()?;
+        let connected = runtime
+            .handle()
+            .spawn(prepared.connect())
+            .await
+            .map_err(|e| Error::Protocol(format!("the connecting task failed: {e}")))?;
+        Ok(RedisQueue::start(runtime, connected?))
+    }
+
+    /// As [`build`](RedisQueueBuilder::build), for a thread without an
+    /// async runtime: returns the blocking facade.
+    pub fn build_blocking(self) -> Result<super::BlockingRedisQueue<T>, Error> {
+        let (runtime, prepared) = self.prepare()?;
+        let connected = runtime.handle().block_on(prepared.connect())?;
+        Ok(super::BlockingRedisQueue::new(RedisQueue::start(
+            runtime, connected,
+        )))
+    }
+
+    /// Validates the configuration and makes the queue's runtime.
+    fn prepare(self) -> Result<(OwnedRuntime, Prepared<T>), Error> {
+        let keys = QueueKeys::new(&self.name)?;
+        if self.lease < Duration::from_millis(30) {
+            return Err(Error::InvalidConfig(format!(
+                "the lease must be at least 30 ms (got {:?})",
+                self.lease
+            )));
+        }
+        if self.batch == 0 {
+            return Err(Error::InvalidConfig("the batch must be at least 1".into()));
+        }
+        let client = redis::Client::open(self.url.as_str()).map_err(|source| Error::Connect {
+            url: self.url.clone(),
+            source,
+        })?;
+        // One small runtime per queue runs every Redis call and the
+        // background tasks, so a handler that blocks the caller's runtime
+        // cannot starve lease renewal.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(format!("requeue-redis-{}", self.name))
+            .enable_all()
+            .build()
+            .map_err(|e| Error::InvalidConfig(format!("cannot start the queue's runtime: {e}")))?;
+        Ok((
+            OwnedRuntime(Some(runtime)),
+            Prepared {
+                builder: self,
+                keys,
+                client,
+            },
+        ))
+    }
+}
+
+/// A runtime that may be dropped anywhere (also inside another runtime's
+/// task, e.g. when `build` fails): it shuts down in the background.
+pub(super) struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    pub(super) fn handle(&self) -> &tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle(),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A validated builder, ready to connect.
+struct Prepared<T> {
+    builder: RedisQueueBuilder<T>,
+    keys: QueueKeys,
+    client: redis::Client,
+}
+
+/// What `connect` hands to `RedisQueue::start`.
+pub(super) struct Connected<T> {
+    pub(super) shared: Arc<Shared<T>>,
+    pub(super) client: redis::Client,
+}
+
+impl<T: Key> Prepared<T> {
+    async fn connect(self) -> Result<Connected<T>, Error> {
+        let b = self.builder;
+        let url = b.url.clone();
+        let refused = |source| Error::Connect {
+            url: url.clone(),
+            source,
+        };
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(b.connect_timeout))
+            .set_response_timeout(Some(b.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let mut conn = ConnectionManager::new_with_config(self.client.clone(), config)
+            .await
+            .map_err(refused)?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(refused)?;
+        Scripts::global().load_all(&mut conn).await?;
+        let clock = b.clock.unwrap_or_else(requeue::clock::real);
+        // A reaped item backs off as a failure would; without a per-item
+        // limiter, with the default controller's 5 ms .. 1000 s.
+        let (reap_base_ms, reap_max_ms) = b
+            .limiter
+            .exponential
+            .map_or((5, 1_000_000), |e| (e.base_ms, e.max_ms));
+        let get_args = GetArgs {
+            lease_ms: super::lease::millis(b.lease),
+            batch: b.batch,
+            reap_base_ms,
+            reap_max_ms,
+        };
+        let shared = Arc::new(Shared {
+            name: b.name,
+            url: b.url,
+            keys: self.keys,
+            conn,
+            codec: b.codec,
+            epoch: clock.now(),
+            clock,
+            time: if b.fake_time {
+                Time::Fake
+            } else {
+                Time::Server
+            },
+            lease: b.lease,
+            limiter: b.limiter,
+            get_args,
+            runtime: tokio::runtime::Handle::current(),
+            held: Mutex::new(HashMap::new()),
+            released: Notify::new(),
+            ready: Notify::new(),
+            idle: AtomicUsize::new(0),
+            idle_changed: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            healthy: watch::Sender::new(true),
+            renew_now: Notify::new(),
+            stats: Stats::default(),
+        });
+        Ok(Connected {
+            shared,
+            client: self.client,
+        })
+    }
+}
+
+impl<T: Key> RedisQueue<T> {
+    /// Starts the background tasks on `runtime` and wraps up.
+    fn start(runtime: OwnedRuntime, connected: Connected<T>) -> Self {
+        let cancel = CancellationToken::new();
+        let shared = connected.shared;
+        runtime
+            .handle()
+            .spawn(background::renew(shared.clone(), cancel.clone()));
+        runtime.handle().spawn(background::wait_for_marker(
+            shared.clone(),
+            connected.client,
+            cancel.clone(),
+        ));
+        RedisQueue {
+            shared,
+            engine: Arc::new(Engine {
+                _runtime: runtime,
+                cancel,
+            }),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! A Redis hand-out inside requeue's one [`Item`](requeue::queue::Item)
+//! guard: ending it runs the re-add (if any) and the fenced `done`.
+
+use super::shared::{Held, Shared};
+use crate::ops::{self, AddCode, DoneCode, Token};
+use requeue::engine::{BoxFuture, Ended, Lease, QueueError, Then};
+use requeue::queue::{Added, Key};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The lease behind a Redis item's guard.
+pub(crate) struct RedisLease<T> {
+    pub(crate) shared: Arc<Shared<T>>,
+    pub(crate) raw: Vec<u8>,
+    pub(crate) held: Held,
+}
+
+impl<T: Key> Lease<T> for RedisLease<T> {
+    fn is_valid(&self) -> bool {
+        self.held.state.is_valid_at(self.shared.local_ms())
+    }
+
+    fn token(&self) -> String {
+        self.held.token.to_string()
+    }
+
+    fn end(self: Box<Self>, item: T, then: Then) {
+        let runtime = self.shared.runtime.clone();
+        runtime.spawn(async move {
+            let (shared, raw, token) = (self.shared.clone(), self.raw.clone(), self.held.token);
+            drop(item);
+            if let Err(error) = end_with_retries(&shared, raw, token, then).await {
+                match error {
+                    QueueError::LeaseLost => {}
+                    error => tracing::warn!(queue = %shared.name, %error, "cannot end a lease; the item comes back when it expires"),
+                }
+            }
+        });
+    }
+
+    fn end_async(
+        self: Box<Self>,
+        item: T,
+        then: Then,
+    ) -> BoxFuture<'static, Result<Ended, QueueError>> {
+        Box::pin(async move {
+            drop(item);
+            end_with_retries(&self.shared, self.raw.clone(), self.held.token, then).await
+        })
+    }
+}
+
+/// Ends a lease; a connection failure is retried (with backoff) while the
+/// lease is still ours, since every step is safe to repeat except that a
+/// repeated rate-limited re-add counts its failure twice.
+async fn end_with_retries<T: Key>(
+    shared: &Arc<Shared<T>>,
+    raw: Vec<u8>,
+    token: Token,
+    then: Then,
+) -> Result<Ended, QueueError> {
+    let mut backoff = Duration::from_millis(20);
+    let result = loop {
+        match end_once(shared, raw.clone(), token, then).await {
+            Err(QueueError::Backend(error)) if lease_still_ours(shared, &raw, token) => {
+                tracing::debug!(queue = %shared.name, %error, "retrying the end of a lease");
+                tokio_sleep(shared, backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => break other,
+        }
+    };
+    if let Err(QueueError::LeaseLost) = result {
+        shared.stats.lease_lost.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.forget_lease(&raw, token);
+    result
+}
+
+fn lease_still_ours<T: Key>(shared: &Shared<T>, raw: &[u8], token: Token) -> bool {
+    let local = shared.local_ms();
+    shared
+        .held
+        .lock()
+        .get(raw)
+        .is_some_and(|h| h.token == token && h.state.is_valid_at(local))
+}
+
+/// Sleeps on the queue's runtime (network backoff is real time even when
+/// the queue's clock is fake).
+async fn tokio_sleep<T: Key>(shared: &Shared<T>, delay: Duration) {
+    let _ = shared.runtime.spawn(tokio::time::sleep(delay)).await;
+}
+
+/// One attempt: the re-add first (while we still hold the item, so a
+/// re-add parks and `done` queues it: nothing is lost), then the fenced done.
+async fn end_once<T: Key>(
+    shared: &Arc<Shared<T>>,
+    raw: Vec<u8>,
+    token: Token,
+    then: Then,
+) -> Result<Ended, QueueError> {
+    shared
+        .call(move |mut conn, shared| async move {
+            let keys = &shared.keys;
+            if then.forgets() {
+                ops::forget(&mut conn, keys, &raw).await?;
+            }
+            let added = match then {
+                Then::Done | Then::Forget => None,
+                Then::Requeue => {
+                    Some((ops::add(&mut conn, keys, &raw, shared.now()).await?.code, 0))
+                }
+                Then::Retry => {
+                    let reply =
+                        ops::add_rate_limited(&mut conn, keys, &raw, &shared.limiter, shared.now())
+                            .await?;
+                    Some((reply.code, reply.delay_ms))
+                }
+                Then::RetryAfter(delay) | Then::ForgetRetryAfter(delay) => {
+                    let ms = millis(delay);
+                    Some((
+                        ops::add_after(&mut conn, keys, &raw, ms, shared.now())
+                            .await?
+                            .code,
+                        ms,
+                    ))
+                }
+            };
+            let done = ops::done(&mut conn, keys, &raw, token, shared.now()).await?;
+            Ok((
+                done.code,
+                added.map(|(code, delay)| added_of(&shared, code, delay)),
+            ))
+        })
+        .await
+        .and_then(|(code, added)| match code {
+            DoneCode::LeaseLost => Err(QueueError::LeaseLost),
+            DoneCode::Done | DoneCode::Requeued => Ok(Ended {
+                released: true,
+                added,
+                refused: false,
+            }),
+        })
+}
+
+/// requeue's [`Added`] for an add's code; `delay_ms` dates a delayed one.
+pub(crate) fn added_of<T: Send + Sync + 'static>(
+    shared: &Shared<T>,
+    code: AddCode,
+    delay_ms: u64,
+) -> Added {
+    match code {
+        AddCode::Deduplicated => Added::Merged,
+        AddCode::Queued => Added::Queued,
+        AddCode::Parked => Added::AfterDone,
+        AddCode::Delayed => Added::Delayed {
+            at: requeue::clock::deadline_after(shared.clock.now(), Duration::from_millis(delay_ms)),
+        },
+    }
+}
+
+/// A duration as whole ms, rounded up so a delay is never shortened.
+pub(crate) fn millis(delay: Duration) -> u64 {
+    let ms = delay.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,467 @@
+//! [`RedisQueue`]: client-go's rate-limiting work queue shared by many
+//! processes through Redis, behind requeue's [`AsyncQueue`] interface.
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use requeue::engine::AsyncQueue;
+//! use requeue_redis::RedisQueue;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let queue: RedisQueue<String> = RedisQueue::builder("redis://127.0.0.1:6379", "pods")
+//!     .build()
+//!     .await?;
+//! queue.add("default/web".to_string()).await?;
+//! let item = queue.get().await?;
+//! println!("reconciling {}", *item);
+//! item.forget(); // success: done, backoff history cleared
+//! # Ok(()) }
+//! ```
+//!
+//! # Implementation
+//!
+//! Every state change is one Lua script over the queue's ten keys (see
+//! [`ops`](crate::ops)). This process keeps only what it needs to renew
+//! its leases (a table of tokens) and to wait without polling: one task
+//! renews every held lease each third of the lease, one blocks on the
+//! queue's marker while a getter is idle. Both, and every Redis call, run
+//! on a small runtime the queue owns, so a handler that blocks its own
+//! runtime cannot starve renewal, and the queue can be used from any
+//! executor or a plain thread ([`BlockingRedisQueue`]).
+//!
+//! After a connection error the renewer renews first; getters wait for it
+//! before taking new work, so leases survive a Redis restart that is
+//! shorter than the lease.
+//!
+//! # Cancellation safety
+//!
+//! Dropping a `get` future never loses an item: if the script already
+//! leased one, the lease simply runs out and the item comes back (with
+//! backoff, as for a crashed worker).
+
+mod background;
+mod blocking;
+mod builder;
+mod codec;
+mod lease;
+mod shared;
+
+pub use blocking::BlockingRedisQueue;
+pub use builder::{DEFAULT_LEASE, RedisQueueBuilder};
+pub use codec::{DefaultCodec, Json, KeyCodec, Raw, Utf8};
+
+use crate::ops::{self, Leased};
+use background::WAKE_CAP;
+use lease::{RedisLease, added_of, millis};
+use requeue::clock::{SharedClock, Sleep};
+use requeue::engine::{AddError, AsyncQueue, QueueError};
+use requeue::queue::{AddOpts, Added, Item, Key};
+use requeue::wait::Stop;
+use shared::{Held, LeaseState, Shared};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A work queue in Redis; clones share one connection and lease table.
+/// See the [module docs](self).
+pub struct RedisQueue<T> {
+    shared: Arc<Shared<T>>,
+    engine: Arc<Engine>,
+}
+
+impl<T> Clone for RedisQueue<T> {
+    fn clone(&self) -> Self {
+        RedisQueue {
+            shared: self.shared.clone(),
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for RedisQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("name", &self.shared.name)
+            .field("url", &self.shared.url)
+            .field("held", &self.shared.held.lock().len())
+            .finish()
+    }
+}
+
+/// The queue's runtime and background tasks; stopped with the last clone.
+struct Engine {
+    _runtime: builder::OwnedRuntime,
+    cancel: CancellationToken,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // The tasks stop first; the runtime then shuts down in the background.
+        self.cancel.cancel();
+    }
+}
+
+/// Counts this process's idle getters while it lives.
+struct Idle<'a, T>(&'a Shared<T>);
+
+impl<'a, T> Idle<'a, T> {
+    fn new(shared: &'a Shared<T>) -> Self {
+        shared.idle.fetch_add(1, Ordering::SeqCst);
+        shared.idle_changed.notify_waiters();
+        Idle(shared)
+    }
+}
+
+impl<T> Drop for Idle<'_, T> {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<T: Key> RedisQueue<T> {
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The clock of this process's timers.
+    pub fn clock(&self) -> &SharedClock {
+        &self.shared.clock
+    }
+
+    /// The lease duration.
+    pub fn lease(&self) -> Duration {
+        self.shared.lease
+    }
+
+    /// How many items this process holds right now.
+    pub fn held(&self) -> usize {
+        self.shared.held.lock().len()
+    }
+
+    /// Leases this process lost (its `done` came too late) so far.
+    pub fn leases_lost(&self) -> u64 {
+        self.shared.stats.lease_lost.load(Ordering::Relaxed)
+    }
+
+    /// Expired leases (of any process) this process's gets reaped so far.
+    pub fn leases_reaped(&self) -> u64 {
+        self.shared.stats.reaped.load(Ordering::Relaxed)
+    }
+
+    /// Adds `item` now (client-go's `Add`).
+    pub async fn add(&self, item: T) -> Result<Added, AddError<T>> {
+        self.add_with(item, AddOpts::new()).await
+    }
+
+    /// Adds `item` after `delay` (client-go's `AddAfter`; the earliest of
+    /// several delays wins).
+    pub async fn add_after(&self, item: T, delay: Duration) -> Result<Added, AddError<T>> {
+        self.add_with(item, AddOpts::new().after(delay)).await
+    }
+
+    /// Adds `item` after the rate limiter's delay (client-go's
+    /// `AddRateLimited`; counts a requeue).
+    pub async fn add_rate_limited(&self, item: T) -> Result<Added, AddError<T>> {
+        self.add_with(item, AddOpts::new().rate_limited()).await
+    }
+
+    /// Adds `item` as `opts` say; priorities are ignored (Redis serves FIFO).
+    /// Refused once this process is shutting down (client-go parity).
+    pub async fn add_with(&self, item: T, opts: AddOpts) -> Result<Added, AddError<T>> {
+        if self.shared.is_shutting_down() {
+            return Err(AddError {
+                item,
+                error: QueueError::ShutDown,
+            });
+        }
+        let raw = self.shared.codec.encode(&item);
+        let after = opts.after.map(millis).filter(|&ms| ms > 0);
+        let result = self
+            .shared
+            .call(move |mut conn, shared| async move {
+                let (keys, now) = (&shared.keys, shared.now());
+                if opts.rate_limited {
+                    let limited =
+                        ops::add_rate_limited(&mut conn, keys, &raw, &shared.limiter, now).await?;
+                    // controller-runtime: the shorter of the two delays wins.
+                    if let Some(ms) = after.filter(|&ms| ms < limited.delay_ms) {
+                        let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
+                        return Ok(added_of(&shared, reply.code, ms));
+                    }
+                    return Ok(added_of(&shared, limited.code, limited.delay_ms));
+                }
+                match after {
+                    Some(ms) => {
+                        let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
+                        Ok(added_of(&shared, reply.code, ms))
+                    }
+                    None => {
+                        let reply = ops::add(&mut conn, keys, &raw, now).await?;
+                        Ok(added_of(&shared, reply.code, 0))
+                    }
+                }
+            })
+            .await;
+        result.map_err(|error| AddError { item, error })
+    }
+
+    /// Waits for the next item and leases it to this process.
+    /// [`QueueError::ShutDown`] once this process is shutting down;
+    /// [`QueueError::Decode`] for stored bytes the codec refuses (the item
+    /// stays in Redis: its lease runs out and it comes back with backoff).
+    /// Connection errors are not returned: the get waits, reconnects and
+    /// renews this process's leases first.
+    pub async fn get(&self) -> Result<Item<T>, QueueError> {
+        self.get_inner(None).await
+    }
+
+    /// As [`get`](RedisQueue::get), but gives up with
+    /// [`QueueError::Stopped`] when `stop` fires.
+    pub async fn get_until(&self, stop: &Stop) -> Result<Item<T>, QueueError> {
+        self.get_inner(Some(stop)).await
+    }
+
+    async fn get_inner(&self, stop: Option<&Stop>) -> Result<Item<T>, QueueError> {
+        let shared = &self.shared;
+        let _idle = Idle::new(shared);
+        let mut backoff = Duration::from_millis(20);
+        let never = Stop::new();
+        let stop = stop.unwrap_or(&never);
+        loop {
+            if shared.is_shutting_down() {
+                return Err(QueueError::ShutDown);
+            }
+            if stop.is_stopped() {
+                return Err(QueueError::Stopped);
+            }
+            // Registered before the script runs, so a wake-up that lands
+            // while it runs is not missed.
+            let ready = shared.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if !*shared.healthy.borrow() {
+                // Renew first: wait for the renewer's next success.
+                let mut healthy = shared.healthy.subscribe();
+                tokio::select! {
+                    _ = healthy.wait_for(|ok| *ok) => {}
+                    _ = &mut ready => {}
+                    _ = stop.stopped() => {}
+                }
+                continue;
+            }
+            let sent = shared.local_ms();
+            let reply = shared
+                .call(|mut conn, shared| async move {
+                    ops::get(&mut conn, &shared.keys, &shared.get_args, shared.now()).await
+                })
+                .await;
+            let reply = match reply {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::warn!(queue = %shared.name, %error, "get failed; retrying");
+                    tokio::select! {
+                        _ = shared.runtime.spawn(tokio::time::sleep(backoff)) => {}
+                        _ = stop.stopped() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(20);
+            shared
+                .stats
+                .reaped
+                .fetch_add(reply.reaped, Ordering::Relaxed);
+            if let Some(leased) = reply.item {
+                return self.hand_out(leased, sent);
+            }
+            let wait = reply
+                .next_wake_ms
+                .map_or(WAKE_CAP, |due| {
+                    Duration::from_millis(due.saturating_sub(reply.now_ms))
+                })
+                .min(WAKE_CAP);
+            let deadline = requeue::clock::deadline_after(shared.clock.now(), wait);
+            tokio::select! {
+                _ = &mut ready => {}
+                _ = Sleep::new(&*shared.clock, deadline) => {}
+                _ = stop.stopped() => {}
+            }
+        }
+    }
+
+    /// Wraps a leased item in the guard, registering its lease for renewal.
+    fn hand_out(&self, leased: Leased, sent_ms: u64) -> Result<Item<T>, QueueError> {
+        let item = match self.shared.codec.decode(&leased.item) {
+            Ok(item) => item,
+            Err(reason) => {
+                // Not registered, so not renewed: it is reaped after the
+                // lease and comes back with backoff; nothing is deleted.
+                return Err(QueueError::Decode {
+                    raw: leased.item,
+                    reason,
+                });
+            }
+        };
+        let held = Held {
+            token: leased.token,
+            state: Arc::new(LeaseState::new(self.shared.lease_until(sent_ms))),
+        };
+        self.shared
+            .held
+            .lock()
+            .insert(leased.item.clone(), held.clone());
+        let lease = RedisLease {
+            shared: self.shared.clone(),
+            raw: leased.item,
+            held,
+        };
+        Ok(Item::leased(item, Box::new(lease)))
+    }
+
+    /// Clears `item`'s failure count (client-go's `Forget`).
+    pub async fn forget(&self, item: &T) -> Result<(), QueueError> {
+        let raw = self.shared.codec.encode(item);
+        self.shared
+            .call(move |mut conn, shared| async move {
+                ops::forget(&mut conn, &shared.keys, &raw).await.map(drop)
+            })
+            .await
+    }
+
+    /// `item`'s failure count (client-go's `NumRequeues`).
+    pub async fn num_requeues(&self, item: &T) -> Result<u32, QueueError> {
+        let raw = self.shared.codec.encode(item);
+        let n = self
+            .shared
+            .call(move |mut conn, shared| async move {
+                ops::num_requeues(&mut conn, &shared.keys, &raw).await
+            })
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Items ready in the queue, across every process (client-go's `Len`).
+    pub async fn len(&self) -> Result<usize, QueueError> {
+        let n = self
+            .shared
+            .call(|mut conn, shared| async move { ops::len(&mut conn, &shared.keys).await })
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// Whether no item is ready (see [`len`](RedisQueue::len)).
+    pub async fn is_empty(&self) -> Result<bool, QueueError> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Stops this process taking work: waiting gets return
+    /// [`QueueError::ShutDown`] and adds are refused. The queue in Redis
+    /// lives on for other processes; items this process holds stay leased
+    /// until their guards end them.
+    pub fn shut_down(&self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        self.shared.ready.notify_waiters();
+    }
+
+    /// As [`shut_down`](RedisQueue::shut_down), then waits until this
+    /// process holds no lease (client-go's `ShutDownWithDrain`).
+    pub async fn shut_down_with_drain(&self) {
+        self.shut_down();
+        loop {
+            let released = self.shared.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.shared.held.lock().is_empty() {
+                return;
+            }
+            released.await;
+        }
+    }
+
+    /// As [`shut_down`](RedisQueue::shut_down), then gives every held item
+    /// back at the head of the queue at once, without waiting for its
+    /// handler (asynq's requeue-on-shutdown). Their guards find the lease
+    /// gone. Returns how many items were given back.
+    pub async fn shut_down_and_release(&self) -> Result<usize, QueueError> {
+        self.shut_down();
+        let held: Vec<(Vec<u8>, Held)> = self
+            .shared
+            .held
+            .lock()
+            .iter()
+            .map(|(raw, h)| (raw.clone(), h.clone()))
+            .collect();
+        let mut released = 0;
+        for (raw, held) in held {
+            let token = held.token;
+            let raw2 = raw.clone();
+            let reply = self
+                .shared
+                .call(move |mut conn, shared| async move {
+                    ops::release(&mut conn, &shared.keys, &raw2, token, shared.now()).await
+                })
+                .await?;
+            if reply.code == ops::ReleaseCode::Released {
+                released += 1;
+            }
+            self.shared.forget_lease(&raw, token);
+        }
+        Ok(released)
+    }
+
+    /// Whether [`shut_down`](RedisQueue::shut_down) has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+}
+
+impl<T: Key> AsyncQueue<T> for RedisQueue<T> {
+    fn name(&self) -> &str {
+        RedisQueue::name(self)
+    }
+
+    fn clock(&self) -> &SharedClock {
+        RedisQueue::clock(self)
+    }
+
+    async fn add_with(&self, item: T, opts: AddOpts) -> Result<Added, AddError<T>> {
+        RedisQueue::add_with(self, item, opts).await
+    }
+
+    async fn get(&self) -> Result<Item<T>, QueueError> {
+        RedisQueue::get(self).await
+    }
+
+    async fn get_until(&self, stop: &Stop) -> Result<Item<T>, QueueError> {
+        RedisQueue::get_until(self, stop).await
+    }
+
+    async fn forget(&self, item: &T) -> Result<(), QueueError> {
+        RedisQueue::forget(self, item).await
+    }
+
+    async fn num_requeues(&self, item: &T) -> Result<u32, QueueError> {
+        RedisQueue::num_requeues(self, item).await
+    }
+
+    async fn len(&self) -> Result<usize, QueueError> {
+        RedisQueue::len(self).await
+    }
+
+    fn shut_down(&self) -> Vec<T> {
+        RedisQueue::shut_down(self);
+        Vec::new()
+    }
+
+    async fn shut_down_with_drain(&self) -> Vec<T> {
+        RedisQueue::shut_down_with_drain(self).await;
+        Vec::new()
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        RedisQueue::is_shutting_down(self)
+    }
+}

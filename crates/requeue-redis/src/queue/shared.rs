@@ -1,0 +1,186 @@
+//! The state one process keeps for a Redis queue: the connection, the
+//! leases it holds, and the signals its getters and background tasks
+//! wait on. Everything durable lives in Redis; this is only what a
+//! process needs to renew its leases and to wait without polling.
+
+use super::codec::KeyCodec;
+use crate::keys::QueueKeys;
+use crate::ops::{GetArgs, LimiterSpec, Now, Token};
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use requeue::clock::SharedClock;
+use requeue::engine::QueueError;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+/// Which clock the scripts read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Time {
+    /// Redis's `TIME` (production).
+    Server,
+    /// The queue's (fake) clock, as ms since `epoch` plus a base.
+    Fake,
+}
+
+/// What the holder knows about one of its leases, shared between the
+/// lease table, the renewer and the item's guard.
+#[derive(Debug)]
+pub(crate) struct LeaseState {
+    /// Cleared when the lease is reported lost or ended.
+    valid: AtomicBool,
+    /// Local-clock ms until which the lease is surely held (conservative:
+    /// measured from before the call that set it, minus a margin).
+    until_ms: AtomicU64,
+}
+
+impl LeaseState {
+    pub(crate) fn new(until_ms: u64) -> Self {
+        LeaseState {
+            valid: AtomicBool::new(true),
+            until_ms: AtomicU64::new(until_ms),
+        }
+    }
+    pub(crate) fn invalidate(&self) {
+        self.valid.store(false, Ordering::SeqCst);
+    }
+    pub(crate) fn extend_to(&self, until_ms: u64) {
+        self.until_ms.fetch_max(until_ms, Ordering::SeqCst);
+    }
+    pub(crate) fn is_valid_at(&self, local_ms: u64) -> bool {
+        self.valid.load(Ordering::SeqCst) && local_ms < self.until_ms.load(Ordering::SeqCst)
+    }
+}
+
+/// One lease this process holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) token: Token,
+    pub(crate) state: Arc<LeaseState>,
+}
+
+/// Counters of what this process saw (for metrics and tests).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) lease_lost: AtomicU64,
+    pub(crate) reaped: AtomicU64,
+    pub(crate) backend_errors: AtomicU64,
+}
+
+/// The process-local side of one queue.
+pub(crate) struct Shared<T> {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) keys: QueueKeys,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) codec: Arc<dyn KeyCodec<T>>,
+    pub(crate) clock: SharedClock,
+    pub(crate) epoch: Instant,
+    pub(crate) time: Time,
+    pub(crate) lease: Duration,
+    pub(crate) limiter: LimiterSpec,
+    pub(crate) get_args: GetArgs,
+    /// The runtime every Redis call runs on (see `RedisQueue`'s docs).
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) held: Mutex<HashMap<Vec<u8>, Held>>,
+    /// Signalled whenever a lease leaves the table (drain waits on it).
+    pub(crate) released: Notify,
+    /// Signalled when items may be ready (marker popped, shutdown).
+    pub(crate) ready: Notify,
+    /// Getters waiting for an item; the marker waiter only blocks while
+    /// there are some, so a wake-up is never spent on a busy process.
+    pub(crate) idle: AtomicUsize,
+    pub(crate) idle_changed: Notify,
+    pub(crate) shutting_down: AtomicBool,
+    /// `true` while the connection works and leases are renewed; after an
+    /// error getters wait for the renewer to renew first.
+    pub(crate) healthy: watch::Sender<bool>,
+    /// Asks the renewer to run now (after a connection error).
+    pub(crate) renew_now: Notify,
+    pub(crate) stats: Stats,
+}
+
+/// The fake-time base, so fake ms look like (and sort like) real ones.
+const FAKE_BASE_MS: u64 = 1_000_000_000_000;
+
+impl<T: Send + Sync + 'static> Shared<T> {
+    /// Milliseconds on the queue's clock since the queue was built.
+    pub(crate) fn local_ms(&self) -> u64 {
+        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The `now` argument of the next script call.
+    pub(crate) fn now(&self) -> Now {
+        match self.time {
+            Time::Server => Now::Server,
+            Time::Fake => Now::Fake(FAKE_BASE_MS + self.local_ms()),
+        }
+    }
+
+    /// The local deadline of a lease granted by a call sent at `sent_ms`.
+    pub(crate) fn lease_until(&self, sent_ms: u64) -> u64 {
+        let lease = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let margin = (lease / 10).min(1_000);
+        sent_ms.saturating_add(lease - margin)
+    }
+
+    /// Whether this process has stopped taking work.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Runs `call` with a connection, on the queue's runtime, so callers on
+    /// any executor (or a blocked thread) can await it. A failure marks the
+    /// connection unhealthy and wakes the renewer.
+    pub(crate) async fn call<R, F, Fut>(self: &Arc<Self>, call: F) -> Result<R, QueueError>
+    where
+        R: Send + 'static,
+        F: FnOnce(ConnectionManager, Arc<Self>) -> Fut,
+        Fut: Future<Output = Result<R, crate::error::Error>> + Send + 'static,
+    {
+        let fut = call(self.conn.clone(), self.clone());
+        let result = match self.runtime.spawn(fut).await {
+            Ok(result) => result,
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => return Err(QueueError::backend("the queue's engine has stopped")),
+        };
+        result.map_err(|error| {
+            self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
+            if is_connection_error(&error) {
+                self.healthy.send_replace(false);
+                self.renew_now.notify_one();
+            }
+            QueueError::backend(error)
+        })
+    }
+
+    /// Removes a lease from the table (ended or lost).
+    pub(crate) fn forget_lease(&self, raw: &[u8], token: Token) {
+        let mut held = self.held.lock();
+        if held.get(raw).is_some_and(|h| h.token == token) {
+            if let Some(h) = held.remove(raw) {
+                h.state.invalidate();
+            }
+        }
+        drop(held);
+        self.released.notify_waiters();
+    }
+}
+
+/// Whether an error means the connection (not the request) failed.
+pub(crate) fn is_connection_error(error: &crate::error::Error) -> bool {
+    match error {
+        crate::error::Error::Redis(e) => {
+            e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_timeout()
+        }
+        crate::error::Error::Connect { .. } => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,4 @@
+-- done.lua  ARGV: now, item, token
+-- Fenced Done. Returns {code (1 done | 2 requeued | -1 lease lost), depth}.
+local code = done_core(ARGV[2], ARGV[3])
+return {code, redis.call('LLEN', Q)}

@@ -1,0 +1,176 @@
+-- prelude.lua: concatenated in front of every script at compile time.
+--
+-- KEYS: the same 10 keys, in the same order, for every script (one hash
+-- tag, so one slot); scripts never build key names.
+--   1 queue LIST (LPUSH = tail, RPOP = head)   2 dirty SET
+--   3 processing ZSET item -> lease deadline ms 4 owners HASH item -> token
+--   5 delayed ZSET item -> due ms               6 failures HASH item -> count
+--   7 limiter HASH (tat_us, zero_used)          8 meta HASH (seq, counters)
+--   9 marker ZSET (wake-up token)               10 added_at HASH item -> ms
+--
+-- ARGV[1]: now in ms as a decimal string, or '' for the server's TIME.
+-- Tests inject a fake clock through it; production passes ''.
+--
+-- State rules (checked by inspect::check_invariants):
+--   queued   = in queue; always dirty, never processing, at most once
+--   parked   = dirty and processing (re-added while held; queued on done)
+--   delayed  = in delayed; never dirty (an item already due ignores delays)
+--   added_at = exactly the dirty items (client-go starts the queue-time
+--              clock at the add, also for parked items)
+--   owners   = exactly the processing items
+local Q, DIRTY, PROC, OWN, DELAYED, FAIL, LIM, META, MARK, ADDED =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+
+-- Longest delay or lease, in ms (2^63 - 1 ns, requeue's NEVER, rounded up).
+-- Keeps every timestamp + delay an exact integer in a Lua double.
+local MAX_MS = 9223372036855
+
+-- A decimal ARGV as a number; a malformed one is a client bug, so it raises.
+local function num(s, what)
+  local n = tonumber(s)
+  if not n then error('requeue: ARGV ' .. what .. ' is not a number: ' .. tostring(s)) end
+  return n
+end
+
+-- A duration ARGV in ms, clamped to [0, MAX_MS].
+local function ms_arg(s, what)
+  local n = num(s, what)
+  if n < 0 then return 0 end
+  if n > MAX_MS then return MAX_MS end
+  return math.floor(n)
+end
+
+-- Now, read once per call: NOW_US (microseconds) and NOW (whole ms).
+local NOW_US, NOW
+if ARGV[1] ~= nil and ARGV[1] ~= '' then
+  NOW = math.floor(num(ARGV[1], 'now_ms'))
+  NOW_US = NOW * 1000
+else
+  local t = redis.call('TIME')
+  NOW_US = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  NOW = math.floor(NOW_US / 1000)
+end
+
+-- Wakes blocked waiters (they BZPOPMIN the marker): 'r' = ready work,
+-- 'd' = the earliest due time changed.
+local function arm(member)
+  redis.call('ZADD', MARK, 0, member)
+end
+
+-- client-go Add() for an item that is not delayed: dedup on dirty, park
+-- while processing, else enqueue at the tail. 0 dedup | 1 queued | 2 parked.
+local function add_core(item)
+  if redis.call('SADD', DIRTY, item) == 0 then return 0 end
+  redis.call('HSET', ADDED, item, NOW)
+  if redis.call('ZSCORE', PROC, item) then return 2 end
+  redis.call('LPUSH', Q, item)
+  arm('r')
+  return 1
+end
+
+-- An immediate add wins over a pending delay (SPEC deviation 3): the
+-- waiting entry goes, the item is added now.
+local function add_now(item)
+  redis.call('ZREM', DELAYED, item)
+  return add_core(item)
+end
+
+-- AddAfter: <= 0 is an immediate add. An item already dirty (queued or
+-- parked) is due anyway, so a delay would only postpone it: ignored (0).
+-- Among delays the earliest wins (ZADD LT); a later one is ignored (0).
+-- 3 = delayed (new or moved earlier).
+local function add_later(item, delay)
+  if delay <= 0 then return add_now(item) end
+  if redis.call('SISMEMBER', DIRTY, item) == 1 then return 0 end
+  local due = NOW + delay
+  if redis.call('ZADD', DELAYED, 'LT', 'CH', due, item) == 0 then return 0 end
+  local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if tonumber(first[2]) == due then arm('d') end
+  return 3
+end
+
+-- Moves at most `limit` due items from delayed into the queue (or parks them).
+local function promote(limit)
+  if limit <= 0 then return 0 end
+  local due = redis.call('ZRANGE', DELAYED, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+  if #due == 0 then return 0 end
+  redis.call('ZREM', DELAYED, unpack(due))
+  for _, item in ipairs(due) do
+    add_core(item)
+  end
+  return #due
+end
+
+-- client-go's ItemExponentialFailure: base * 2^n (n = earlier failures),
+-- at most max (compared with >=); a base of 0 always waits 0.
+local function backoff(n, base, max)
+  if base <= 0 then return 0 end
+  local d = base * 2 ^ math.min(n, 64)
+  if d >= max then return max end
+  return d
+end
+
+-- Expired leases (holder presumed dead): at most `limit` of them. Each
+-- counts a failure and comes back through delayed with per-item backoff.
+local function reap(limit, base, max)
+  if limit <= 0 then return 0 end
+  local dead = redis.call('ZRANGE', PROC, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+  for _, item in ipairs(dead) do
+    redis.call('ZREM', PROC, item)
+    redis.call('HDEL', OWN, item)
+    local n = redis.call('HINCRBY', FAIL, item, 1) - 1
+    -- A parked item's pending add is now carried by the delayed entry. Left
+    -- dirty, its promotion would dedup against itself and the add be lost.
+    if redis.call('SREM', DIRTY, item) == 1 then redis.call('HDEL', ADDED, item) end
+    add_later(item, backoff(n, base, max))
+    redis.call('HINCRBY', META, 'lease_expired_total', 1)
+  end
+  if #dead > 0 then arm('d') end
+  return #dead
+end
+
+-- Earliest of the next due time and the next lease deadline, or false.
+local function next_wake()
+  local d = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  local p = redis.call('ZRANGE', PROC, 0, 0, 'WITHSCORES')
+  local w = false
+  if d[2] then w = tonumber(d[2]) end
+  if p[2] and (not w or tonumber(p[2]) < w) then w = tonumber(p[2]) end
+  return w
+end
+
+-- Get: reap, promote, pop the head and lease it under a fencing token
+-- "<epoch>:<nonce>". Returns
+-- {item|false, token|false, next_wake|false, depth, queue_ms, reaped, now}.
+local function get_core(lease, batch, base, max, nonce)
+  local reaped = reap(batch, base, max)
+  promote(batch)
+  local item = redis.call('RPOP', Q)
+  if not item then return {false, false, next_wake(), 0, 0, reaped, NOW} end
+  redis.call('SREM', DIRTY, item)
+  local seq = redis.call('HINCRBY', META, 'seq', 1)
+  local token = string.format('%d', seq) .. ':' .. nonce
+  redis.call('ZADD', PROC, NOW + lease, item)
+  redis.call('HSET', OWN, item, token)
+  local added = tonumber(redis.call('HGET', ADDED, item)) or NOW
+  redis.call('HDEL', ADDED, item)
+  local depth = redis.call('LLEN', Q)
+  if depth > 0 then arm('r') end -- chain the wake-up to the next waiter
+  local waited = NOW - added
+  if waited < 0 then waited = 0 end
+  return {item, token, false, depth, waited, reaped, NOW}
+end
+
+-- Fenced Done: -1 lease lost (not the holder's token), 1 done, 2 requeued
+-- (re-added while processing: goes to the tail, keeps its add time).
+local function done_core(item, token)
+  if redis.call('HGET', OWN, item) ~= token then return -1 end
+  redis.call('HDEL', OWN, item)
+  redis.call('ZREM', PROC, item)
+  if redis.call('SISMEMBER', DIRTY, item) == 1 then
+    redis.call('LPUSH', Q, item)
+    arm('r')
+    return 2
+  end
+  return 1
+end
