@@ -359,6 +359,56 @@ pub async fn add_while_processing_many_workers<Q: AsyncQueue<String>>(queue: Q, 
     assert!(seen.values().all(|&n| n == 2), "{seen:?}");
 }
 
+/// A [`Controller`](crate::controller::Controller) over the engine: 60
+/// keys, every 10th failing once and one panicking once; every key is
+/// reconciled, failures retried with backoff, and the summary adds up.
+pub async fn controller_settles_every_key<Q: AsyncQueue<String>>(queue: Q, clock: FakeClock) {
+    use crate::controller::{Action, Controller};
+    const KEYS: u64 = 60;
+    for n in 0..KEYS {
+        add(&queue, &format!("ns/obj-{n}")).await;
+    }
+    let controller = Controller::new(queue.clone(), 3);
+    let stop = crate::wait::Stop::new();
+    let run = {
+        let (controller, stop, queue) = (controller.clone(), stop.clone(), queue.clone());
+        tokio::spawn(async move {
+            controller
+                .run_async(&stop, move |key: String| {
+                    let queue = queue.clone();
+                    async move {
+                        let tries = queue.num_requeues(&key).await.unwrap_or(0);
+                        match (key.as_str(), tries) {
+                            ("ns/obj-7", 0) => panic!("{key}: unexpected state"),
+                            (k, 0) if k.ends_with('0') => Err(format!("{key}: timed out")),
+                            _ => Ok(Action::Done),
+                        }
+                    }
+                })
+                .await
+        })
+    };
+    // Retries wait out their backoff on the fake clock: keep it moving
+    // until every key succeeded.
+    within("every key reconciled", async {
+        while controller.counts().succeeded < KEYS {
+            clock.advance(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    stop.stop();
+    let summary = within("the controller", run)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary.succeeded, KEYS, "{summary:?}");
+    assert_eq!(summary.failed, 7, "{summary:?}");
+    assert_eq!(summary.panicked, 1, "{summary:?}");
+    assert_eq!(summary.requeued, 7, "{summary:?}");
+    assert_eq!(summary.lease_lost, 0, "{summary:?}");
+    assert_eq!(summary.left_queued, 0, "{summary:?}");
+}
+
 /// Generates one `#[tokio::test]` per check that needs only the default
 /// limiter, each on a fresh queue from `$make`: an async closure (or
 /// function) returning `(queue, FakeClock)`. Needs `tokio` with the
@@ -378,7 +428,8 @@ macro_rules! conformance_tests {
             immediate_add_cancels_delay,
             shut_down_refuses_adds_and_releases_getters,
             drain_waits_for_held_items,
-            add_while_processing_many_workers
+            add_while_processing_many_workers,
+            controller_settles_every_key
         );
     };
     (@each $make:expr; $($check:ident),*) => {
