@@ -85,3 +85,56 @@ async fn bad_configuration_is_refused() {
         assert!(builder.build().await.is_err(), "a bad {what} was accepted");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_client_go_with_lease_counters() {
+    use requeue::engine::Then;
+    use requeue::metrics::InMemoryMetrics;
+    let clock = FakeClock::new();
+    let metrics = std::sync::Arc::new(InMemoryMetrics::new());
+    let name = unique("metrics");
+    let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), &name)
+        .fake_time(clock.clone())
+        .lease(Duration::from_millis(300))
+        .metrics(metrics.clone())
+        .build()
+        .await
+        .unwrap();
+    let record = metrics.queue(&name).unwrap();
+    queue.add("a".into()).await.unwrap();
+    queue.add("a".into()).await.unwrap(); // deduplicated: not an add
+    queue.add("b".into()).await.unwrap();
+    assert_eq!((record.adds(), record.depth()), (2, 2));
+    clock.advance(Duration::from_millis(50));
+    let a = queue.get().await.unwrap();
+    assert_eq!(record.depth(), 1);
+    assert_eq!(record.latency(), [0.05], "queued for 50 ms of fake time");
+    queue.add("a".into()).await.unwrap(); // parked behind its processing: an add
+    assert_eq!(record.adds(), 3);
+    clock.advance(Duration::from_millis(20));
+    a.end_async(Then::Retry).await.unwrap();
+    assert_eq!(record.retries(), 1);
+    assert_eq!(record.work_duration(), [0.02]);
+    // A holder that dies: a second "process" (same fake clock) leases an
+    // item and vanishes without ending it; after the lease, a get reaps it.
+    let other: RedisQueue<String> = RedisQueue::builder(support::server().url(), &name)
+        .fake_time(clock.clone())
+        .lease(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    let taken = other.get().await.unwrap().detach();
+    drop(other);
+    clock.advance(Duration::from_millis(400));
+    let next = queue.get().await.unwrap();
+    assert_eq!(record.lease_expired(), 1, "{taken}'s lease was reaped");
+    assert_eq!(queue.leases_reaped(), 1);
+    // A holder whose lease is gone: its end is refused and counted.
+    queue.shut_down_and_release().await.unwrap();
+    assert!(matches!(
+        next.end_async(Then::Done).await,
+        Err(requeue::engine::QueueError::LeaseLost)
+    ));
+    assert_eq!(record.lease_lost(), 1);
+    assert_eq!(queue.leases_lost(), 1);
+}

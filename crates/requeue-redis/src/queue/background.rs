@@ -151,3 +151,33 @@ pub(crate) async fn wait_for_marker<T: Key>(
         }
     }
 }
+
+/// client-go's 500 ms tick of `unfinished_work_seconds` and
+/// `longest_running_processor_seconds`, over this process's leases.
+pub(crate) async fn tick_unfinished_work<T: Key>(
+    shared: Arc<Shared<T>>,
+    cancel: CancellationToken,
+) {
+    const TICK: Duration = Duration::from_millis(500);
+    loop {
+        let deadline = requeue::clock::deadline_after(shared.clock.now(), TICK);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = Sleep::new(&*shared.clock, deadline) => {}
+        }
+        let now = shared.clock.now();
+        let (total, longest) =
+            shared
+                .held
+                .lock()
+                .values()
+                .fold((0.0, 0.0), |(total, longest), h| {
+                    let age = now.saturating_duration_since(h.started).as_secs_f64();
+                    (total + age, f64::max(longest, age))
+                });
+        shared.report(|m| {
+            m.unfinished_work.set(total);
+            m.longest_running.set(longest);
+        });
+    }
+}

@@ -10,6 +10,7 @@ use crate::scripts::Scripts;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::clock::{FakeClock, SharedClock};
+use requeue::metrics::{MetricsProvider, QueueMetrics};
 use requeue::queue::Key;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub struct RedisQueueBuilder<T> {
     batch: u32,
     response_timeout: Duration,
     connect_timeout: Duration,
+    metrics: Option<Arc<dyn MetricsProvider>>,
 }
 
 impl<T: Key> RedisQueue<T> {
@@ -62,6 +64,7 @@ impl<T: Key> RedisQueue<T> {
             batch: GetArgs::default().batch,
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            metrics: None,
         }
     }
 }
@@ -109,6 +112,15 @@ impl<T: Key> RedisQueueBuilder<T> {
     /// per `get` (default 100): bounds the work of one script call.
     pub fn batch(mut self, batch: u32) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// Reports client-go's workqueue metrics (label `name` = the queue) and
+    /// `workqueue_lease_expired_total` / `workqueue_lease_lost_total` to
+    /// `provider`. Each process reports what it saw: sum the counters
+    /// across processes; the depth is the queue's (take the max).
+    pub fn metrics(mut self, provider: Arc<dyn MetricsProvider>) -> Self {
+        self.metrics = Some(provider);
         self
     }
 
@@ -246,7 +258,7 @@ impl<T: Key> Prepared<T> {
             reap_max_ms,
         };
         let shared = Arc::new(Shared {
-            name: b.name,
+            name: b.name.clone(),
             url: b.url,
             keys: self.keys,
             conn,
@@ -271,6 +283,7 @@ impl<T: Key> Prepared<T> {
             healthy: watch::Sender::new(true),
             renew_now: Notify::new(),
             stats: Stats::default(),
+            metrics: b.metrics.as_deref().map(|p| QueueMetrics::new(p, &b.name)),
         });
         Ok(Connected {
             shared,
@@ -292,6 +305,12 @@ impl<T: Key> RedisQueue<T> {
             connected.client,
             cancel.clone(),
         ));
+        if shared.metrics.is_some() {
+            runtime.handle().spawn(background::tick_unfinished_work(
+                shared.clone(),
+                cancel.clone(),
+            ));
+        }
         RedisQueue {
             shared,
             engine: Arc::new(Engine {

@@ -73,8 +73,12 @@ async fn end_with_retries<T: Key>(
     };
     if let Err(QueueError::LeaseLost) = result {
         shared.stats.lease_lost.fetch_add(1, Ordering::Relaxed);
+        shared.report(|m| m.lease_lost.inc());
     }
-    shared.forget_lease(&raw, token);
+    if let Some(started) = shared.forget_lease(&raw, token) {
+        let worked = shared.clock.now().saturating_duration_since(started);
+        shared.report(|m| m.work_duration.observe(worked.as_secs_f64()));
+    }
     result
 }
 
@@ -129,6 +133,17 @@ async fn end_once<T: Key>(
                 }
             };
             let done = ops::done(&mut conn, keys, &raw, token, shared.now()).await?;
+            shared.report_depth(done.depth);
+            if let Some((code, _)) = added {
+                shared.report(|m| {
+                    if code.is_added() {
+                        m.adds.inc();
+                    }
+                    if then == Then::Retry {
+                        m.retries.inc();
+                    }
+                });
+            }
             Ok((
                 done.code,
                 added.map(|(code, delay)| added_of(&shared, code, delay)),

@@ -182,26 +182,30 @@ impl<T: Key> RedisQueue<T> {
             .shared
             .call(move |mut conn, shared| async move {
                 let (keys, now) = (&shared.keys, shared.now());
-                if opts.rate_limited {
+                let (code, depth, delay) = if opts.rate_limited {
+                    shared.report(|m| m.retries.inc());
                     let limited =
                         ops::add_rate_limited(&mut conn, keys, &raw, &shared.limiter, now).await?;
                     // controller-runtime: the shorter of the two delays wins.
-                    if let Some(ms) = after.filter(|&ms| ms < limited.delay_ms) {
-                        let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
-                        return Ok(added_of(&shared, reply.code, ms));
+                    match after.filter(|&ms| ms < limited.delay_ms) {
+                        Some(ms) => {
+                            let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
+                            (reply.code, reply.depth, ms)
+                        }
+                        None => (limited.code, limited.depth, limited.delay_ms),
                     }
-                    return Ok(added_of(&shared, limited.code, limited.delay_ms));
+                } else if let Some(ms) = after {
+                    let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
+                    (reply.code, reply.depth, ms)
+                } else {
+                    let reply = ops::add(&mut conn, keys, &raw, now).await?;
+                    (reply.code, reply.depth, 0)
+                };
+                shared.report_depth(depth);
+                if code.is_added() {
+                    shared.report(|m| m.adds.inc());
                 }
-                match after {
-                    Some(ms) => {
-                        let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
-                        Ok(added_of(&shared, reply.code, ms))
-                    }
-                    None => {
-                        let reply = ops::add(&mut conn, keys, &raw, now).await?;
-                        Ok(added_of(&shared, reply.code, 0))
-                    }
-                }
+                Ok(added_of(&shared, code, delay))
             })
             .await;
         result.map_err(|error| AddError { item, error })
@@ -274,6 +278,16 @@ impl<T: Key> RedisQueue<T> {
                 .stats
                 .reaped
                 .fetch_add(reply.reaped, Ordering::Relaxed);
+            shared.report(|m| {
+                m.depth
+                    .set_value(i64::try_from(reply.depth).unwrap_or(i64::MAX));
+                for _ in 0..reply.reaped {
+                    m.lease_expired.inc();
+                }
+                if let Some(leased) = &reply.item {
+                    m.latency.observe(leased.queue_ms as f64 / 1000.0);
+                }
+            });
             if let Some(leased) = reply.item {
                 return self.hand_out(leased, sent);
             }
@@ -308,6 +322,7 @@ impl<T: Key> RedisQueue<T> {
         let held = Held {
             token: leased.token,
             state: Arc::new(LeaseState::new(self.shared.lease_until(sent_ms))),
+            started: self.shared.clock.now(),
         };
         self.shared
             .held

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use requeue::clock::SharedClock;
 use requeue::engine::QueueError;
+use requeue::metrics::QueueMetrics;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ impl LeaseState {
 pub(crate) struct Held {
     pub(crate) token: Token,
     pub(crate) state: Arc<LeaseState>,
+    /// When it was handed out (queue clock), for the work-time metrics.
+    pub(crate) started: Instant,
 }
 
 /// Counters of what this process saw (for metrics and tests).
@@ -101,6 +104,8 @@ pub(crate) struct Shared<T> {
     /// Asks the renewer to run now (after a connection error).
     pub(crate) renew_now: Notify,
     pub(crate) stats: Stats,
+    /// client-go's metrics (plus the lease counters), if a provider was given.
+    pub(crate) metrics: Option<QueueMetrics>,
 }
 
 /// The fake-time base, so fake ms look like (and sort like) real ones.
@@ -158,16 +163,32 @@ impl<T: Send + Sync + 'static> Shared<T> {
         })
     }
 
-    /// Removes a lease from the table (ended or lost).
-    pub(crate) fn forget_lease(&self, raw: &[u8], token: Token) {
+    /// Removes a lease from the table (ended or lost); returns when it
+    /// was handed out, if it was still there.
+    pub(crate) fn forget_lease(&self, raw: &[u8], token: Token) -> Option<Instant> {
         let mut held = self.held.lock();
-        if held.get(raw).is_some_and(|h| h.token == token) {
-            if let Some(h) = held.remove(raw) {
-                h.state.invalidate();
-            }
-        }
+        let removed = match held.get(raw) {
+            Some(h) if h.token == token => held.remove(raw),
+            _ => None,
+        };
         drop(held);
         self.released.notify_waiters();
+        removed.map(|h| {
+            h.state.invalidate();
+            h.started
+        })
+    }
+
+    /// Reports to the metrics, if any.
+    pub(crate) fn report(&self, f: impl FnOnce(&QueueMetrics)) {
+        if let Some(metrics) = &self.metrics {
+            f(metrics);
+        }
+    }
+
+    /// Reports the queue depth a script returned.
+    pub(crate) fn report_depth(&self, depth: u64) {
+        self.report(|m| m.depth.set_value(i64::try_from(depth).unwrap_or(i64::MAX)));
     }
 }
 

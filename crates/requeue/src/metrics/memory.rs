@@ -44,6 +44,8 @@ pub struct QueueRecord {
     unfinished_work: Mutex<Option<f64>>,
     longest_running: Mutex<Option<f64>>,
     ticks: AtomicU64,
+    lease_expired: AtomicU64,
+    lease_lost: AtomicU64,
 }
 
 impl QueueRecord {
@@ -75,6 +77,14 @@ impl QueueRecord {
     pub fn longest_running(&self) -> Option<f64> {
         *lock(&self.longest_running)
     }
+    /// `workqueue_lease_expired_total` (engines with leases).
+    pub fn lease_expired(&self) -> u64 {
+        self.lease_expired.load(Ordering::SeqCst)
+    }
+    /// `workqueue_lease_lost_total` (engines with leases).
+    pub fn lease_lost(&self) -> u64 {
+        self.lease_lost.load(Ordering::SeqCst)
+    }
     /// How many times the unfinished-work pair was set (one per 500 ms tick).
     pub fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::SeqCst)
@@ -93,6 +103,8 @@ enum Field {
     WorkDuration,
     Unfinished,
     Longest,
+    LeaseExpired,
+    LeaseLost,
 }
 
 impl GaugeMetric for Handle {
@@ -102,12 +114,17 @@ impl GaugeMetric for Handle {
     fn dec(&self) {
         self.0.depth.fetch_sub(1, Ordering::SeqCst);
     }
+    fn set_value(&self, value: i64) {
+        self.0.depth.store(value, Ordering::SeqCst);
+    }
 }
 
 impl CounterMetric for Handle {
     fn inc(&self) {
         let counter = match self.1 {
             Field::Retries => &self.0.retries,
+            Field::LeaseExpired => &self.0.lease_expired,
+            Field::LeaseLost => &self.0.lease_lost,
             _ => &self.0.adds,
         };
         counter.fetch_add(1, Ordering::SeqCst);
@@ -165,5 +182,11 @@ impl MetricsProvider for InMemoryMetrics {
     }
     fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric> {
         self.handle(name, Field::Retries)
+    }
+    fn new_lease_expired_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        self.handle(name, Field::LeaseExpired)
+    }
+    fn new_lease_lost_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        self.handle(name, Field::LeaseLost)
     }
 }

@@ -67,6 +67,10 @@ pub trait GaugeMetric: Send + Sync {
     fn inc(&self);
     /// Subtracts one.
     fn dec(&self);
+    /// Sets the value outright. Engines that learn the depth as a whole
+    /// (the Redis engine reads it from every script reply) call this; the
+    /// default does nothing, so implement it in providers used with them.
+    fn set_value(&self, _value: i64) {}
 }
 
 /// A monotonically increasing counter.
@@ -108,17 +112,52 @@ pub trait MetricsProvider: Send + Sync {
     ) -> Box<dyn SettableGaugeMetric>;
     /// `workqueue_retries_total`.
     fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric>;
+
+    /// `workqueue_lease_expired_total`: leases of queue `name` that ran out
+    /// and were reaped (engines with leases only; the default counts nothing).
+    fn new_lease_expired_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        let _ = name;
+        Box::new(Uncounted)
+    }
+
+    /// `workqueue_lease_lost_total`: ends refused because the holder's lease
+    /// was gone (engines with leases only; the default counts nothing).
+    fn new_lease_lost_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        let _ = name;
+        Box::new(Uncounted)
+    }
+}
+
+/// A counter that counts nothing (the default of the lease metrics).
+struct Uncounted;
+
+impl CounterMetric for Uncounted {
+    fn inc(&self) {}
 }
 
 /// The seven metrics of one queue.
-pub(crate) struct QueueMetrics {
-    pub(crate) depth: Box<dyn GaugeMetric>,
-    pub(crate) adds: Box<dyn CounterMetric>,
-    pub(crate) latency: Box<dyn HistogramMetric>,
-    pub(crate) work_duration: Box<dyn HistogramMetric>,
-    pub(crate) unfinished_work: Box<dyn SettableGaugeMetric>,
-    pub(crate) longest_running: Box<dyn SettableGaugeMetric>,
-    pub(crate) retries: Box<dyn CounterMetric>,
+/// One queue's metrics, made from a [`MetricsProvider`]: what an engine
+/// reports to (the in-memory queue builds one itself; other engines, such
+/// as `requeue-redis`, use [`QueueMetrics::new`]).
+pub struct QueueMetrics {
+    /// `workqueue_depth`.
+    pub depth: Box<dyn GaugeMetric>,
+    /// `workqueue_adds_total`.
+    pub adds: Box<dyn CounterMetric>,
+    /// `workqueue_queue_duration_seconds`.
+    pub latency: Box<dyn HistogramMetric>,
+    /// `workqueue_work_duration_seconds`.
+    pub work_duration: Box<dyn HistogramMetric>,
+    /// `workqueue_unfinished_work_seconds`.
+    pub unfinished_work: Box<dyn SettableGaugeMetric>,
+    /// `workqueue_longest_running_processor_seconds`.
+    pub longest_running: Box<dyn SettableGaugeMetric>,
+    /// `workqueue_retries_total`.
+    pub retries: Box<dyn CounterMetric>,
+    /// `workqueue_lease_expired_total` (engines with leases).
+    pub lease_expired: Box<dyn CounterMetric>,
+    /// `workqueue_lease_lost_total` (engines with leases).
+    pub lease_lost: Box<dyn CounterMetric>,
 }
 
 impl std::fmt::Debug for QueueMetrics {
@@ -128,7 +167,8 @@ impl std::fmt::Debug for QueueMetrics {
 }
 
 impl QueueMetrics {
-    pub(crate) fn new(provider: &dyn MetricsProvider, name: &str) -> Self {
+    /// Creates the metrics of queue `name` from `provider`.
+    pub fn new(provider: &dyn MetricsProvider, name: &str) -> Self {
         QueueMetrics {
             depth: provider.new_depth_metric(name),
             adds: provider.new_adds_metric(name),
@@ -137,6 +177,8 @@ impl QueueMetrics {
             unfinished_work: provider.new_unfinished_work_seconds_metric(name),
             longest_running: provider.new_longest_running_processor_seconds_metric(name),
             retries: provider.new_retries_metric(name),
+            lease_expired: provider.new_lease_expired_metric(name),
+            lease_lost: provider.new_lease_lost_metric(name),
         }
     }
 }

@@ -35,6 +35,10 @@ const UNFINISHED_WORK: &str = "workqueue_unfinished_work_seconds";
 const LONGEST_RUNNING: &str = "workqueue_longest_running_processor_seconds";
 /// Exposed as `workqueue_retries_total`.
 const RETRIES: &str = "workqueue_retries";
+/// Exposed as `workqueue_lease_expired_total` (engines with leases).
+const LEASE_EXPIRED: &str = "workqueue_lease_expired";
+/// Exposed as `workqueue_lease_lost_total` (engines with leases).
+const LEASE_LOST: &str = "workqueue_lease_lost";
 
 const DEPTH_HELP: &str = "Current depth of workqueue";
 const ADDS_HELP: &str = "Total number of adds handled by workqueue";
@@ -47,6 +51,10 @@ const UNFINISHED_WORK_HELP: &str = "How many seconds of work has done that is in
 const LONGEST_RUNNING_HELP: &str =
     "How many seconds has the longest running processor for workqueue been running.";
 const RETRIES_HELP: &str = "Total number of retries handled by workqueue";
+const LEASE_EXPIRED_HELP: &str =
+    "Total number of leases that ran out and were reaped (the holder presumed dead)";
+const LEASE_LOST_HELP: &str =
+    "Total number of ends refused because the holder's lease had been lost";
 
 /// The `name` label: the queue name.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +80,8 @@ struct Families {
     unfinished_work: Family<QueueLabels, FloatGauge>,
     longest_running: Family<QueueLabels, FloatGauge>,
     retries: Family<QueueLabels, Counter>,
+    lease_expired: Family<QueueLabels, Counter>,
+    lease_lost: Family<QueueLabels, Counter>,
 }
 
 /// Writes one family with its exact help text; an empty family (no queue
@@ -117,7 +127,14 @@ impl Collector for Families {
             LONGEST_RUNNING_HELP,
             &self.longest_running,
         )?;
-        family(&mut encoder, RETRIES, RETRIES_HELP, &self.retries)
+        family(&mut encoder, RETRIES, RETRIES_HELP, &self.retries)?;
+        family(
+            &mut encoder,
+            LEASE_EXPIRED,
+            LEASE_EXPIRED_HELP,
+            &self.lease_expired,
+        )?;
+        family(&mut encoder, LEASE_LOST, LEASE_LOST_HELP, &self.lease_lost)
     }
 }
 
@@ -126,7 +143,8 @@ impl Collector for Families {
 /// `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`,
 /// `workqueue_unfinished_work_seconds`,
 /// `workqueue_longest_running_processor_seconds` and `workqueue_retries_total`,
-/// each labelled `name="<queue name>"`.
+/// each labelled `name="<queue name>"` — plus, for engines with leases
+/// (Redis), `workqueue_lease_expired_total` and `workqueue_lease_lost_total`.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -158,6 +176,8 @@ impl PrometheusMetrics {
             unfinished_work: Family::default(),
             longest_running: Family::default(),
             retries: Family::default(),
+            lease_expired: Family::default(),
+            lease_lost: Family::default(),
         };
         registry.register_collector(Box::new(families.clone()));
         PrometheusMetrics { families }
@@ -181,6 +201,9 @@ impl GaugeMetric for DepthHandle {
     }
     fn dec(&self) {
         self.0.dec();
+    }
+    fn set_value(&self, value: i64) {
+        self.0.set(value);
     }
 }
 
@@ -250,6 +273,24 @@ impl MetricsProvider for PrometheusMetrics {
 
     fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric> {
         let metric = self.families.retries.get_or_create(&labels(name)).clone();
+        Box::new(CounterHandle(metric))
+    }
+
+    fn new_lease_expired_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        let metric = self
+            .families
+            .lease_expired
+            .get_or_create(&labels(name))
+            .clone();
+        Box::new(CounterHandle(metric))
+    }
+
+    fn new_lease_lost_metric(&self, name: &str) -> Box<dyn CounterMetric> {
+        let metric = self
+            .families
+            .lease_lost
+            .get_or_create(&labels(name))
+            .clone();
         Box::new(CounterHandle(metric))
     }
 }
