@@ -167,7 +167,8 @@ impl std::fmt::Debug for QueueMetrics {
 }
 
 impl QueueMetrics {
-    /// Creates the metrics of queue `name` from `provider`.
+    /// Creates client-go's seven metrics of queue `name` from `provider`
+    /// (the lease counters count nothing: an engine without leases).
     pub fn new(provider: &dyn MetricsProvider, name: &str) -> Self {
         QueueMetrics {
             depth: provider.new_depth_metric(name),
@@ -177,8 +178,18 @@ impl QueueMetrics {
             unfinished_work: provider.new_unfinished_work_seconds_metric(name),
             longest_running: provider.new_longest_running_processor_seconds_metric(name),
             retries: provider.new_retries_metric(name),
+            lease_expired: Box::new(Uncounted),
+            lease_lost: Box::new(Uncounted),
+        }
+    }
+
+    /// As [`new`](QueueMetrics::new), plus the two lease counters, for
+    /// engines with leases.
+    pub fn with_leases(provider: &dyn MetricsProvider, name: &str) -> Self {
+        QueueMetrics {
             lease_expired: provider.new_lease_expired_metric(name),
             lease_lost: provider.new_lease_lost_metric(name),
+            ..QueueMetrics::new(provider, name)
         }
     }
 }
