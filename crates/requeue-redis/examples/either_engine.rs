@@ -41,7 +41,7 @@ async fn reconcile_fleet<Q: AsyncQueue<String>>(queue: Q) -> Summary {
                             .next()
                             .and_then(|n| n.parse().ok())
                             .unwrap_or(0);
-                        if n % 20 == 0 && failures == 0 {
+                        if n.is_multiple_of(20) && failures == 0 {
                             return Err(format!("{key}: upstream timed out"));
                         }
                         Ok(Action::Done)

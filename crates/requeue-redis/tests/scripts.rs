@@ -492,6 +492,10 @@ async fn inspect_reports_a_consistent_snapshot() {
     assert_eq!(s.next_due, Some((b"b".to_vec(), q.now + 5)));
     let s = inspect::inspect(&mut q.conn, &q.keys, 1).await.unwrap();
     assert_eq!(s.processing.len(), 1);
+    let s = inspect::inspect(&mut q.conn, &q.keys, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(s.processing.len(), 2);
 }
 
 #[tokio::test]

@@ -65,6 +65,8 @@ where
     C: redis::aio::ConnectionLike + Send,
 {
     let mut call = Scripts::global().prepare(ScriptName::Inspect, keys, b"");
+    // Lua formats numbers above 2^53 in exponent form, which ZRANGE rejects.
+    let limit = limit.min(u32::MAX as usize);
     call.arg(limit).arg(FAILURES_CAP);
     let reply: Value = call.invoke_async(conn).await?;
     decode(reply, limit)

@@ -6,9 +6,10 @@
 //! a free port of 127.0.0.1, with its data in a fresh temporary directory,
 //! durable by default (`appendonly yes`, `appendfsync always`) so that a
 //! `kill -9` loses no acknowledged write. Dropping it stops the server
-//! (SIGTERM, then SIGKILL) and removes the directory. A watchdog process
-//! also kills the server if the owning process exits without dropping it,
-//! so a `static` server shared by a test binary does not outlive the tests.
+//! (SIGTERM, then SIGKILL) and removes the directory. A small `sh`
+//! supervisor also kills and reaps the server, and removes the directory,
+//! if the owning process exits without dropping it: a `static` server
+//! shared by a test binary does not outlive the tests.
 
 mod ping;
 mod process;
@@ -108,7 +109,13 @@ impl LocalServer {
     /// answer within the startup timeout.
     pub fn start_with(options: LocalServerOptions) -> io::Result<Self> {
         let program = match &options.program {
-            Some(program) => program.clone(),
+            Some(program) if program.is_file() => program.clone(),
+            Some(program) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} is not a file", program.display()),
+                ));
+            }
             None => find_on_path("redis-server")?,
         };
         let dir = tempfile::Builder::new()
@@ -142,7 +149,7 @@ impl LocalServer {
 
     /// The server's process id, while running.
     pub fn pid(&self) -> Option<u32> {
-        self.running.as_ref().map(|r| r.server.id())
+        self.running.as_ref().map(Running::pid)
     }
 
     /// Stops the server — `kill -9` (a crash) if `kill9`, else SIGTERM (a
@@ -246,7 +253,7 @@ impl LocalServer {
         log_from: u64,
     ) -> io::Result<Option<io::Error>> {
         let deadline = Instant::now() + self.options.startup_timeout;
-        let pid = running.server.id();
+        let pid = running.pid();
         loop {
             if let Some(status) = running.exited()? {
                 let log = self.log_since(log_from);

@@ -1,4 +1,4 @@
-//! Waiting until a freshly started server answers, and is ours.
+//! Probing whether a freshly started server serves commands, and is ours.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -7,27 +7,29 @@ use std::time::Duration;
 /// How long one probe may take.
 const PROBE: Duration = Duration::from_millis(250);
 
-/// Whether the server on `port` answers commands and is process `pid`.
+/// Whether the server on `port` is process `pid` and serves commands.
 ///
-/// Asks `INFO server` over raw RESP (no client library, no runtime) and
-/// compares its `process_id`, so that another server that happens to hold
-/// the port is never mistaken for ours. A server still loading its data
-/// answers `-LOADING` and is not ready yet.
+/// Over raw RESP (no client library, no runtime): `PING` must answer
+/// `+PONG` (a server still loading its data answers `-LOADING`), then
+/// `INFO server` must name `pid`, so that another server that happens to
+/// hold the port is never mistaken for ours.
 pub(super) fn is_ready(port: u16, pid: u32) -> bool {
-    match info_server(port) {
-        Ok(info) => process_id(&info) == Some(pid),
-        Err(_) => false,
-    }
+    probe(port, pid).unwrap_or(false)
 }
 
-fn info_server(port: u16) -> io::Result<Vec<u8>> {
+fn probe(port: u16, pid: u32) -> io::Result<bool> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, PROBE)?;
     stream.set_read_timeout(Some(PROBE))?;
     stream.set_write_timeout(Some(PROBE))?;
+    stream.write_all(b"*1\r\n$4\r\nPING\r\n")?;
+    let mut buf = [0_u8; 1024];
+    let n = stream.read(&mut buf)?;
+    if !buf.get(..n).unwrap_or_default().starts_with(b"+PONG") {
+        return Ok(false);
+    }
     stream.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n")?;
     let mut reply = Vec::new();
-    let mut buf = [0_u8; 1024];
     // Read until the process_id line is complete, an error reply, or EOF.
     while process_id(&reply).is_none() && !reply.starts_with(b"-") && reply.len() < 64 * 1024 {
         let n = stream.read(&mut buf)?;
@@ -36,7 +38,7 @@ fn info_server(port: u16) -> io::Result<Vec<u8>> {
         }
         reply.extend_from_slice(buf.get(..n).unwrap_or_default());
     }
-    Ok(reply)
+    Ok(process_id(&reply) == Some(pid))
 }
 
 /// The `process_id:<n>\r\n` field of an `INFO` reply.

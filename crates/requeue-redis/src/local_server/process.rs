@@ -1,82 +1,141 @@
-//! One running `redis-server` process and its watchdog.
+//! One running `redis-server`, started under a small `sh` supervisor.
+//!
+//! Why a supervisor: a `static` server shared by a test binary is never
+//! dropped, and unsafe code (`prctl`, `atexit`) is forbidden here. The
+//! supervisor holds the read end of a pipe whose only writer is this
+//! process; when this process exits, the kernel closes it, and the
+//! supervisor kills the server, reaps it (no zombie is left for init) and
+//! removes its directory. A clean stop first writes `keep` into the pipe,
+//! which retires that watch.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How often exits are polled while stopping a process.
+/// How often exits are polled while stopping.
 const POLL: Duration = Duration::from_millis(5);
 
 /// How long a SIGTERM gets before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
-/// A running server plus the watchdog that kills it should this process
-/// exit without dropping the [`LocalServer`](super::LocalServer) (a
-/// `static` in a test binary is never dropped).
+/// `$1` log file, `$2` directory to remove when abandoned ('' = none),
+/// `$3…` the server and its arguments (never interpolated into the
+/// script). Prints the server's pid, then exits with the server's status.
+const SUPERVISOR: &str = r#"
+log=$1; dir=$2; shift 2
+exec 3<&0 </dev/null
+"$@" 3<&- >>"$log" 2>&1 &
+pid=$!
+echo "$pid"
+exec >/dev/null
+(
+  read -r word <&3
+  if [ "$word" != keep ]; then
+    kill -9 "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+    [ -n "$dir" ] && rm -rf -- "$dir"
+  fi
+) &
+exec 3<&-
+wait "$pid"
+"#;
+
+/// A running server and its supervisor.
 #[derive(Debug)]
 pub(super) struct Running {
-    pub(super) server: Child,
-    watchdog: Option<(Child, ChildStdin)>,
+    supervisor: Child,
+    /// Our end of the lifeline pipe; `None` once the watch is retired.
+    lifeline: Option<ChildStdin>,
+    pid: u32,
 }
 
 impl Running {
-    /// Spawns `program args…`, logging to `log`, plus a watchdog that
-    /// SIGKILLs it (and removes `cleanup_dir`, if given) once our end of
-    /// its stdin pipe closes — which the kernel does when we exit.
+    /// Starts `program args…` with output appended to `log`. Should this
+    /// process exit without stopping it, the server is killed and
+    /// `cleanup_dir` (if any) removed.
     pub(super) fn spawn(
         program: &Path,
         args: &[String],
         log: &Path,
         cleanup_dir: Option<&Path>,
     ) -> io::Result<Running> {
-        let out = File::options().create(true).append(true).open(log)?;
-        let server = Command::new(program)
+        let errors = File::options().create(true).append(true).open(log)?;
+        let mut supervisor = Command::new("sh")
+            .arg("-c")
+            .arg(SUPERVISOR)
+            .arg("requeue-redis-supervisor")
+            .arg(log)
+            .arg(cleanup_dir.map(|d| d.as_os_str()).unwrap_or_default())
+            .arg(program)
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(errors)
             .spawn()?;
-        let mut running = Running {
-            server,
-            watchdog: None,
+        let lifeline = supervisor.stdin.take();
+        let pid = supervisor
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("supervisor has no stdout"))
+            .and_then(|out| {
+                let mut line = String::new();
+                BufReader::new(out).read_line(&mut line)?;
+                line.trim().parse::<u32>().map_err(|_| {
+                    io::Error::other(format!("supervisor printed {line:?}, not a pid"))
+                })
+            });
+        let pid = match pid {
+            Ok(pid) => pid,
+            Err(error) => {
+                // Closing the lifeline makes it kill whatever it started.
+                drop(lifeline);
+                let _ = supervisor.wait();
+                return Err(error);
+            }
         };
-        // On failure the server is stopped by `Drop` of `running`.
-        running.watchdog = Some(watchdog(running.server.id(), cleanup_dir)?);
-        Ok(running)
+        Ok(Running {
+            supervisor,
+            lifeline,
+            pid,
+        })
     }
 
-    /// The exit status if the server has exited.
-    pub(super) fn exited(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
-        self.server.try_wait()
+    /// The server's process id.
+    pub(super) fn pid(&self) -> u32 {
+        self.pid
     }
 
-    /// Stops the server: SIGKILL at once (`kill9`), or SIGTERM, then
-    /// SIGKILL after a grace period. Waits for (reaps) it either way.
+    /// The server's exit status, once it has exited (the supervisor exits
+    /// with it).
+    pub(super) fn exited(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.supervisor.try_wait()
+    }
+
+    /// Stops the server: SIGKILL at once (`kill9`), or SIGTERM and SIGKILL
+    /// after a grace period. Returns once it is gone and reaped.
     pub(super) fn stop(&mut self, kill9: bool) -> io::Result<()> {
-        // The watchdog first, so it cannot act on a recycled pid later.
-        if let Some((mut dog, stdin)) = self.watchdog.take() {
-            let _ = dog.kill();
-            let _ = dog.wait();
-            drop(stdin);
+        if let Some(mut lifeline) = self.lifeline.take() {
+            // Retire the watch: we stop the server ourselves, keeping its dir.
+            let _ = lifeline.write_all(b"keep\n");
         }
-        if self.server.try_wait()?.is_some() {
+        if self.supervisor.try_wait()?.is_some() {
             return Ok(());
         }
-        if !kill9 && signal("TERM", self.server.id()).is_ok() {
+        if !kill9 && signal("TERM", self.pid).is_ok() {
             let deadline = Instant::now() + TERM_GRACE;
             while Instant::now() < deadline {
-                if self.server.try_wait()?.is_some() {
+                if self.supervisor.try_wait()?.is_some() {
                     return Ok(());
                 }
                 thread::sleep(POLL);
             }
         }
-        // `Child::kill` is SIGKILL; an already exited child is not an error.
-        let _ = self.server.kill();
-        self.server.wait().map(|_| ())
+        // The server may already be gone: the wait below is what matters.
+        let _ = signal("KILL", self.pid);
+        self.supervisor.wait().map(|_| ())
     }
 }
 
@@ -86,9 +145,9 @@ impl Drop for Running {
     }
 }
 
-/// Sends `SIG<name>` to `pid` through the shell's `kill` (no `libc`:
-/// unsafe code is forbidden in this workspace).
-pub(super) fn signal(name: &str, pid: u32) -> io::Result<()> {
+/// Sends `SIG<name>` to `pid` with the `kill` command (no `libc`: unsafe
+/// code is forbidden in this workspace).
+fn signal(name: &str, pid: u32) -> io::Result<()> {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())
@@ -100,34 +159,5 @@ pub(super) fn signal(name: &str, pid: u32) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::other(format!("kill -{name} {pid}: {status}")))
-    }
-}
-
-/// `sh` blocked reading a pipe whose only writer is this process; EOF
-/// (we exited or dropped the pipe) makes it kill `pid`.
-fn watchdog(pid: u32, cleanup_dir: Option<&Path>) -> io::Result<(Child, ChildStdin)> {
-    let mut command = Command::new("sh");
-    // `$0` = pid, `$1` = dir to remove ("" = none); arguments, never
-    // interpolated into the script.
-    command
-        .arg("-c")
-        .arg(r#"read _; kill -9 "$0" 2>/dev/null; [ -n "$1" ] && rm -rf -- "$1"; exit 0"#)
-        .arg(pid.to_string())
-        .arg(
-            cleanup_dir
-                .map(|d| d.as_os_str().to_owned())
-                .unwrap_or_default(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut child = command.spawn()?;
-    match child.stdin.take() {
-        Some(stdin) => Ok((child, stdin)),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(io::Error::other("watchdog has no stdin pipe"))
-        }
     }
 }

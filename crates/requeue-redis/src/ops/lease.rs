@@ -154,7 +154,9 @@ pub struct DoneReply {
 }
 
 /// client-go `Done`, fenced by `token`: only the current holder ends the
-/// lease. Safe to retry (a repeat is [`DoneCode::LeaseLost`]).
+/// lease. Safe to retry (a repeat is [`DoneCode::LeaseLost`]). A lease past
+/// its deadline that no `get`/`reap` has reaped yet still ends normally:
+/// nobody else can hold it.
 pub async fn done<C>(
     conn: &mut C,
     keys: &QueueKeys,

@@ -76,8 +76,8 @@ fn ms(value: u64) -> u64 {
     value.min(MAX_MS)
 }
 
-/// Prepares `name` with the keys and `now`; `args` appends the rest.
-fn invocation<'a>(name: ScriptName, keys: &QueueKeys, now: Now) -> ScriptInvocation<'a> {
+/// `name` with its KEYS and `ARGV[1]` filled in; callers append the rest.
+fn invocation(name: ScriptName, keys: &QueueKeys, now: Now) -> ScriptInvocation<'static> {
     Scripts::global().prepare(name, keys, &now.arg())
 }
 

@@ -283,7 +283,10 @@ impl<T: Key> Prepared<T> {
             healthy: watch::Sender::new(true),
             renew_now: Notify::new(),
             stats: Stats::default(),
-            metrics: b.metrics.as_deref().map(|p| QueueMetrics::with_leases(p, &b.name)),
+            metrics: b
+                .metrics
+                .as_deref()
+                .map(|p| QueueMetrics::with_leases(p, &b.name)),
         });
         Ok(Connected {
             shared,

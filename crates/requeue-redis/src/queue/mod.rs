@@ -274,20 +274,7 @@ impl<T: Key> RedisQueue<T> {
                 }
             };
             backoff = Duration::from_millis(20);
-            shared
-                .stats
-                .reaped
-                .fetch_add(reply.reaped, Ordering::Relaxed);
-            shared.report(|m| {
-                m.depth
-                    .set_value(i64::try_from(reply.depth).unwrap_or(i64::MAX));
-                for _ in 0..reply.reaped {
-                    m.lease_expired.inc();
-                }
-                if let Some(leased) = &reply.item {
-                    m.latency.observe(leased.queue_ms as f64 / 1000.0);
-                }
-            });
+            self.observe_get(&reply);
             if let Some(leased) = reply.item {
                 return self.hand_out(leased, sent);
             }
@@ -304,6 +291,46 @@ impl<T: Key> RedisQueue<T> {
                 _ = stop.stopped() => {}
             }
         }
+    }
+
+    /// One attempt, without waiting: the next ready item (after reaping
+    /// expired leases and promoting due delayed items), or `Ok(None)`.
+    /// Connection errors are returned, not retried.
+    pub async fn try_get(&self) -> Result<Option<Item<T>>, QueueError> {
+        let shared = &self.shared;
+        if shared.is_shutting_down() {
+            return Err(QueueError::ShutDown);
+        }
+        let sent = shared.local_ms();
+        let reply = shared
+            .call(|mut conn, shared| async move {
+                ops::get(&mut conn, &shared.keys, &shared.get_args, shared.now()).await
+            })
+            .await?;
+        self.observe_get(&reply);
+        reply
+            .item
+            .map(|leased| self.hand_out(leased, sent))
+            .transpose()
+    }
+
+    /// Counts what a get script reported.
+    fn observe_get(&self, reply: &ops::GetReply) {
+        let shared = &self.shared;
+        shared
+            .stats
+            .reaped
+            .fetch_add(reply.reaped, Ordering::Relaxed);
+        shared.report(|m| {
+            m.depth
+                .set_value(i64::try_from(reply.depth).unwrap_or(i64::MAX));
+            for _ in 0..reply.reaped {
+                m.lease_expired.inc();
+            }
+            if let Some(leased) = &reply.item {
+                m.latency.observe(leased.queue_ms as f64 / 1000.0);
+            }
+        });
     }
 
     /// Wraps a leased item in the guard, registering its lease for renewal.

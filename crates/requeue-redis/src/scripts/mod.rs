@@ -179,6 +179,18 @@ mod tests {
             );
             assert_eq!(ScriptName::ALL[name.index()], name);
         }
+        let prelude = include_str!("prelude.lua");
+        for name in ScriptName::ALL {
+            // Only the prelude names keys (from KEYS) and reads the clock.
+            let body = &name.source()[prelude.len()..];
+            for forbidden in ["KEYS", "rq:", "TIME"] {
+                assert!(
+                    !body.contains(forbidden),
+                    "{} uses {forbidden}",
+                    name.as_str()
+                );
+            }
+        }
         hashes.sort_unstable();
         hashes.dedup();
         assert_eq!(hashes.len(), ScriptName::ALL.len());
