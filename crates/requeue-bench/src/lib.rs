@@ -47,6 +47,8 @@ mod latency;
 mod measure;
 mod metrics;
 mod mpmc;
+#[cfg(feature = "redis")]
+mod redis;
 pub mod report;
 mod retry;
 mod single;
@@ -55,6 +57,8 @@ mod sys;
 mod tests;
 
 pub use catalog::{Case, Engine, Target, Workload};
+#[cfg(feature = "redis")]
+pub use redis::{REDIS_WORKERS, floor_redis, redis_engine_name, w1_redis, w3_redis};
 pub use delayed::{w6_delayed, w6_delays_ms};
 pub use hot::{HOT_KEYS, HOT_SPIN, w5_hot_requeue};
 pub use latency::{LatencyHistogram, LatencySummary};
