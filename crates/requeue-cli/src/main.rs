@@ -1,7 +1,9 @@
 //! `requeue`: watch the library's primitives at work.
 
 mod bench;
+mod bench_redis;
 mod demo;
+mod inspect;
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
@@ -16,12 +18,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a short demonstration of the wait loops on the real clock.
-    Demo {
-        /// How long the periodic part runs, e.g. `3s` or `500ms`.
-        #[arg(long, default_value = "3s", value_parser = parse_duration)]
-        duration: Duration,
-    },
+    /// Watch a simulated controller reconcile a fleet of objects: dedup,
+    /// per-key backoff, contained panics, resync and correlated events, live.
+    Demo(demo::DemoArgs),
     /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md),
     /// each in its own process, and print median figures with the ratio to
     /// a plain channel measured in the same run.
@@ -38,10 +37,44 @@ enum Command {
         /// Internal: run the cases in this process (used by the parent run).
         #[arg(long, hide = true)]
         child: bool,
+        /// The engine: `memory` (W1–W8 against a plain channel) or `redis`
+        /// (W1 and W3 with 1, 8 and 32 workers against raw LPUSH/RPOP).
+        #[arg(long, value_enum, default_value_t = BenchEngine::Memory)]
+        engine: BenchEngine,
+        /// The Redis to use with `--engine redis` (default: start a
+        /// throwaway redis-server on loopback).
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
         /// Workloads to run, e.g. `W1 W3/floor` (default: all). Each
         /// workload's channel floor is added so that its ratio is known.
         cases: Vec<String>,
     },
+    /// Show what a Redis queue holds: depth, parked re-adds, delayed items
+    /// (next due), leases in flight with the time they have left, the keys
+    /// that failed most, and the queue's counters.
+    Inspect {
+        /// The Redis URL, e.g. `redis://127.0.0.1:6379/`.
+        #[arg(long, value_name = "URL")]
+        redis: String,
+        /// The queue name.
+        #[arg(long)]
+        queue: String,
+        /// Refresh every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// At most this many leases and failing keys are listed.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+}
+
+/// Which engine `requeue bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchEngine {
+    /// The in-memory `WorkQueue`.
+    Memory,
+    /// `requeue-redis` against a Redis server.
+    Redis,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -61,21 +94,41 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The demo contains panics on purpose; report them in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = requeue::crash::panic_message(info.payload());
         eprintln!("panic caught by requeue: {message}");
     }));
-    match cli.command {
-        Command::Demo { duration } => demo::run(duration),
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Inspect {
+            redis,
+            queue,
+            watch,
+            limit,
+        } => inspect::run(&inspect::Options {
+            url: redis,
+            queue,
+            watch,
+            limit,
+        }),
+        Command::Bench {
+            engine: BenchEngine::Redis,
+            quick,
+            json,
+            runs,
+            redis,
+            ..
+        } => bench_redis::run(redis.as_deref(), quick, json, usize::from(runs)),
         Command::Bench {
             quick,
             json,
             runs,
             child,
             cases,
+            ..
         } => bench::run(&bench::Options {
             quick,
             json,
@@ -83,6 +136,14 @@ fn main() -> anyhow::Result<()> {
             cases,
             child,
         }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One clear line (the causes joined), no backtrace.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -78,3 +78,60 @@ fn bad_flags_and_unknown_workloads_are_refused() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown workload"));
 }
+
+#[test]
+fn bench_redis_quick_json_runs_w1_and_w3_at_three_concurrencies_beside_the_floor() {
+    let output = requeue()
+        .args([
+            "bench", "--engine", "redis", "--quick", "--json", "--runs", "1",
+        ])
+        .output()
+        .expect("run requeue");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        12,
+        "W1 and W3 x 1/8/32 workers x (engine, floor): {stdout}"
+    );
+    for figure in &lines {
+        let items = figure["items_per_sec"].as_f64().unwrap_or(0.0);
+        assert!(items > 0.0, "{figure}");
+    }
+    let engines = lines.iter().filter(|l| {
+        l["engine"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("requeue-redis"))
+    });
+    for engine in engines {
+        assert!(
+            engine["ratio_to_floor"].as_f64().unwrap_or(0.0) > 0.0,
+            "{engine}"
+        );
+    }
+}
+
+#[test]
+fn bench_redis_unreachable_is_one_clear_line_and_exit_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("redis://127.0.0.1:{port}/");
+    let output = requeue()
+        .args(["bench", "--engine", "redis", "--quick", "--redis", &url])
+        .output()
+        .expect("run requeue");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&url), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}

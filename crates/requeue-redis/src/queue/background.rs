@@ -141,7 +141,31 @@ pub(crate) async fn wait_for_marker<T: Key>(
             r = pop.query_async(connection) => r,
         };
         match popped {
-            Ok(Some(_)) => shared.ready.notify_waiters(),
+            Ok(Some(_)) if shared.idle.load(Ordering::SeqCst) > 0 => {
+                // One wake-up for one getter; if more items are ready, its
+                // get re-arms the marker for the next waiter (here or elsewhere).
+                let left = shared.idle_changed.notified();
+                tokio::pin!(left);
+                left.as_mut().enable();
+                shared.ready.notify_one();
+                // Block again only once the woken getter has left the idle
+                // count, or this process would take the next wake-up too.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = left => {}
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+            Ok(Some(_)) => {
+                // Our getters left while we were blocked: the wake-up
+                // belongs to another process, so put it back.
+                let mut give_back = redis::cmd("ZADD");
+                give_back.arg(shared.keys.marker()).arg(0).arg("r");
+                if let Err(error) = give_back.query_async::<()>(connection).await {
+                    tracing::debug!(queue = %shared.name, %error, "cannot give a wake-up back");
+                    conn = None;
+                }
+            }
             Ok(None) => {}
             Err(error) => {
                 tracing::debug!(queue = %shared.name, %error, "marker wait failed; reconnecting");

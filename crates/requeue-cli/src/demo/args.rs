@@ -1,0 +1,148 @@
+//! The flags of `requeue demo`, validated by clap so that a bad value is a
+//! usage error (exit code 2, with the usage line) before anything starts.
+
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
+use clap::{Arg, Args, Command};
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Flags of `requeue demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// How long the controller runs, e.g. `30s`, `500ms` or `2m` (ctrl-c stops it earlier).
+    #[arg(long, default_value = "30s", value_parser = Checked(positive_duration))]
+    pub duration: Duration,
+    /// Objects in the fleet, named `ns-N/obj-M`, 100 per namespace.
+    #[arg(long, default_value_t = 5_000, value_parser = Checked(objects))]
+    pub objects: u32,
+    /// Controller workers (threads).
+    #[arg(long, default_value_t = 4, value_parser = Checked(workers))]
+    pub workers: u32,
+    /// Share of reconciles that fail with a transient error (0..=1); with
+    /// a non-zero rate, some keys are also "flaky" and fail several times in a row.
+    #[arg(long, default_value = "0.05", value_parser = Checked(rate))]
+    pub fail_rate: f64,
+    /// Share of reconciles that panic (0..=1); the controller contains them.
+    #[arg(long, default_value = "0.005", value_parser = Checked(rate))]
+    pub panic_rate: f64,
+    /// How often the periodic resync re-adds every key.
+    #[arg(long, default_value = "10s", value_parser = Checked(positive_duration))]
+    pub resync: Duration,
+    /// Seed of every random choice, so runs are reproducible.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// One plain line per second instead of the live view (the default
+    /// when stdout is not a terminal).
+    #[arg(long)]
+    pub plain: bool,
+    /// Serve Prometheus metrics (client-go's workqueue and controller-runtime's
+    /// controller series) at `http://ADDR/metrics` while the demo runs, e.g. `127.0.0.1:9090`.
+    #[arg(long, value_name = "ADDR", value_parser = Checked(address))]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A value parser from a checking function whose error, unlike clap's
+/// own value errors, shows the usage line too.
+#[derive(Clone)]
+struct Checked<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Checked<T> {
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &Command, arg: Option<&Arg>, value: &OsStr) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        (self.0)(&text).map_err(|why| {
+            let arg = arg.map_or_else(|| "a flag".to_string(), |a| format!("'{a}'"));
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("invalid value '{text}' for {arg}: {why}"),
+            )
+            .format(&mut cmd.clone())
+        })
+    }
+}
+
+/// A whole number in `range`.
+fn count_in(text: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, String> {
+    let value: u32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("must be {} to {}", range.start(), range.end()))
+    }
+}
+
+fn objects(text: &str) -> Result<u32, String> {
+    count_in(text, 1..=1_000_000)
+}
+
+fn workers(text: &str) -> Result<u32, String> {
+    count_in(text, 1..=256)
+}
+
+fn address(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address like 127.0.0.1:9090"))
+}
+
+/// A share between 0 and 1 inclusive.
+fn rate(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err("must be between 0 and 1".to_string())
+    }
+}
+
+/// A duration above zero (a zero period would spin, a zero run shows nothing).
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = crate::parse_duration(text)?;
+    if duration.is_zero() {
+        Err("must be longer than zero".to_string())
+    } else {
+        Ok(duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_must_lie_between_zero_and_one() {
+        assert_eq!(rate("0"), Ok(0.0));
+        assert_eq!(rate("0.05"), Ok(0.05));
+        assert_eq!(rate("1"), Ok(1.0));
+        assert!(rate("2").is_err());
+        assert!(rate("-0.1").is_err());
+        assert!(rate("NaN").is_err());
+        assert!(rate("lots").is_err());
+    }
+
+    #[test]
+    fn counts_must_lie_in_their_range() {
+        assert_eq!(objects("500"), Ok(500));
+        assert!(objects("0").is_err());
+        assert!(workers("257").is_err());
+        assert!(workers("four").is_err());
+        assert!(address("127.0.0.1:0").is_ok());
+        assert!(address("nowhere").is_err());
+    }
+
+    #[test]
+    fn durations_must_be_positive() {
+        assert_eq!(positive_duration("3s"), Ok(Duration::from_secs(3)));
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! `requeue inspect`: what a Redis queue holds right now — depth, parked
+//! re-adds, delayed items and the next due, the leases in flight with the
+//! time they have left, the keys that failed most, and the queue's
+//! lifetime counters. One consistent snapshot (a read-only script), once
+//! or every second with `--watch`.
+
+use anyhow::Context;
+use requeue_redis::inspect::{QueueState, inspect};
+use requeue_redis::keys::QueueKeys;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// What `requeue inspect` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The Redis URL.
+    pub url: String,
+    /// The queue name.
+    pub queue: String,
+    /// Refresh every second until interrupted.
+    pub watch: bool,
+    /// At most this many leases and failing keys are listed.
+    pub limit: usize,
+}
+
+/// Prints the snapshot, once or (with `--watch`) every second.
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let keys = QueueKeys::new(&opts.queue).with_context(|| format!("queue {:?}", opts.queue))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    runtime.block_on(async {
+        let client = redis::Client::open(opts.url.as_str())
+            .with_context(|| format!("invalid Redis URL {}", opts.url))?;
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach Redis at {}: timed out", opts.url))?
+        .with_context(|| format!("cannot reach Redis at {}", opts.url))?;
+        let tty = std::io::stdout().is_terminal();
+        loop {
+            let state = inspect(&mut conn, &keys, opts.limit)
+                .await
+                .with_context(|| format!("cannot read queue {:?}", opts.queue))?;
+            let text = render(&opts.queue, &opts.url, &state);
+            if opts.watch && tty {
+                // Clear the screen and home the cursor: a steady, redrawn view.
+                print!("\x1b[2J\x1b[H{text}");
+            } else {
+                print!("{text}");
+            }
+            if !opts.watch {
+                return Ok(());
+            }
+            println!();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}
+
+/// Bytes as text: UTF-8 when it is, else escaped.
+fn show(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(text) => text.to_string(),
+        Err(_) => raw.escape_ascii().to_string(),
+    }
+}
+
+/// Milliseconds as a short human duration, signed.
+fn span(ms: i128) -> String {
+    let (sign, ms) = if ms < 0 { ("-", -ms) } else { ("", ms) };
+    if ms < 1_000 {
+        format!("{sign}{ms} ms")
+    } else if ms < 120_000 {
+        format!("{sign}{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{sign}{:.1} min", ms as f64 / 60_000.0)
+    }
+}
+
+/// The snapshot as a small report.
+pub fn render(queue: &str, url: &str, s: &QueueState) -> String {
+    let now = i128::from(s.server_now_ms);
+    let mut out = String::new();
+    let _ = writeln!(out, "queue {queue} at {url}");
+    let _ = writeln!(
+        out,
+        "ready {}   parked {}   delayed {}   processing {}   failing keys {}",
+        s.depth, s.parked, s.delayed, s.processing_count, s.failures_tracked
+    );
+    if let Some((item, due)) = &s.next_due {
+        let _ = writeln!(
+            out,
+            "next due: {} in {}",
+            show(item),
+            span(i128::from(*due) - now)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "hand-outs {}   leases expired {}   retries {}",
+        s.seq, s.lease_expired_total, s.retries_total
+    );
+    if !s.processing.is_empty() {
+        let _ = writeln!(out, "\nin flight (lease left, token):");
+        for lease in &s.processing {
+            let left = i128::from(lease.deadline_ms) - now;
+            let token = lease
+                .token
+                .map_or_else(|| "-".to_string(), |t| t.to_string());
+            let state = if left <= 0 { "  EXPIRED" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>10}  {token}{state}",
+                show(&lease.item),
+                span(left)
+            );
+        }
+    }
+    if !s.top_failures.is_empty() {
+        let _ = writeln!(out, "\nmost failures:");
+        for (item, count) in &s.top_failures {
+            let _ = writeln!(out, "  {:<40} {count}", show(item));
+        }
+    }
+    out
+}

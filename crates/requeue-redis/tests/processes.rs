@@ -1,0 +1,948 @@
+//! Multi-process and crash tests of `RedisQueue` (REDIS.md §5.2): worker
+//! processes sharing hot keys, a worker killed or paused while it holds a
+//! key, Redis killed and restarted from its AOF, connections killed
+//! mid-run.
+//!
+//! Worker processes are this binary run again (see `processes/worker.rs`,
+//! which also explains how their events are ordered across processes: a
+//! Redis `INCR` sequence, not clocks). Nothing sleeps to wait for a
+//! condition: Redis state and the workers' logs are polled against
+//! deadlines. Leases are short and real (hundreds of ms), since several
+//! processes cannot share a fake clock.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+#[path = "processes/worker.rs"]
+mod worker;
+
+use redis::aio::MultiplexedConnection;
+use requeue::engine::{QueueError, Then};
+use requeue::queue::{Added, Item};
+use requeue_redis::RedisQueue;
+use requeue_redis::inspect::{self, QueueState};
+use requeue_redis::keys::QueueKeys;
+use requeue_redis::local_server::{LocalServer, LocalServerOptions};
+use requeue_redis::ops::Token;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use worker::{History, Line, Mode, Seq, Worker};
+
+/// The worker processes' entry point: a no-op unless `RQ_WORKER` is set.
+#[test]
+fn rq_worker_process() {
+    worker::run_if_worker();
+}
+
+/// A queue name no other test (or earlier run) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst),
+        fastrand::u32(..)
+    )
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rq-processes-")
+        .tempdir()
+        .unwrap()
+}
+
+async fn state(conn: &mut MultiplexedConnection, keys: &QueueKeys) -> QueueState {
+    inspect::inspect(conn, keys, 100).await.unwrap()
+}
+
+fn is_empty(s: &QueueState) -> bool {
+    s.depth == 0 && s.dirty == 0 && s.processing_count == 0 && s.delayed == 0
+}
+
+/// Polls until nothing is queued, parked, leased or delayed: after that no
+/// processing can start (workers only add while they hold an item).
+async fn wait_empty(
+    conn: &mut MultiplexedConnection,
+    keys: &QueueKeys,
+    timeout: Duration,
+) -> QueueState {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = state(conn, keys).await;
+        if is_empty(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the queue never emptied: {s:?}");
+        tokio::time::sleep(ms(20)).await;
+    }
+}
+
+/// The lease of `item` in Redis: (deadline ms, owner's token).
+async fn lease_of(
+    conn: &mut MultiplexedConnection,
+    keys: &QueueKeys,
+    item: &str,
+) -> (Option<f64>, Option<String>) {
+    redis::pipe()
+        .cmd("ZSCORE")
+        .arg(keys.processing())
+        .arg(item)
+        .cmd("HGET")
+        .arg(keys.owners())
+        .arg(item)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+fn epoch(token: &str) -> u64 {
+    token.parse::<Token>().unwrap().epoch()
+}
+
+// ------------------------------------------------------------ hot keys
+
+/// A run of worker processes over hot keys re-added by the parent.
+struct HotKeys {
+    url: String,
+    queue: String,
+    workers: usize,
+    tasks: usize,
+    keys: u32,
+    add_for: Duration,
+    lease_ms: u64,
+    /// `CLIENT KILL TYPE normal` this often during the adds.
+    kill_every: Option<Duration>,
+}
+
+struct HotRun {
+    history: History,
+    workers: usize,
+    /// (clients killed, seq just after) for each `CLIENT KILL`.
+    kills: Vec<(u64, u64)>,
+    parent_adds: usize,
+    final_state: QueueState,
+    invariants: Result<(), String>,
+    took: Duration,
+}
+
+impl HotRun {
+    /// The checks common to every hot-key run.
+    fn assert_sound(&self) {
+        let (bad, excused) = self.history.overlaps();
+        assert!(
+            bad.is_empty(),
+            "a key was processed twice at once:\n{}",
+            bad.join("\n")
+        );
+        for text in &excused {
+            eprintln!("overlap excused by LeaseLost: {text}");
+        }
+        for text in self.history.lost_details() {
+            eprintln!("LeaseLost: {text}");
+        }
+        let unserved = self.history.unserved_adds();
+        assert!(
+            unserved.is_empty(),
+            "adds never served:\n{}",
+            unserved.join("\n")
+        );
+        let unfinished = self.history.unfinished();
+        assert!(
+            unfinished.is_empty(),
+            "processings not ended ok:\n{}",
+            unfinished.join("\n")
+        );
+        assert!(is_empty(&self.final_state), "{:?}", self.final_state);
+        assert_eq!(self.invariants, Ok(()));
+        let per_worker = self.history.started_after(self.workers, 0);
+        assert!(
+            per_worker.iter().all(|&n| n > 0),
+            "a worker never worked: {per_worker:?}"
+        );
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} processings by {:?}; {} adds by the parent over {} keys, {} by the workers; \
+             {} LeaseLost, {} excused overlaps; {} leases reaped (Redis); \
+             worker counters (lost, reaped) {:?}; {} kills (clients, seq) {:?}; took {:?}",
+            self.history.intervals.len(),
+            self.history.started_after(self.workers, 0),
+            self.parent_adds,
+            self.history.parent_keys,
+            self.history.adds - self.history.parent_keys,
+            self.history.lost(),
+            self.history.overlaps().1.len(),
+            self.final_state.lease_expired_total,
+            self.history.counters,
+            self.kills.len(),
+            self.kills,
+            self.took
+        )
+    }
+}
+
+/// The checker itself, on made-up logs: it must flag what it is for.
+#[test]
+fn history_flags_overlaps_and_unserved_adds() {
+    let start = |key: &str, token: &str, seq| Line::Start {
+        key: key.into(),
+        token: token.into(),
+        seq,
+    };
+    let end = |key: &str, token: &str, seq, rc: &str, requeue| Line::End {
+        key: key.into(),
+        token: token.into(),
+        seq,
+        rc: rc.into(),
+        requeue,
+    };
+    let w0 = vec![
+        start("k", "t1", 1),
+        end("k", "t1", 5, "ok", None),
+        start("j", "t4", 7),
+        end("j", "t4", 9, "ok", None),
+        start("m", "t5", 11),
+        end("m", "t5", 13, "ok", Some(12)),
+        start("n", "t6", 14),
+    ];
+    let w1 = vec![
+        start("k", "t2", 3), // inside t1: a real double hold
+        end("k", "t2", 4, "ok", None),
+        start("j", "t3", 6),
+        end("j", "t3", 8, "lost", None), // overlaps t4, but it lost its lease
+        Line::Add {
+            key: "p".into(),
+            seq: 2,
+        },
+        start("p", "t7", 15),
+        end("p", "t7", 16, "err", None),
+    ];
+    let parent: HashMap<String, u64> = [("k".to_string(), 10), ("j".to_string(), 2)].into();
+    let history = History::from_lines(&[w0, w1], &parent);
+    let (bad, excused) = history.overlaps();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].contains("t1") && bad[0].contains("t2"), "{bad:?}");
+    assert_eq!(excused.len(), 1, "{excused:?}");
+    let unserved = history.unserved_adds();
+    assert_eq!(unserved.len(), 2, "{unserved:?}");
+    assert!(
+        unserved[0].starts_with("k:") && unserved[1].starts_with("m:"),
+        "{unserved:?}"
+    );
+    let unfinished = history.unfinished();
+    assert_eq!(unfinished.len(), 2, "{unfinished:?}"); // t6 never ended, t7 erred
+    assert_eq!(history.lost(), 1);
+    assert_eq!(history.started_after(2, 10), vec![2, 1]);
+}
+
+async fn run_hot_keys(cfg: HotKeys) -> HotRun {
+    let started = Instant::now();
+    let dir = temp_dir();
+    let mut workers: Vec<Worker> = (0..cfg.workers)
+        .map(|i| {
+            Worker::spawn(
+                dir.path(),
+                &format!("w{i}"),
+                &cfg.url,
+                &cfg.queue,
+                cfg.lease_ms,
+                Mode::Loop {
+                    tasks: cfg.tasks,
+                    max_work_ms: 3,
+                    readd_one_in: 8,
+                    requeue_one_in: 16,
+                    keys: cfg.keys,
+                },
+            )
+        })
+        .collect();
+    let parent: RedisQueue<String> = RedisQueue::builder(&cfg.url, &cfg.queue)
+        .lease(ms(cfg.lease_ms))
+        .build()
+        .await
+        .unwrap();
+    let seq = Seq::connect(&cfg.url, &cfg.queue).await;
+    let adds: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let adders: Vec<_> = (0..2)
+        .map(|_| {
+            let (parent, seq, adds, stop) =
+                (parent.clone(), seq.clone(), adds.clone(), stop.clone());
+            let keys = cfg.keys;
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = format!("k{}", fastrand::u32(..keys));
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    loop {
+                        // Taken before the add is sent: see worker.rs.
+                        let a = seq.next().await;
+                        match parent.add(key.clone()).await {
+                            Ok(_) => {
+                                let mut adds = adds.lock().unwrap();
+                                let last = adds.entry(key).or_insert(0);
+                                *last = (*last).max(a);
+                                break;
+                            }
+                            Err(e) => {
+                                assert!(Instant::now() < deadline, "add kept failing: {e}");
+                                tokio::time::sleep(ms(20)).await;
+                            }
+                        }
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let killer = cfg.kill_every.map(|every| {
+        let (url, seq, add_for) = (cfg.url.clone(), seq.clone(), cfg.add_for);
+        tokio::spawn(async move {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            // The last kill lands well before the adds stop, so the
+            // workers must recover while work still arrives.
+            let until = Instant::now() + add_for.saturating_sub(ms(800));
+            let mut kills = Vec::new();
+            while Instant::now() < until {
+                tokio::time::sleep(every).await; // pacing, not waiting for a condition
+                // SKIPME defaults to yes: this connection survives.
+                let killed: u64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("normal")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                kills.push((killed, seq.next().await));
+            }
+            kills
+        })
+    });
+    tokio::time::sleep(cfg.add_for).await; // the length of the add phase
+    let kills = match killer {
+        Some(killer) => killer.await.unwrap(),
+        None => Vec::new(),
+    };
+    // Keep adding until every worker has started a processing after the
+    // last kill (or, without kills, at all): a stuck worker fails here.
+    let since = kills.last().map_or(0, |k| k.1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for worker in &workers {
+        loop {
+            let resumed = worker
+                .lines()
+                .iter()
+                .any(|l| matches!(l, Line::Start { seq, .. } if *seq > since));
+            if resumed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker {} processed nothing after seq {since}; output:\n{}",
+                worker.name,
+                worker.output()
+            );
+            tokio::time::sleep(ms(10)).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut parent_adds = 0;
+    for adder in adders {
+        parent_adds += adder.await.unwrap();
+    }
+    let keys = QueueKeys::new(&cfg.queue).unwrap();
+    // Connected after the kills, so the kills cannot hit it.
+    let mut conn = support::connect(&cfg.url).await;
+    let final_state = wait_empty(&mut conn, &keys, Duration::from_secs(30)).await;
+    for worker in &mut workers {
+        worker.finish().await;
+    }
+    let adds = adds.lock().unwrap().clone();
+    let history = History::read(&workers, &adds);
+    let invariants = inspect::check_invariants(&mut conn, &keys).await;
+    parent.shut_down();
+    HotRun {
+        history,
+        workers: workers.len(),
+        kills,
+        parent_adds,
+        final_state,
+        invariants,
+        took: started.elapsed(),
+    }
+}
+
+/// REDIS.md §4.9 across processes: 4 workers (2 tasks each) share 100 hot
+/// keys that the parent re-adds for 3 s and the workers sometimes re-add
+/// while processing (or end with `Then::Requeue`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_processes_hot_keys_never_held_twice() {
+    let run = run_hot_keys(HotKeys {
+        url: support::server().url(),
+        queue: unique("hot"),
+        workers: 4,
+        tasks: 2,
+        keys: 100,
+        add_for: Duration::from_secs(3),
+        lease_ms: 1_000,
+        kill_every: None,
+    })
+    .await;
+    eprintln!("hot keys: {}", run.summary());
+    run.assert_sound();
+    assert!(run.history.intervals.len() > 100, "{}", run.summary());
+}
+
+/// Every normal client's connection (the workers' queues, marker waiters,
+/// sequence connections and the parent's) is killed every 300 ms during
+/// the run: the workers reconnect and keep going, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_lost_mid_run_reconnects() {
+    // Its own server: CLIENT KILL would hit the other tests' clients too.
+    let server = LocalServer::start_with(LocalServerOptions {
+        appendonly: false,
+        ..LocalServerOptions::default()
+    })
+    .unwrap();
+    let run = run_hot_keys(HotKeys {
+        url: server.url(),
+        queue: unique("kill-clients"),
+        workers: 2,
+        tasks: 2,
+        keys: 50,
+        add_for: Duration::from_secs(3),
+        lease_ms: 1_000,
+        kill_every: Some(ms(300)),
+    })
+    .await;
+    eprintln!("client kills: {}", run.summary());
+    run.assert_sound();
+    assert!(run.kills.len() >= 3, "{}", run.summary());
+    assert!(
+        run.kills.iter().all(|&(killed, _)| killed > 0),
+        "a CLIENT KILL found no client: {:?}",
+        run.kills
+    );
+    drop(server);
+}
+
+// ------------------------------------------------------------ one holder
+
+/// A worker process holding `k` (logged `S`), plus the parent's queue.
+struct Holder {
+    parent: RedisQueue<String>,
+    child: Worker,
+    child_token: String,
+    conn: MultiplexedConnection,
+    keys: QueueKeys,
+    _dir: tempfile::TempDir,
+}
+
+const HOLD_LEASE_MS: u64 = 600;
+
+async fn child_holding_k(prefix: &str) -> Holder {
+    let url = support::server().url();
+    let queue = unique(prefix);
+    let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
+        .lease(ms(HOLD_LEASE_MS))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(parent.add("k".into()).await.unwrap(), Added::Queued);
+    let dir = temp_dir();
+    let child = Worker::spawn(
+        dir.path(),
+        "holder",
+        &url,
+        &queue,
+        HOLD_LEASE_MS,
+        Mode::Hold,
+    );
+    let child_token = child
+        .wait_line("S k", |l| match l {
+            Line::Start { key, token, .. } if key == "k" => Some(token.clone()),
+            _ => None,
+        })
+        .await;
+    let mut conn = support::connect(&url).await;
+    let keys = QueueKeys::new(&queue).unwrap();
+    let (deadline, owner) = lease_of(&mut conn, &keys, "k").await;
+    assert!(deadline.is_some());
+    assert_eq!(owner.as_deref(), Some(child_token.as_str()));
+    Holder {
+        parent,
+        child,
+        child_token,
+        conn,
+        keys,
+        _dir: dir,
+    }
+}
+
+/// After the other holder ended: one more hand-out than the child's, one
+/// reaped lease (the child's), and nothing left anywhere.
+async fn assert_handed_out_exactly_once_more(h: &mut Holder) {
+    let s = state(&mut h.conn, &h.keys).await;
+    assert!(is_empty(&s), "{s:?}");
+    assert_eq!(s.seq, 2, "two hand-outs in all: the child's and one more");
+    assert_eq!(s.lease_expired_total, 1, "{s:?}");
+    assert_eq!(
+        h.parent.num_requeues(&"k".to_string()).await.unwrap(),
+        1,
+        "the reap counted a failure"
+    );
+    assert_eq!(
+        inspect::check_invariants(&mut h.conn, &h.keys).await,
+        Ok(())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_worker_mid_processing_hands_item_to_another() {
+    let mut h = child_holding_k("kill9").await;
+    // Another worker waits for the key while the child holds it.
+    let getter = {
+        let parent = h.parent.clone();
+        tokio::spawn(async move {
+            let item = parent.get().await;
+            (item, Instant::now())
+        })
+    };
+    // The child is alive and renewing: its Redis deadline moves twice
+    // (renewals every lease/3), and meanwhile the getter gets nothing.
+    let (mut last, _) = lease_of(&mut h.conn, &h.keys, "k").await;
+    let mut moves = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while moves < 2 {
+        assert!(Instant::now() < deadline, "the holder never renewed");
+        tokio::time::sleep(ms(20)).await;
+        let (now, owner) = lease_of(&mut h.conn, &h.keys, "k").await;
+        assert_eq!(owner.as_deref(), Some(h.child_token.as_str()));
+        if now > last {
+            moves += 1;
+            last = now;
+        }
+    }
+    assert!(!getter.is_finished(), "handed out while its holder renews");
+
+    h.child.signal("KILL");
+    let status = h.child.wait_exit(Duration::from_secs(5)).await;
+    assert!(!status.success());
+    let killed = Instant::now();
+
+    let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), getter)
+        .await
+        .expect("the killed holder's key never came back")
+        .unwrap();
+    let item: Item<String> = item.unwrap();
+    let waited = got_at
+        .checked_duration_since(killed)
+        .expect("handed out before its holder was killed");
+    assert_eq!(*item, "k");
+    let token = item.token().unwrap();
+    assert!(
+        epoch(&token) > epoch(&h.child_token),
+        "{token} after {}",
+        h.child_token
+    );
+    // At most one lease after the kill, plus reap backoff (5 ms) and slack.
+    assert!(
+        waited < ms(HOLD_LEASE_MS) + Duration::from_secs(2),
+        "came back after {waited:?}"
+    );
+    assert_eq!(h.parent.leases_reaped(), 1);
+    let ended = item.end_async(Then::Done).await.unwrap();
+    assert!(ended.released);
+    assert_handed_out_exactly_once_more(&mut h).await;
+    let child_lines = h.child.lines();
+    assert!(
+        child_lines.iter().all(|l| !matches!(l, Line::End { .. })),
+        "the killed child never ended anything: {child_lines:?}"
+    );
+    eprintln!("kill -9: the key came back {waited:?} after the kill (lease {HOLD_LEASE_MS} ms)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_worker_learns_lease_lost() {
+    let mut h = child_holding_k("paused").await;
+    h.child.signal("STOP");
+    h.child.wait_stopped().await;
+    let stopped = Instant::now();
+
+    // Its lease runs out; another worker gets the key.
+    let item = tokio::time::timeout(Duration::from_secs(10), h.parent.get())
+        .await
+        .expect("the paused holder's key never came back")
+        .unwrap();
+    let took = stopped.elapsed();
+    assert_eq!(*item, "k");
+    let token = item.token().unwrap();
+    assert_ne!(token, h.child_token);
+    assert_eq!(h.parent.leases_reaped(), 1);
+
+    // The child resumes and ends its stale hand-out.
+    h.child.signal("CONT");
+    h.child.send("end");
+    let rc = h
+        .child
+        .wait_line("E k", |l| match l {
+            Line::End { rc, .. } => Some(rc.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        rc, "lost",
+        "the resumed holder's done must report LeaseLost"
+    );
+    let valid = h.child.lines().iter().find_map(|l| match l {
+        Line::Valid { valid, .. } => Some(*valid),
+        _ => None,
+    });
+    assert_eq!(valid, Some(false), "is_valid() after resuming");
+
+    // The new holder's lease is untouched, and its done succeeds.
+    let (deadline, owner) = lease_of(&mut h.conn, &h.keys, "k").await;
+    assert!(deadline.is_some());
+    assert_eq!(owner.as_deref(), Some(token.as_str()));
+    assert!(item.is_valid());
+    let ended = item.end_async(Then::Done).await.unwrap();
+    assert!(ended.released);
+    assert_handed_out_exactly_once_more(&mut h).await;
+
+    h.child.finish().await;
+    let counters = h.child.lines().iter().find_map(|l| match l {
+        Line::Counters { lost, .. } => Some(*lost),
+        _ => None,
+    });
+    assert_eq!(counters, Some(1), "the child counted its lost lease");
+    eprintln!("SIGSTOP: the key was re-leased {took:?} after the pause (lease {HOLD_LEASE_MS} ms)");
+}
+
+// ------------------------------------------------------------ Redis crash
+
+const AOF_KEYS: usize = 2_000;
+const AOF_HELD: usize = 10;
+const AOF_LEASE_MS: u64 = 3_000;
+
+/// What the in-process workers of the AOF test saw.
+#[derive(Default)]
+struct Seen {
+    active: HashSet<String>,
+    processed: HashMap<String, u32>,
+    twice_at_once: Vec<String>,
+    ends: HashMap<&'static str, usize>,
+}
+
+async fn drain(queue: RedisQueue<String>, seen: Arc<Mutex<Seen>>) {
+    loop {
+        let item = match queue.get().await {
+            Ok(item) => item,
+            Err(QueueError::ShutDown) => return,
+            Err(e) => panic!("get failed: {e}"),
+        };
+        let key = (*item).clone();
+        {
+            let mut seen = seen.lock().unwrap();
+            if !seen.active.insert(key.clone()) {
+                seen.twice_at_once.push(key.clone());
+            }
+            *seen.processed.entry(key.clone()).or_default() += 1;
+        }
+        tokio::time::sleep(ms(1)).await;
+        // Out of the active set while the lease is still held: another
+        // holder can only start after the done below.
+        seen.lock().unwrap().active.remove(&key);
+        let rc = match item.end_async(Then::Done).await {
+            Ok(e) if e.released => "ok",
+            Ok(_) => "unreleased",
+            Err(QueueError::LeaseLost) => "lost",
+            Err(_) => "err",
+        };
+        *seen.lock().unwrap().ends.entry(rc).or_default() += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_kill9_restart_with_aof_loses_nothing() {
+    let started = Instant::now();
+    let mut server = LocalServer::start().unwrap(); // AOF, appendfsync always
+    let url = server.url();
+    let name = unique("aof");
+    let queue: RedisQueue<String> = RedisQueue::builder(&url, &name)
+        .lease(ms(AOF_LEASE_MS))
+        .build()
+        .await
+        .unwrap();
+    let keys = QueueKeys::new(&name).unwrap();
+
+    // 2,000 adds, 16 at a time (fsync per write makes them slow one by one).
+    let next = Arc::new(AtomicUsize::new(0));
+    let adders: Vec<_> = (0..16)
+        .map(|_| {
+            let (queue, next) = (queue.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= AOF_KEYS {
+                        return;
+                    }
+                    assert_eq!(queue.add(format!("a{i}")).await.unwrap(), Added::Queued);
+                }
+            })
+        })
+        .collect();
+    for adder in adders {
+        adder.await.unwrap();
+    }
+    assert_eq!(queue.len().await.unwrap(), AOF_KEYS);
+    let added_in = started.elapsed();
+
+    // A getter of another queue, blocked in BZPOPMIN across the crash. It
+    // is set up before any other get on this server, so the blocked client
+    // counted is its marker waiter.
+    let wait_name = unique("aof-wait");
+    let waiter: RedisQueue<String> = RedisQueue::builder(&url, &wait_name)
+        .lease(ms(AOF_LEASE_MS))
+        .build()
+        .await
+        .unwrap();
+    let waiting = {
+        let waiter = waiter.clone();
+        tokio::spawn(async move {
+            let item = waiter.get().await.unwrap();
+            (item, Instant::now())
+        })
+    };
+    let mut admin = support::connect(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while blocked_in_bzpopmin_count(&mut admin).await == 0 {
+        assert!(Instant::now() < deadline, "the waiter never blocked");
+        tokio::time::sleep(ms(10)).await;
+    }
+
+    // Leases held across the crash.
+    let mut held = Vec::new();
+    for _ in 0..AOF_HELD {
+        held.push(queue.get().await.unwrap());
+    }
+    let held_keys: HashSet<String> = held.iter().map(|i| (**i).clone()).collect();
+
+    // Workers drain; Redis is killed mid-drain.
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let workers: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(drain(queue.clone(), seen.clone())))
+        .collect();
+    let processed = || seen.lock().unwrap().processed.len();
+    worker::poll_until(Duration::from_secs(30), "400 processed", || {
+        processed() >= 400
+    })
+    .await;
+    let crash = Instant::now();
+    let before = processed();
+    tokio::task::block_in_place(|| server.restart(true)).unwrap();
+    let restart_took = crash.elapsed();
+    assert!(
+        restart_took < ms(AOF_LEASE_MS),
+        "the restart took {restart_took:?}"
+    );
+    let mut admin = support::connect(&url).await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut admin).await.unwrap();
+    let restarted_ms = secs * 1_000 + micros / 1_000;
+
+    // The held leases survived (renewed first on reconnect).
+    for item in &held {
+        assert!(item.is_valid(), "held lease of {} lost locally", **item);
+    }
+    // The blocked getter resumes: an add from another client wakes it.
+    let other: RedisQueue<String> = RedisQueue::builder(&url, &wait_name).build().await.unwrap();
+    let woken_at = Instant::now();
+    other.add("wake".into()).await.unwrap();
+    let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the getter waiting across the restart never resumed")
+        .unwrap();
+    let wake_latency = got_at - woken_at;
+    assert_eq!(*item, "wake");
+    assert!(item.end_async(Then::Done).await.unwrap().released);
+    // They are renewed in Redis after the restart (renew first on
+    // reconnect): only an extend that ran after it reaches this deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let renewed = (restarted_ms + AOF_LEASE_MS) as f64;
+    for key in &held_keys {
+        loop {
+            let (until, _) = lease_of(&mut admin, &keys, key).await;
+            if until.unwrap() >= renewed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "held {key} never renewed after the restart"
+            );
+            tokio::time::sleep(ms(20)).await;
+        }
+    }
+    // The workers go on.
+    worker::poll_until(
+        Duration::from_secs(30),
+        "progress after the restart",
+        || processed() > before + 100,
+    )
+    .await;
+    for item in held {
+        let key = (*item).clone();
+        let ended = item.end_async(Then::Done).await;
+        assert!(
+            matches!(ended, Ok(e) if e.released),
+            "the done of held {key} after the restart: {ended:?}"
+        );
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let final_state = loop {
+        let s = state(&mut admin, &keys).await;
+        if processed() == AOF_KEYS - AOF_HELD && is_empty(&s) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not drained: {} processed, {s:?}",
+            processed()
+        );
+        tokio::time::sleep(ms(20)).await;
+    };
+    queue.shut_down();
+    for w in workers {
+        w.await.unwrap();
+    }
+    assert_eq!(inspect::check_invariants(&mut admin, &keys).await, Ok(()));
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.twice_at_once.is_empty(),
+        "processed twice at once: {:?}",
+        seen.twice_at_once
+    );
+    let all: HashSet<String> = (0..AOF_KEYS).map(|i| format!("a{i}")).collect();
+    let processed_keys: HashSet<String> = seen.processed.keys().cloned().collect();
+    let expected: HashSet<String> = all.difference(&held_keys).cloned().collect();
+    assert_eq!(
+        processed_keys, expected,
+        "every key processed, the held ones by their holder"
+    );
+    // A key comes twice only through a reaped lease: a get whose reply the
+    // crash swallowed leaves a lease nobody holds, reaped after it expires.
+    let again: Vec<_> = seen.processed.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        again.len() as u64 <= final_state.lease_expired_total,
+        "processed again without a reap: {again:?}; {final_state:?}"
+    );
+    eprintln!(
+        "AOF: {AOF_KEYS} added in {added_in:?}; restart {restart_took:?} after {before} processed; \
+         wake-up across it {wake_latency:?}; ends {:?}; reaped {}; processed again {again:?}; took {:?}",
+        seen.ends,
+        final_state.lease_expired_total,
+        started.elapsed()
+    );
+    drop(seen);
+    drop(queue);
+    drop(server);
+}
+
+// ------------------------------------------------------------ wake-ups
+
+/// How many clients are blocked in `BZPOPMIN` right now (`flags=b`; `cmd=`
+/// alone is only the last command a client ran).
+async fn blocked_in_bzpopmin_count(conn: &mut MultiplexedConnection) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(conn)
+        .await
+        .unwrap();
+    list.lines()
+        .filter(|l| l.contains("cmd=bzpopmin") && l.contains(" flags=b "))
+        .count()
+}
+
+/// Two processes (two `RedisQueue`s: they share nothing but Redis), A busy
+/// with an item and B idle: an add must wake B at once, not after
+/// `WAKE_CAP`.
+///
+/// Found by this file: when A's marker waiter pops a wake-up, it notifies
+/// A's getter and loops; that getter still counts as idle while its `get`
+/// script runs, so the waiter goes straight back into `BZPOPMIN` and stays
+/// blocked (up to 5 s) after the getter left with the item. Redis serves
+/// blocked clients first come first served, so A's waiter pops the marker
+/// of the next add, wakes no getter of A (none is idle), and B's idle
+/// getter sleeps until its 5 s cap although an item is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_process_does_not_swallow_wake_ups() {
+    // Its own server, so that the blocked clients counted are this test's.
+    let server = LocalServer::start_with(LocalServerOptions {
+        appendonly: false,
+        ..LocalServerOptions::default()
+    })
+    .unwrap();
+    let url = server.url();
+    let name = unique("wake");
+    let mut admin = support::connect(&url).await;
+    let a: RedisQueue<String> = RedisQueue::builder(&url, &name).build().await.unwrap();
+    let b: RedisQueue<String> = RedisQueue::builder(&url, &name).build().await.unwrap();
+    // A waits for work (its marker waiter blocks), then is woken for x.
+    let a_waiting = {
+        let a = a.clone();
+        tokio::spawn(async move { a.get().await.unwrap() })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while blocked_in_bzpopmin_count(&mut admin).await < 1 {
+        assert!(Instant::now() < deadline, "A's waiter never blocked");
+        tokio::time::sleep(ms(5)).await;
+    }
+    a.add("x".into()).await.unwrap();
+    let x = tokio::time::timeout(Duration::from_secs(2), a_waiting)
+        .await
+        .expect("A was not woken for x")
+        .unwrap();
+    // A's waiter popped the marker and, its getter still counted idle while
+    // that getter's `get` ran, went straight back into BZPOPMIN.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while blocked_in_bzpopmin_count(&mut admin).await < 1 {
+        if Instant::now() >= deadline {
+            // A's waiter did not race back into BZPOPMIN this time.
+            eprintln!("A's marker waiter did not block again; the race did not happen");
+            return;
+        }
+        tokio::time::sleep(ms(5)).await;
+    }
+    // A holds x and has no idle getter, yet its waiter is blocked.
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let item = b.get().await.unwrap();
+            (item, Instant::now())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while blocked_in_bzpopmin_count(&mut admin).await < 2 {
+        assert!(Instant::now() < deadline, "B's waiter never blocked");
+        tokio::time::sleep(ms(5)).await;
+    }
+    let added = Instant::now();
+    a.add("y".into()).await.unwrap();
+    let (y, got_at) = waiting.await.unwrap();
+    let latency = got_at - added;
+    assert_eq!(*y, "y");
+    assert!(
+        latency < Duration::from_secs(1),
+        "the idle getter got a ready item only after {latency:?}"
+    );
+    drop((x, y));
+    drop(server);
+}
