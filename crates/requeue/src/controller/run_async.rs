@@ -15,17 +15,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tracing::Instrument;
 
-/// Polls a future, turning a panic into `None`.
+/// Polls a future, turning a panic into `Err` with its message.
 struct CatchPanic<F>(Pin<Box<F>>);
 
 impl<F: Future> Future for CatchPanic<F> {
-    type Output = Option<F::Output>;
+    type Output = Result<F::Output, String>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let fut = self.0.as_mut();
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Some(value)),
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(None),
+            Err(payload) => Poll::Ready(Err(crate::crash::panic_message(&*payload).to_string())),
         }
     }
 }
@@ -91,7 +91,7 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
                     .instrument(span)
                     .await;
                 self.report(|m| m.active_workers(-1));
-                if outcome.is_none() {
+                if outcome.is_err() {
                     tracing::error!(key = ?*item, "the handler panicked; retrying the key");
                 }
                 verdict(outcome)

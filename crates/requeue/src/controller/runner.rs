@@ -63,7 +63,9 @@ impl<T: Key + fmt::Debug> Controller<T, WorkQueue<T>> {
             if outcome.is_err() {
                 tracing::error!(key = ?*item, "the handler panicked; retrying the key");
             }
-            self.settle(item, verdict(outcome.ok()), Some(attempt));
+            let outcome =
+                outcome.map_err(|payload| crate::crash::panic_message(&*payload).to_string());
+            self.settle(item, verdict(outcome), Some(attempt));
         }
     }
 

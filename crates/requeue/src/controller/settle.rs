@@ -20,8 +20,8 @@ pub(super) struct Verdict {
     pub(super) panicked: bool,
 }
 
-/// Turns a handler outcome (`None`: it panicked) into a verdict.
-pub(super) fn verdict<E: fmt::Display>(outcome: Option<Result<Action, E>>) -> Verdict {
+/// Turns a handler outcome (`Err`: it panicked, with this message) into a verdict.
+pub(super) fn verdict<E: fmt::Display>(outcome: Result<Result<Action, E>, String>) -> Verdict {
     let ok = |then, result| Verdict {
         then,
         result,
@@ -29,22 +29,22 @@ pub(super) fn verdict<E: fmt::Display>(outcome: Option<Result<Action, E>>) -> Ve
         panicked: false,
     };
     match outcome {
-        Some(Ok(Action::Done)) => ok(Then::Forget, ReconcileResult::Success),
-        Some(Ok(Action::Requeue)) => ok(Then::Requeue, ReconcileResult::Requeue),
-        Some(Ok(Action::RequeueAfter(delay))) => {
+        Ok(Ok(Action::Done)) => ok(Then::Forget, ReconcileResult::Success),
+        Ok(Ok(Action::Requeue)) => ok(Then::Requeue, ReconcileResult::Requeue),
+        Ok(Ok(Action::RequeueAfter(delay))) => {
             ok(Then::ForgetRetryAfter(delay), ReconcileResult::RequeueAfter)
         }
-        Some(Ok(Action::RequeueRateLimited)) => ok(Then::Retry, ReconcileResult::Requeue),
-        Some(Err(error)) => Verdict {
+        Ok(Ok(Action::RequeueRateLimited)) => ok(Then::Retry, ReconcileResult::Requeue),
+        Ok(Err(error)) => Verdict {
             then: Then::Retry,
             result: ReconcileResult::Error,
             error: Some(error.to_string()),
             panicked: false,
         },
-        None => Verdict {
+        Err(message) => Verdict {
             then: Then::Retry,
             result: ReconcileResult::Error,
-            error: Some("the handler panicked".to_string()),
+            error: Some(format!("the handler panicked: {message}")),
             panicked: true,
         },
     }
