@@ -5,7 +5,9 @@
 mod support;
 
 use requeue_redis::inspect;
-use requeue_redis::ops::{self, AddCode, DoneCode, GetArgs, Now, ReapArgs, ReleaseCode, Token};
+use requeue_redis::ops::{
+    self, AddCode, DoneCode, GetArgs, LimiterSpec, Now, ReapArgs, ReleaseCode, Token,
+};
 use support::{ARGS, Fx, T0};
 
 #[tokio::test]
@@ -139,6 +141,149 @@ async fn delayed_items_are_promoted_when_due() {
     assert_eq!(q.nothing().await, Some(T0 + 150));
     q.advance(50);
     q.take("b").await;
+}
+
+#[tokio::test]
+async fn a_due_item_is_queued_before_a_later_add() {
+    // In memory the timer queues x at its due time, before y is added;
+    // every script promotes first, so Redis agrees.
+    let mut q = Fx::new("due-before-add").await;
+    q.add_after("x", 10).await;
+    q.advance(20);
+    assert_eq!(q.add("y").await, AddCode::Queued);
+    assert_eq!(q.state().await.delayed, 0, "the add promoted x first");
+    for item in ["x", "y"] {
+        let leased = q.take(item).await;
+        q.done(&leased).await;
+    }
+    // The same through add_after, add_rate_limited and add_batch.
+    q.add_after("x", 10).await;
+    q.advance(10);
+    assert_eq!(q.add_after("y", 0).await, AddCode::Queued);
+    q.add_after("z", 5).await;
+    q.advance(5);
+    let at = q.at();
+    ops::add_rate_limited(&mut q.conn, &q.keys, b"w", &LimiterSpec::default(), at)
+        .await
+        .unwrap();
+    q.add_after("v", 1).await;
+    q.advance(1);
+    let at = q.at();
+    ops::add_batch(&mut q.conn, &q.keys, &["u"], at)
+        .await
+        .unwrap();
+    q.check().await;
+    for item in ["x", "y", "z", "w", "v", "u"] {
+        q.take(item).await;
+    }
+}
+
+#[tokio::test]
+async fn a_due_item_is_queued_before_the_requeue_of_a_later_done() {
+    let mut q = Fx::new("due-before-done").await;
+    q.add("a").await;
+    let a = q.take("a").await;
+    assert_eq!(q.add("a").await, AddCode::Parked);
+    q.add_after("x", 10).await;
+    q.advance(20);
+    assert_eq!(q.done(&a).await, DoneCode::Requeued);
+    q.take("x").await;
+    q.take("a").await;
+    // done_get and release too.
+    q.add("b").await;
+    let b = q.take("b").await;
+    q.add("b").await;
+    q.add_after("y", 10).await;
+    q.advance(10);
+    let at = q.at();
+    let reply = ops::done_get(&mut q.conn, &q.keys, &b.item, b.token, &ARGS, at)
+        .await
+        .unwrap();
+    q.check().await;
+    assert_eq!(reply.done, DoneCode::Requeued);
+    let y = reply.get.item.unwrap();
+    assert_eq!(y.item, b"y");
+    q.add_after("z", 10).await;
+    q.advance(10);
+    let at = q.at();
+    ops::release(&mut q.conn, &q.keys, &y.item, y.token, at)
+        .await
+        .unwrap();
+    q.check().await;
+    // Release puts y at the head, but z was queued first at its due time
+    // and b before it: the head is y, then b, then z.
+    q.take("y").await;
+    q.take("b").await;
+    q.take("z").await;
+}
+
+#[tokio::test]
+async fn len_counts_items_once_due() {
+    let mut q = Fx::new("len-due").await;
+    q.add_after("x", 10).await;
+    q.add_after("y", 20).await;
+    q.advance(9);
+    assert_eq!(q.len().await, 0);
+    q.advance(1);
+    assert_eq!(q.len().await, 1, "x is ready at its due time");
+    let state = q.state().await;
+    assert_eq!((state.depth, state.delayed), (1, 1));
+    q.advance(100);
+    assert_eq!(q.len().await, 2);
+}
+
+#[tokio::test]
+async fn get_queues_due_items_before_reaped_ones() {
+    let mut q = Fx::new("due-before-reaped").await;
+    q.add("a").await;
+    let _dead = q.take("a").await;
+    q.add_after("x", 10).await;
+    q.advance(ARGS.lease_ms);
+    // No reap backoff: the reaped item is added at once, behind x.
+    let args = GetArgs {
+        reap_base_ms: 0,
+        ..ARGS
+    };
+    let reply = q.get_with(&args).await;
+    assert_eq!(reply.reaped, 1);
+    assert_eq!(reply.item.unwrap().item, b"x");
+    q.take("a").await;
+}
+
+#[tokio::test]
+async fn items_due_at_the_same_ms_are_promoted_in_byte_order() {
+    // A documented difference: in memory, insertion order.
+    let mut q = Fx::new("due-ties").await;
+    q.add_after("b", 10).await;
+    q.add_after("a", 10).await;
+    q.add_after("c", 10).await;
+    q.advance(10);
+    for item in ["a", "b", "c"] {
+        q.take(item).await;
+    }
+}
+
+#[tokio::test]
+async fn promotion_outside_get_is_bounded() {
+    let mut q = Fx::new("promote-bounded").await;
+    let items: Vec<String> = (0..250).map(|i| format!("d{i:03}")).collect();
+    for item in &items {
+        let at = q.at();
+        ops::add_after(&mut q.conn, &q.keys, item.as_bytes(), 10, at)
+            .await
+            .unwrap();
+    }
+    q.advance(10);
+    assert_eq!(q.len().await, 100, "100 per call");
+    assert_eq!(q.add("y").await, AddCode::Queued);
+    assert_eq!(q.len().await, 251, "the last 50, behind y");
+    for item in &items[..200] {
+        q.take(item).await;
+    }
+    q.take("y").await;
+    for item in &items[200..] {
+        q.take(item).await;
+    }
 }
 
 #[tokio::test]

@@ -97,9 +97,10 @@ fn get_args(call: &mut redis::ScriptInvocation<'_>, args: &GetArgs) {
         .arg(nonce_arg(fastrand::u64(..)));
 }
 
-/// client-go `Get`, non-blocking: reaps up to `batch` expired leases,
-/// promotes up to `batch` due delayed items, then leases the head of the
-/// queue for `lease_ms` under a new [`Token`].
+/// client-go `Get`, non-blocking: promotes up to `batch` due delayed items,
+/// reaps up to `batch` expired leases, then leases the head of the queue
+/// for `lease_ms` under a new [`Token`]. Items that were due come first: a
+/// reaped item is added behind them (or waits out its backoff).
 ///
 /// A reaped item (its holder presumed dead) counts a failure
 /// (`NumRequeues` + 1, `lease_expired_total` + 1) and comes back after a
@@ -154,7 +155,8 @@ pub struct DoneReply {
 }
 
 /// client-go `Done`, fenced by `token`: only the current holder ends the
-/// lease. Safe to retry (a repeat is [`DoneCode::LeaseLost`]). A lease past
+/// lease. Due items are promoted first (at most 100), so they are queued
+/// ahead of an item the `done` requeues. Safe to retry (a repeat is [`DoneCode::LeaseLost`]). A lease past
 /// its deadline that no `get`/`reap` has reaped yet still ends normally:
 /// nobody else can hold it.
 pub async fn done<C>(
@@ -186,6 +188,8 @@ pub struct DoneGetReply {
 }
 
 /// [`done`] then [`get`] in one atomic call: the worker loop's fast path.
+/// Due items are promoted (at most `batch`) before the `done`, so they are
+/// queued ahead of the item it requeues.
 pub async fn done_get<C>(
     conn: &mut C,
     keys: &QueueKeys,

@@ -17,6 +17,31 @@
 //!
 //! A reply of an unexpected shape is [`Error::Protocol`], never a panic.
 //!
+//! # When delayed items become ready
+//!
+//! The in-memory queue's timer makes a delayed item ready *at* its due
+//! time. Redis has no timer, so every script that changes the queue
+//! ([`add`], [`add_batch`], [`add_after`], [`add_rate_limited`], [`get`],
+//! [`done`], [`done_get`], [`release`], [`reap`]) and [`len`] first
+//! promotes the items due at its `now`, then acts. A due item is therefore
+//! queued before anything that happens after its due time, whichever
+//! process does it: `add_after(x, 10 ms)`, 20 ms later `add(y)`, then
+//! `get` returns `x`, as in memory. That costs one
+//! `ZRANGE … BYSCORE LIMIT 0 n` per call when nothing is due.
+//!
+//! Two differences remain, both about many items due at once:
+//!
+//! * **Bounded promotion**: one call promotes at most `batch` items
+//!   ([`GetArgs::batch`], [`ReapArgs::batch`]) or, in the scripts without a
+//!   batch argument, 100. A larger backlog is promoted, earliest first, by
+//!   the next calls, so an add may overtake the rest of it.
+//! * **Ties**: items due at the same millisecond are promoted in the order
+//!   of their bytes (a sorted set's order for equal scores); the in-memory
+//!   queue promotes them in the order they were delayed. Times are whole
+//!   milliseconds here, so "the same due time" is also coarser.
+//!
+//! [`extend`] and `inspect` never promote.
+//!
 //! [`QueueKeys`]: crate::keys::QueueKeys
 
 mod add;

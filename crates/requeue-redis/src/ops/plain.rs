@@ -1,7 +1,11 @@
-//! `forget`, `num_requeues`, `len`: single commands, atomic on their own.
+//! `forget`, `num_requeues` (single commands, atomic on their own) and
+//! `len` (a script, as it promotes due items first).
 
+use super::reply::uint;
+use super::{Now, invocation, run};
 use crate::error::Error;
 use crate::keys::QueueKeys;
+use crate::scripts::ScriptName;
 
 /// client-go `Forget`: clears the item's failure count (`HDEL failures`).
 /// Returns whether there was one.
@@ -30,13 +34,15 @@ where
     Ok(count.unwrap_or(0))
 }
 
-/// client-go `Len`: items in the queue, across all processes (`LLEN queue`).
-pub async fn len<C>(conn: &mut C, keys: &QueueKeys) -> Result<u64, Error>
+/// client-go `Len`: items ready in the queue, across all processes.
+///
+/// A script (`len.lua`): it first promotes the delayed items due at `now`
+/// (at most 100), as client-go's waiting loop would have by then, so an
+/// item counts from its due time on; then `LLEN queue`.
+pub async fn len<C>(conn: &mut C, keys: &QueueKeys, now: Now) -> Result<u64, Error>
 where
     C: redis::aio::ConnectionLike + Send,
 {
-    Ok(redis::cmd("LLEN")
-        .arg(keys.queue())
-        .query_async(conn)
-        .await?)
+    let call = invocation(ScriptName::Len, keys, now);
+    uint(&run(conn, &call).await?, "len")
 }

@@ -115,8 +115,10 @@ impl From<&GetArgs> for ReapArgs {
     }
 }
 
-/// Reaps up to `batch` expired leases, as [`get`](super::get) does first,
-/// without leasing anything (for a janitor timer). Returns how many.
+/// Reaps up to `batch` expired leases, as [`get`](super::get) does,
+/// without leasing anything (for a janitor timer). Returns how many. As
+/// `get`, it first promotes up to `batch` due delayed items, so a reaped
+/// item added at once goes behind them.
 pub async fn reap<C>(
     conn: &mut C,
     keys: &QueueKeys,

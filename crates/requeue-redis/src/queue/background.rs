@@ -25,6 +25,9 @@ pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationTo
     loop {
         let deadline = requeue::clock::deadline_after(shared.clock.now(), period);
         tokio::select! {
+            // A stopped queue must not renew: checked first, so a clock
+            // that moved at the same moment cannot win.
+            biased;
             _ = cancel.cancelled() => return,
             _ = Sleep::new(&*shared.clock, deadline) => {}
             _ = shared.renew_now.notified() => {}
@@ -186,6 +189,7 @@ pub(crate) async fn tick_unfinished_work<T: Key>(
     loop {
         let deadline = requeue::clock::deadline_after(shared.clock.now(), TICK);
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = Sleep::new(&*shared.clock, deadline) => {}
         }

@@ -102,7 +102,7 @@ impl Drop for Engine {
     }
 }
 
-/// Counts this process's idle getters while it lives.
+/// Counts a getter of this process as idle (waiting for a wake-up) while it lives.
 struct Idle<'a, T>(&'a Shared<T>);
 
 impl<'a, T> Idle<'a, T> {
@@ -116,6 +116,7 @@ impl<'a, T> Idle<'a, T> {
 impl<T> Drop for Idle<'_, T> {
     fn drop(&mut self) {
         self.0.idle.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle_changed.notify_waiters();
     }
 }
 
@@ -229,7 +230,6 @@ impl<T: Key> RedisQueue<T> {
 
     async fn get_inner(&self, stop: Option<&Stop>) -> Result<Item<T>, QueueError> {
         let shared = &self.shared;
-        let _idle = Idle::new(shared);
         let mut backoff = Duration::from_millis(20);
         let never = Stop::new();
         let stop = stop.unwrap_or(&never);
@@ -285,6 +285,9 @@ impl<T: Key> RedisQueue<T> {
                 })
                 .min(WAKE_CAP);
             let deadline = requeue::clock::deadline_after(shared.clock.now(), wait);
+            // Idle only while waiting: the marker waiter blocks for this
+            // process only while someone here can use a wake-up.
+            let _idle = Idle::new(shared);
             tokio::select! {
                 _ = &mut ready => {}
                 _ = Sleep::new(&*shared.clock, deadline) => {}
@@ -389,7 +392,9 @@ impl<T: Key> RedisQueue<T> {
     pub async fn len(&self) -> Result<usize, QueueError> {
         let n = self
             .shared
-            .call(|mut conn, shared| async move { ops::len(&mut conn, &shared.keys).await })
+            .call(|mut conn, shared| async move {
+                ops::len(&mut conn, &shared.keys, shared.now()).await
+            })
             .await?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }

@@ -2,5 +2,6 @@
 -- AddAfter: delay <= 0 is add; else earliest delay wins; an item already
 -- dirty (queued or parked) ignores the delay.
 -- Returns {code (0 ignored/dedup | 1 queued | 2 parked | 3 delayed), depth}.
+catch_up()
 local code = add_later(ARGV[2], ms_arg(ARGV[3], 'delay_ms'))
 return {code, redis.call('LLEN', Q)}

@@ -1,6 +1,7 @@
 -- add_batch.lua  ARGV: now, item...  (the client sends at most 1000 items)
 -- add for each item, in order.
 -- Returns {deduplicated, queued, parked, depth}.
+catch_up()
 local counts = {0, 0, 0}
 for i = 2, #ARGV do
   local code = add_now(ARGV[i])

@@ -9,6 +9,7 @@
 -- AddRateLimited = AddAfter(item, MaxOf(configured limiters).When(item)).
 -- Every configured limiter counts the attempt, as MaxOf asks all of them.
 -- Returns {code (as add_after), delay_ms, depth}.
+catch_up()
 local item = ARGV[2]
 local exponential = ARGV[3] ~= ''
 local fast_slow = ARGV[5] ~= ''

@@ -1,4 +1,5 @@
 -- done.lua  ARGV: now, item, token
 -- Fenced Done. Returns {code (1 done | 2 requeued | -1 lease lost), depth}.
+catch_up()
 local code = done_core(ARGV[2], ARGV[3])
 return {code, redis.call('LLEN', Q)}

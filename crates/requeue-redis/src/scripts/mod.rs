@@ -12,7 +12,12 @@
 //! * `ARGV[1]` = now in ms as a decimal string, or the empty string for the
 //!   server's `TIME` (see [`Now`](crate::ops::Now)).
 //! * Expected outcomes come back as codes, never as errors; the work per
-//!   call is bounded by a `batch` argument.
+//!   call is bounded by a `batch` argument (or, for scripts without one, a
+//!   fixed bound of 100 due items promoted).
+//! * Every script that changes the queue, and `len`, first promotes the
+//!   delayed items already due (at most `batch`, or 100), so a due item is
+//!   queued before anything that happens after its due time. When nothing
+//!   is due that costs one `ZRANGE … BYSCORE LIMIT 0 n`.
 //!
 //! The typed wrappers in [`ops`](crate::ops) are the intended way to call
 //! them.
@@ -54,11 +59,13 @@ pub enum ScriptName {
     Reap,
     /// Read-only snapshot for inspection.
     Inspect,
+    /// client-go `Len`, after promoting due items.
+    Len,
 }
 
 impl ScriptName {
     /// Every script, in a fixed order.
-    pub const ALL: [ScriptName; 11] = [
+    pub const ALL: [ScriptName; 12] = [
         ScriptName::Add,
         ScriptName::AddBatch,
         ScriptName::AddAfter,
@@ -70,6 +77,7 @@ impl ScriptName {
         ScriptName::Release,
         ScriptName::Reap,
         ScriptName::Inspect,
+        ScriptName::Len,
     ];
 
     /// A stable snake_case name (for logs and a `script` metric label).
@@ -86,6 +94,7 @@ impl ScriptName {
             ScriptName::Release => "release",
             ScriptName::Reap => "reap",
             ScriptName::Inspect => "inspect",
+            ScriptName::Len => "len",
         }
     }
 
@@ -103,6 +112,7 @@ impl ScriptName {
             ScriptName::Release => with_prelude!("release.lua"),
             ScriptName::Reap => with_prelude!("reap.lua"),
             ScriptName::Inspect => with_prelude!("inspect.lua"),
+            ScriptName::Len => with_prelude!("len.lua"),
         }
     }
 

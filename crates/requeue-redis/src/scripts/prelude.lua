@@ -18,6 +18,11 @@
 --   added_at = exactly the dirty items (client-go starts the queue-time
 --              clock at the add, also for parked items)
 --   owners   = exactly the processing items
+--
+-- Promotion first: every script that changes the queue (the add family,
+-- get, done, done_get, release, reap) and len begins by promoting due
+-- delayed items (see promote), so no change ever lands ahead of an item
+-- that was already due. extend and inspect leave delayed items alone.
 local Q, DIRTY, PROC, OWN, DELAYED, FAIL, LIM, META, MARK, ADDED =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
@@ -89,7 +94,14 @@ local function add_later(item, delay)
   return 3
 end
 
--- Moves at most `limit` due items from delayed into the queue (or parks them).
+-- Moves at most `limit` due items from delayed into the queue (or parks
+-- them), earliest first; items due at the same ms in member-byte order
+-- (ZRANGE's order for equal scores).
+--
+-- Every script that changes the queue calls it FIRST, so an item is queued
+-- as of its due time: before anything that happens after it (an add, a
+-- done's requeue, a release), as the in-memory queue's timer does. When
+-- nothing is due it costs one ZRANGE.
 local function promote(limit)
   if limit <= 0 then return 0 end
   local due = redis.call('ZRANGE', DELAYED, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
@@ -99,6 +111,16 @@ local function promote(limit)
     add_core(item)
   end
   return #due
+end
+
+-- The promotion bound of the scripts without a `batch` ARGV (the add
+-- family, done, release, len): get's default batch. A backlog of more
+-- due items is promoted, earliest first, by the following calls.
+local PROMOTE_BATCH = 100
+
+-- Promotes up to PROMOTE_BATCH due items: the first step of those scripts.
+local function catch_up()
+  return promote(PROMOTE_BATCH)
 end
 
 -- client-go's ItemExponentialFailure: base * 2^n (n = earlier failures),
@@ -139,12 +161,13 @@ local function next_wake()
   return w
 end
 
--- Get: reap, promote, pop the head and lease it under a fencing token
--- "<epoch>:<nonce>". Returns
+-- Get: reap, pop the head and lease it under a fencing token
+-- "<epoch>:<nonce>". The caller has promoted first (promote(batch)), so
+-- items due before now are queued ahead of the reaped ones (a reaped item
+-- waits out its backoff, or with none is added now). Returns
 -- {item|false, token|false, next_wake|false, depth, queue_ms, reaped, now}.
 local function get_core(lease, batch, base, max, nonce)
   local reaped = reap(batch, base, max)
-  promote(batch)
   local item = redis.call('RPOP', Q)
   if not item then return {false, false, next_wake(), 0, 0, reaped, NOW} end
   redis.call('SREM', DIRTY, item)

@@ -9,6 +9,7 @@ use requeue_redis::local_server::LocalServer;
 use requeue_redis::ops::{self, AddCode, DoneCode, GetArgs, GetReply, Leased, Now};
 use requeue_redis::scripts::Scripts;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// A realistic epoch in ms, so microsecond arithmetic in Lua runs at the
 /// magnitudes production sees.
@@ -22,10 +23,17 @@ pub fn server() -> &'static LocalServer {
 }
 
 /// A fresh connection to `url` with every script loaded. One per test:
-/// each `#[tokio::test]` has its own runtime.
+/// each `#[tokio::test]` has its own runtime. The response timeout is
+/// generous (redis-rs's default is 500 ms): a 1,000-item script on a
+/// loaded test machine can take longer.
 pub async fn connect(url: &str) -> MultiplexedConnection {
     let client = redis::Client::open(url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
     Scripts::global().load_all(&mut conn).await.unwrap();
     conn
 }
@@ -143,7 +151,10 @@ impl Fx {
     }
 
     pub async fn len(&mut self) -> u64 {
-        ops::len(&mut self.conn, &self.keys).await.unwrap()
+        let at = self.at();
+        let depth = ops::len(&mut self.conn, &self.keys, at).await.unwrap();
+        self.check().await;
+        depth
     }
 
     pub async fn num_requeues(&mut self, item: &str) -> u64 {

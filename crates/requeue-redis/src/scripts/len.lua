@@ -1,0 +1,6 @@
+-- len.lua  ARGV: now
+-- client-go Len: promotes due items (at most PROMOTE_BATCH), as client-go's
+-- waiting loop would have by now, then counts the queue.
+-- Returns the depth.
+catch_up()
+return redis.call('LLEN', Q)
