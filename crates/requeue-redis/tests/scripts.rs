@@ -85,8 +85,8 @@ async fn wrong_token_is_rejected_and_the_lease_untouched() {
     assert_eq!(q.done(&leased).await, DoneCode::Done);
     assert_eq!(
         q.done(&leased).await,
-        DoneCode::LeaseLost,
-        "a repeated done is harmless"
+        DoneCode::NotHeld,
+        "a repeated done is harmless, and told apart from another holder"
     );
 }
 
@@ -359,7 +359,11 @@ async fn expired_lease_is_reaped_with_backoff_and_handed_to_another_get() {
     // Crashing again doubles the backoff.
     q.advance(ARGS.lease_ms);
     assert_eq!(q.get().await.next_wake_ms, Some(q.now + 10));
-    assert_eq!(q.done(&second).await, DoneCode::LeaseLost);
+    assert_eq!(
+        q.done(&second).await,
+        DoneCode::NotHeld,
+        "reaped, held by nobody"
+    );
 }
 
 #[tokio::test]
@@ -460,7 +464,7 @@ async fn release_puts_the_item_at_the_head_without_a_failure() {
     assert_eq!(q.num_requeues("a").await, 0);
     assert_eq!(
         q.done(&a).await,
-        DoneCode::LeaseLost,
+        DoneCode::NotHeld,
         "released: no longer held"
     );
     q.take("a").await;

@@ -128,10 +128,21 @@ pub enum DoneCode {
     /// The lease ended and the item, re-added while it was processed, went
     /// back into the queue.
     Requeued,
-    /// The token is not the current holder's (the lease expired and was
-    /// reaped, possibly handed to someone else, or `done` already ran):
-    /// nothing changed.
+    /// Another holder has the item now (the lease expired, was reaped and
+    /// the item handed out again): nothing changed.
     LeaseLost,
+    /// Nobody holds the item: its lease expired and was reaped (and it was
+    /// not handed out again yet), or this `done` already ran — a retry
+    /// whose first reply was lost lands here. Nothing changed.
+    NotHeld,
+}
+
+impl DoneCode {
+    /// Whether the caller's lease was gone ([`LeaseLost`](DoneCode::LeaseLost)
+    /// or [`NotHeld`](DoneCode::NotHeld)).
+    pub fn is_lost(self) -> bool {
+        matches!(self, DoneCode::LeaseLost | DoneCode::NotHeld)
+    }
 }
 
 impl DoneCode {
@@ -140,6 +151,7 @@ impl DoneCode {
             1 => Ok(DoneCode::Done),
             2 => Ok(DoneCode::Requeued),
             -1 => Ok(DoneCode::LeaseLost),
+            -2 => Ok(DoneCode::NotHeld),
             other => Err(Error::Protocol(format!("unknown done code {other}"))),
         }
     }
@@ -156,7 +168,7 @@ pub struct DoneReply {
 
 /// client-go `Done`, fenced by `token`: only the current holder ends the
 /// lease. Due items are promoted first (at most 100), so they are queued
-/// ahead of an item the `done` requeues. Safe to retry (a repeat is [`DoneCode::LeaseLost`]). A lease past
+/// ahead of an item the `done` requeues. Safe to retry (a repeat is [`DoneCode::NotHeld`]). A lease past
 /// its deadline that no `get`/`reap` has reaped yet still ends normally:
 /// nobody else can hold it.
 pub async fn done<C>(

@@ -61,12 +61,14 @@ async fn end_with_retries<T: Key>(
     then: Then,
 ) -> Result<Ended, QueueError> {
     let mut backoff = Duration::from_millis(20);
+    let mut retried = false;
     let result = loop {
-        match end_once(shared, raw.clone(), token, then).await {
+        match end_once(shared, raw.clone(), token, then, retried).await {
             Err(QueueError::Backend(error)) if lease_still_ours(shared, &raw, token) => {
                 tracing::debug!(queue = %shared.name, %error, "retrying the end of a lease");
                 tokio_sleep(shared, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
+                retried = true;
             }
             other => break other,
         }
@@ -104,6 +106,7 @@ async fn end_once<T: Key>(
     raw: Vec<u8>,
     token: Token,
     then: Then,
+    retried: bool,
 ) -> Result<Ended, QueueError> {
     shared
         .call(move |mut conn, shared| async move {
@@ -151,7 +154,15 @@ async fn end_once<T: Key>(
         })
         .await
         .and_then(|(code, added)| match code {
-            DoneCode::LeaseLost => Err(QueueError::LeaseLost),
+            // Held by nobody on a retry: the failed attempt's done most
+            // likely ran and only its reply was lost (a lease reaped in
+            // between is the rare other case, and its item comes back anyway).
+            DoneCode::NotHeld if retried => Ok(Ended {
+                released: true,
+                added,
+                refused: false,
+            }),
+            DoneCode::LeaseLost | DoneCode::NotHeld => Err(QueueError::LeaseLost),
             DoneCode::Done | DoneCode::Requeued => Ok(Ended {
                 released: true,
                 added,

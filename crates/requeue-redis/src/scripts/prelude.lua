@@ -187,7 +187,11 @@ end
 -- Fenced Done: -1 lease lost (not the holder's token), 1 done, 2 requeued
 -- (re-added while processing: goes to the tail, keeps its add time).
 local function done_core(item, token)
-  if redis.call('HGET', OWN, item) ~= token then return -1 end
+  local owner = redis.call('HGET', OWN, item)
+  -- -2: nobody holds it (reaped and not handed out again, or this very
+  -- done already ran and its reply was lost); -1: someone else holds it.
+  if not owner then return -2 end
+  if owner ~= token then return -1 end
   redis.call('HDEL', OWN, item)
   redis.call('ZREM', PROC, item)
   if redis.call('SISMEMBER', DIRTY, item) == 1 then
