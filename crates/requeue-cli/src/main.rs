@@ -21,6 +21,9 @@ enum Command {
     /// Watch a simulated controller reconcile a fleet of objects: dedup,
     /// per-key backoff, contained panics, resync and correlated events, live.
     Demo(demo::DemoArgs),
+    /// Internal: one worker process of `demo --redis URL --workers-procs N`.
+    #[command(hide = true)]
+    DemoWorker(demo::WorkerArgs),
     /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md),
     /// each in its own process, and print median figures with the ratio to
     /// a plain channel measured in the same run.
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
     }));
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::DemoWorker(args) => demo::run_worker(args),
         Command::Inspect {
             redis,
             queue,

@@ -173,3 +173,223 @@ fn sigint_drains_and_prints_the_summary() {
     );
     assert!(!stdout.contains("VIOLATED"), "{stdout}");
 }
+
+/// A throwaway redis-server for one test (no AOF: nothing here needs it).
+fn local_redis() -> requeue_redis::local_server::LocalServer {
+    use requeue_redis::local_server::{Fsync, LocalServer, LocalServerOptions};
+    LocalServer::start_with(LocalServerOptions {
+        appendonly: false,
+        appendfsync: Fsync::No,
+        ..LocalServerOptions::default()
+    })
+    .expect("start redis-server (is it on PATH?)")
+}
+
+#[test]
+fn two_worker_processes_on_redis_report_numbers_that_add_up() {
+    let server = local_redis();
+    let url = server.url();
+    let output = requeue()
+        .args(["demo", "--redis", &url, "--workers-procs", "2"])
+        .args(["--duration", "3s", "--objects", "300", "--plain"])
+        .output()
+        .expect("run requeue");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let progress: Vec<&str> = stdout.lines().filter(|l| l.starts_with("t=")).collect();
+    assert!(progress.len() >= 2, "want progress lines, got:\n{stdout}");
+    assert!(
+        progress.iter().all(|l| l.contains(" leases_lost=")),
+        "{stdout}"
+    );
+
+    let fields = summary_fields(&stdout);
+    let attempted = number(&fields, "attempted");
+    let succeeded = number(&fields, "succeeded");
+    let failed = number(&fields, "failed");
+    assert!(attempted > 300, "every key at least once: {fields:?}");
+    assert_eq!(succeeded + failed, attempted, "{fields:?}");
+    assert_eq!(number(&fields, "processed"), attempted, "{fields:?}");
+    assert_eq!(fields["keys_reconciled"], "300/300", "no key lost");
+    assert_eq!(number(&fields, "procs"), 2, "{fields:?}");
+    assert_eq!(
+        number(&fields, "events_recorded"),
+        failed,
+        "every worker's Warnings reach the parent's pipeline"
+    );
+    assert!(stdout.contains("every worker process drained and reported:     2/2  ok"));
+    assert!(!stdout.contains("VIOLATED"), "{stdout}");
+
+    // The run removed its queue: nothing is left in the server.
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client.get_connection().expect("connect");
+    let left: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).expect("KEYS");
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn an_unreachable_redis_is_one_line_naming_the_url() {
+    // A port that was free a moment ago: nothing listens there now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let started = Instant::now();
+    let output = requeue()
+        .args(["demo", "--redis", &url, "--duration", "1s"])
+        .output()
+        .expect("run requeue");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains(&url),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "nothing ran");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "gave up promptly"
+    );
+}
+
+#[test]
+fn worker_processes_need_redis() {
+    let output = requeue()
+        .args(["demo", "--workers-procs", "2"])
+        .output()
+        .expect("run requeue");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--redis") && stderr.contains("Usage:"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "nothing ran");
+}
+
+/// A running `requeue` whose stdout lines arrive on a channel.
+#[cfg(target_os = "linux")]
+struct Running {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+#[cfg(target_os = "linux")]
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        let mut child = requeue()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start requeue");
+        let stdout = child.stdout.take().expect("piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines until one satisfies `want` (within 20 s).
+    fn until(&mut self, what: &str, want: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.seen.last().is_some_and(|l| want(l)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(e) => {
+                    let _ = self.child.kill();
+                    panic!("no {what} ({e}); got {:?}", self.seen);
+                }
+            }
+        }
+    }
+
+    /// Reads the rest (within 20 s) and waits for the exit.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("still running after 20 s; got {:?}", self.seen);
+                }
+            }
+        }
+        let status = self.child.wait().expect("wait");
+        (status, self.seen.join("\n"))
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn signal(name: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_process_that_dies_is_reported_not_waited_for() {
+    let server = local_redis();
+    let url = server.url();
+    let mut demo = Running::start(&[
+        "demo",
+        "--redis",
+        &url,
+        "--workers-procs",
+        "2",
+        "--duration",
+        "60s",
+        "--objects",
+        "200",
+        "--plain",
+    ]);
+    demo.until("progress line", |l| l.starts_with("t="));
+    // The demo's children are its worker processes (the server is ours).
+    let pid = demo.child.id();
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("read the demo's children");
+    let worker: u32 = children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no worker process in {children:?}"));
+    signal("KILL", worker);
+    demo.until("line showing the death", |l| l.contains(" procs=1/2"));
+    signal("INT", pid);
+    let (status, stdout) = demo.finish();
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("(pid {worker}) died")),
+        "named in the report: {stdout}"
+    );
+    assert!(
+        stdout.contains("every worker process drained and reported:     1/2  VIOLATED"),
+        "{stdout}"
+    );
+    // The survivor drained and reported: its keys are in the summary.
+    let fields = summary_fields(&stdout);
+    assert_eq!(fields["keys_reconciled"], "200/200", "{fields:?}");
+}

@@ -17,7 +17,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// No connection to Redis could be made.
-    #[error("cannot connect to Redis at {url}: {source}")]
+    #[error("cannot connect to Redis at {url}")]
     Connect {
         /// The address tried.
         url: String,

@@ -138,3 +138,59 @@ async fn metrics_follow_client_go_with_lease_counters() {
     assert_eq!(record.lease_lost(), 1);
     assert_eq!(queue.leases_lost(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_key_is_a_typed_error_and_stays_in_redis() {
+    use requeue::engine::QueueError;
+    use requeue_redis::inspect::inspect;
+    use requeue_redis::keys::QueueKeys;
+    let clock = FakeClock::new();
+    let name = unique("decode");
+    let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), &name)
+        .fake_time(clock.clone())
+        .lease(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    // Another writer (or another item type) put bytes that are not UTF-8.
+    let raw = vec![0xff, 0xfe, b'x'];
+    let mut conn = support::connect(&support::server().url()).await;
+    let keys = QueueKeys::new(&name).unwrap();
+    redis::cmd("LPUSH")
+        .arg(keys.queue())
+        .arg(&raw)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    redis::cmd("SADD")
+        .arg(keys.dirty())
+        .arg(&raw)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    queue.add("good".to_string()).await.unwrap();
+    match queue.get().await {
+        Err(QueueError::Decode { raw: got, reason }) => {
+            assert_eq!(got, raw);
+            assert!(reason.contains("utf-8"), "{reason}");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    // Left in place: leased to nobody, it comes back after the lease with
+    // backoff (counted as a failure) instead of hot-looping; the good key
+    // behind it is served meanwhile.
+    let state = inspect(&mut conn, &keys, 10).await.unwrap();
+    assert_eq!(state.processing_count, 1);
+    let good = queue.get().await.unwrap();
+    assert_eq!(*good, "good");
+    drop(good);
+    clock.advance(Duration::from_millis(400));
+    // The next get reaps the expired lease into a 5 ms backoff ...
+    assert!(queue.try_get().await.unwrap().is_none());
+    let state = inspect(&mut conn, &keys, 10).await.unwrap();
+    assert_eq!(state.lease_expired_total, 1, "reaped once");
+    assert_eq!(state.delayed, 1, "backing off, not hot-looping");
+    // ... after which it is handed out (and refused) again.
+    clock.advance(Duration::from_millis(10));
+    assert!(matches!(queue.get().await, Err(QueueError::Decode { .. })));
+}

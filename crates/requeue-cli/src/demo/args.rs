@@ -10,6 +10,17 @@ use std::time::Duration;
 
 /// Flags of `requeue demo`.
 #[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+Engines:
+  (default)                  requeue's in-memory WorkQueue; the workers are threads here
+  --redis URL|local          the queue lives in Redis; depth, in flight and delayed are read
+                             from Redis, and leases lost/reaped are shown too
+  --workers-procs N          with --redis: the controller runs in N worker processes
+
+Examples:
+  requeue demo --duration 10s
+  requeue demo --redis local --workers-procs 3
+  requeue demo --redis redis://127.0.0.1:6379/ --plain")]
 pub struct DemoArgs {
     /// How long the controller runs, e.g. `30s`, `500ms` or `2m` (ctrl-c stops it earlier).
     #[arg(long, default_value = "30s", value_parser = Checked(positive_duration))]
@@ -17,7 +28,8 @@ pub struct DemoArgs {
     /// Objects in the fleet, named `ns-N/obj-M`, 100 per namespace.
     #[arg(long, default_value_t = 5_000, value_parser = Checked(objects))]
     pub objects: u32,
-    /// Controller workers (threads).
+    /// Controller workers: threads in memory; on Redis, tokio tasks (in
+    /// each worker process).
     #[arg(long, default_value_t = 4, value_parser = Checked(workers))]
     pub workers: u32,
     /// Share of reconciles that fail with a transient error (0..=1); with
@@ -39,8 +51,51 @@ pub struct DemoArgs {
     pub plain: bool,
     /// Serve Prometheus metrics (client-go's workqueue and controller-runtime's
     /// controller series) at `http://ADDR/metrics` while the demo runs, e.g. `127.0.0.1:9090`.
+    /// With `--workers-procs` above 1, only this process's series (the
+    /// update stream's adds and the queue depth).
     #[arg(long, value_name = "ADDR", value_parser = Checked(address))]
     pub metrics_addr: Option<SocketAddr>,
+    /// Run on the Redis engine: the queue lives at URL (e.g.
+    /// `redis://127.0.0.1:6379/`) as `demo-<pid>`, deleted at the end. `local`
+    /// starts a throwaway `redis-server` from PATH on a free loopback port,
+    /// stopped at the end. Unreachable: exit code 1.
+    #[arg(long, value_name = "URL", value_parser = Checked(redis_target))]
+    pub redis: Option<RedisTarget>,
+    /// Worker processes: above 1 (needs `--redis`), this program runs
+    /// itself N times as workers sharing the Redis queue, each with
+    /// `--workers` workers, and keeps the update stream, the resync, the
+    /// view and the summary; SIGTERM stops them at the end. 1: everything
+    /// in this process.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = Checked(procs))]
+    pub workers_procs: u32,
+}
+
+impl DemoArgs {
+    /// The rule between flags that clap cannot say: several worker
+    /// processes only share a queue in Redis. A usage error (exit code 2,
+    /// with the usage line) otherwise.
+    pub fn check(&self) -> Result<(), clap::Error> {
+        if self.workers_procs > 1 && self.redis.is_none() {
+            let mut cli = <crate::Cli as clap::CommandFactory>::command();
+            cli.build(); // so that the usage line says `requeue demo`
+            let why = "--workers-procs above 1 needs --redis URL: the worker processes share a Redis queue";
+            let error = match cli.find_subcommand_mut("demo") {
+                Some(demo) => demo.error(ErrorKind::MissingRequiredArgument, why),
+                None => cli.error(ErrorKind::MissingRequiredArgument, why),
+            };
+            return Err(error);
+        }
+        Ok(())
+    }
+}
+
+/// Where `--redis` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// A throwaway `redis-server` started for the run.
+    Local,
+    /// A Redis URL.
+    Url(String),
 }
 
 /// A value parser from a checking function whose error, unlike clap's
@@ -83,6 +138,22 @@ fn objects(text: &str) -> Result<u32, String> {
 
 fn workers(text: &str) -> Result<u32, String> {
     count_in(text, 1..=256)
+}
+
+fn procs(text: &str) -> Result<u32, String> {
+    count_in(text, 1..=64)
+}
+
+/// `local`, or a URL the Redis client accepts (reachability is checked
+/// when the demo starts: that is exit code 1, not a usage error).
+fn redis_target(text: &str) -> Result<RedisTarget, String> {
+    let text = text.trim();
+    if text == "local" {
+        return Ok(RedisTarget::Local);
+    }
+    redis::Client::open(text)
+        .map(|_| RedisTarget::Url(text.to_string()))
+        .map_err(|e| format!("not `local` or a Redis URL like redis://127.0.0.1:6379/ ({e})"))
 }
 
 fn address(text: &str) -> Result<SocketAddr, String> {
@@ -137,6 +208,18 @@ mod tests {
         assert!(workers("four").is_err());
         assert!(address("127.0.0.1:0").is_ok());
         assert!(address("nowhere").is_err());
+        assert_eq!(procs("3"), Ok(3));
+        assert!(procs("0").is_err());
+    }
+
+    #[test]
+    fn redis_is_local_or_a_url() {
+        assert_eq!(redis_target("local"), Ok(RedisTarget::Local));
+        assert_eq!(
+            redis_target("redis://127.0.0.1:6379/"),
+            Ok(RedisTarget::Url("redis://127.0.0.1:6379/".into()))
+        );
+        assert!(redis_target("nowhere").is_err());
     }
 
     #[test]

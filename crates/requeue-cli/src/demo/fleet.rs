@@ -103,6 +103,19 @@ impl Fleet {
             .map_or(0, |i| self.failures[i].load(Ordering::Relaxed))
     }
 
+    /// Whether key `i`'s handler ran at least once.
+    pub fn was_reconciled(&self, i: usize) -> bool {
+        self.attempts[i].load(Ordering::Relaxed) > 0
+    }
+
+    /// Notes that key `i` was reconciled elsewhere (by a worker process):
+    /// it counts in [`reconciled`](Fleet::reconciled), not as an attempt here.
+    pub fn mark_reconciled(&self, i: usize) {
+        if let Some(attempts) = self.attempts.get(i) {
+            attempts.fetch_max(1, Ordering::Relaxed);
+        }
+    }
+
     /// Keys whose handler ran at least once.
     pub fn reconciled(&self) -> usize {
         self.attempts
@@ -185,6 +198,16 @@ mod tests {
             fleet.most_retried(5),
             [("ns-0/obj-7", 2), ("ns-0/obj-3", 1)]
         );
+    }
+
+    #[test]
+    fn keys_reconciled_elsewhere_count_once() {
+        let fleet = Fleet::new(10, 0.0, 1);
+        fleet.mark_reconciled(4);
+        fleet.mark_reconciled(4);
+        fleet.mark_reconciled(99); // not a key: ignored
+        assert!(fleet.was_reconciled(4) && !fleet.was_reconciled(5));
+        assert_eq!(fleet.reconciled(), 1);
     }
 
     #[test]

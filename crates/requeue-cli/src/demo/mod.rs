@@ -2,44 +2,55 @@
 //! shown live — deduplicated adds, per-key backoff, contained panics,
 //! periodic resync, correlated Warning events, and a clean drain on ctrl-c.
 //!
+//! Two engines: the in-memory `WorkQueue` (the default: the controller's
+//! threads in this process), or Redis with `--redis URL` (the controller
+//! here with `Controller::run_async`, or in `--workers-procs N` worker
+//! processes; see `redis`). The handler, the update stream, the numbers
+//! and the report are shared: what differs is behind `sample::Workers`
+//! (the controller here, or the worker processes' reports) and
+//! `sample::Gauge` (the `WorkQueue`'s snapshot, or Redis as last polled).
+//!
 //! | file | job |
 //! |---|---|
 //! | `args` | the flags, validated by clap |
 //! | `fleet` | the keys and what happened to each |
-//! | `reconcile` | the simulated handler |
-//! | `updates` | the update stream (hot keys, rollouts) |
+//! | `reconcile` | the simulated handler (blocking, and async on any engine) |
+//! | `updates` | the update stream (hot keys, rollouts), blocking and async |
 //! | `events` | broadcaster → correlator → memory sink |
 //! | `panics` | a quiet panic hook for the simulated panics |
+//! | `metrics` | `--metrics-addr`: the registry and its HTTP server |
 //! | `sample`, `view` | the numbers, live or one line per second |
 //! | `summary` | the final report and its invariants |
+//! | `redis/` | `--redis` and `--workers-procs`: the Redis engine's run, and the hidden `demo-worker` |
 
 mod args;
 mod events;
 mod fleet;
+mod metrics;
 mod panics;
 mod reconcile;
+mod redis;
 mod sample;
 mod summary;
 mod updates;
 mod view;
 
 pub use args::DemoArgs;
+pub use redis::worker::{WorkerArgs, run as run_worker};
 
 use events::Events;
 use fleet::Fleet;
 use panics::{PanicLog, QuietPanics};
-use prometheus_client::registry::Registry;
 use reconcile::Reconciler;
 use requeue::controller::{Controller, stop_on_signals};
 use requeue::limiter::ItemExponential;
-use requeue::metrics::{PrometheusControllerMetrics, PrometheusMetrics, serve_metrics};
 use requeue::queue::WorkQueue;
 use requeue::wait::Stop;
-use sample::{Probe, Sources};
+use sample::{InProcess, Probe, Sources};
 use std::collections::HashSet;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use summary::Report;
 use updates::UpdateCounts;
@@ -50,8 +61,14 @@ const NAME: &str = "fleet";
 
 /// Runs the demo until `--duration` passes or ctrl-c/SIGTERM arrives.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if let Err(usage) = args.check() {
+        usage.exit(); // as clap does for any other usage error
+    }
     let live = !args.plain && std::io::stdout().is_terminal();
     let signal = stop_on_signals()?;
+    if let Some(target) = &args.redis {
+        return redis::run(&args, target, live, &signal);
+    }
     let stop = signal.child();
     let fleet = Arc::new(Fleet::new(args.objects as usize, args.fail_rate, args.seed));
 
@@ -64,14 +81,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             Duration::from_millis(5),
             Duration::from_secs(60),
         ));
-    let mut metrics = None;
-    if let Some(addr) = args.metrics_addr {
-        let mut registry = Registry::default();
-        builder = builder.metrics(Arc::new(PrometheusMetrics::new(&mut registry)));
-        let controller_metrics = PrometheusControllerMetrics::new(&mut registry, NAME);
-        let server = serve_metrics(addr, Arc::new(Mutex::new(registry)))
-            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-        metrics = Some((server, controller_metrics));
+    let metrics = args
+        .metrics_addr
+        .map(|addr| metrics::serve(addr, NAME))
+        .transpose()?;
+    if let Some(served) = &metrics {
+        builder = builder.metrics(served.queue.clone());
     }
     let queue = builder.build();
 
@@ -86,8 +101,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
                 fleet.keys().to_vec()
             }
         });
-    if let Some((_, controller_metrics)) = &metrics {
-        controller = controller.metrics(Arc::new(controller_metrics.clone()));
+    if let Some(served) = &metrics {
+        controller = controller.metrics(Arc::new(served.controller.clone()));
     }
 
     let panic_log = Arc::new(PanicLog::default());
@@ -101,20 +116,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         requeued_after: AtomicU64::new(0),
     };
     let updates = UpdateCounts::default();
-    if let Some((server, _)) = &metrics {
-        println!("metrics: http://{}/metrics", server.addr());
+    if let Some(served) = &metrics {
+        println!("metrics: http://{}/metrics", served.server.addr());
     }
     let mut view = View::new(live, &header(&args, &fleet), args.duration);
     let start = Instant::now();
+    let workers = InProcess {
+        controller: &controller,
+        requeued_after: &reconciler.requeued_after,
+        panics: &panic_log,
+    };
     let mut probe = Probe::new(
         Sources {
-            controller: &controller,
+            workers: &workers,
+            queue: &queue,
             fleet: &fleet,
             updates: &updates,
-            requeued_after: &reconciler.requeued_after,
             resyncs: &resyncs,
             events: &events,
-            panics: &panic_log,
         },
         start,
     );
@@ -122,19 +141,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let summary = std::thread::scope(|s| {
         let run = s.spawn(|| controller.run(&stop, |key: &String| reconciler.reconcile(key)));
         s.spawn(|| updates::run(&fleet, &queue, args.workers, args.seed, &updates, &stop));
-        // If this loop panics (stdout closed, say), the scope waits for the
-        // threads above: stop them, or it waits forever.
-        let _stop_on_unwind = StopOnDrop(&stop);
-        loop {
-            let remaining = args.duration.saturating_sub(start.elapsed());
-            if remaining.is_zero() {
-                stop.stop();
-            }
-            if stop.wait_timeout(view.period().min(remaining)) {
-                break;
-            }
-            view.show(&probe.sample());
-        }
+        watch(&stop, args.duration, start, &mut view, &mut probe);
         // The runner lets every worker finish its key, then shuts the queue down.
         run.join()
     })
@@ -157,14 +164,34 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         events: &events,
         fleet: &fleet,
+        processes: 0,
+        problems: &[],
     };
     report.print();
-    if let Some((server, _)) = metrics {
-        server.stop();
+    if let Some(served) = metrics {
+        served.server.stop();
     }
     anyhow::ensure!(report.counts_add_up(), "the counts do not add up");
     anyhow::ensure!(report.no_key_lost(), "a key was lost");
     Ok(())
+}
+
+/// Shows samples until `duration` has passed since `start` (then fires
+/// `stop`) or `stop` fires.
+fn watch(stop: &Stop, duration: Duration, start: Instant, view: &mut View, probe: &mut Probe<'_>) {
+    // If this loop panics (stdout closed, say), the caller waits for the
+    // workers: stop them, or it waits forever.
+    let _stop_on_unwind = StopOnDrop(stop);
+    loop {
+        let remaining = duration.saturating_sub(start.elapsed());
+        if remaining.is_zero() {
+            stop.stop();
+        }
+        if stop.wait_timeout(view.period().min(remaining)) {
+            break;
+        }
+        view.show(&probe.sample());
+    }
 }
 
 /// The keys still queued after the stop (the queue is shut down, so this ends).
@@ -176,14 +203,18 @@ fn drain(queue: &WorkQueue<String>) -> HashSet<String> {
 
 /// The line above the live view (or the plain lines).
 fn header(args: &DemoArgs, fleet: &Fleet) -> String {
+    let workers = format!("{} worker{}", args.workers, plural(args.workers as usize));
+    describe("requeue demo", args, fleet, &workers)
+}
+
+/// `title: <the fleet>, <workers>, <the odds>`.
+fn describe(title: &str, args: &DemoArgs, fleet: &Fleet, workers: &str) -> String {
     format!(
-        "requeue demo: {} object{} in {} namespace{}, {} worker{}, fail {}%, panic {}%, resync {:?}, seed {}",
+        "{title}: {} object{} in {} namespace{}, {workers}, fail {}%, panic {}%, resync {:?}, seed {}",
         sample::thousands(fleet.len() as u64),
         plural(fleet.len()),
         fleet.namespaces(),
         plural(fleet.namespaces()),
-        args.workers,
-        plural(args.workers as usize),
         args.fail_rate * 100.0,
         args.panic_rate * 100.0,
         args.resync,

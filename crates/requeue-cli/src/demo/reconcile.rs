@@ -3,12 +3,17 @@
 //!
 //! Every choice comes from a generator seeded by (seed, key, attempt), so a
 //! key's n-th reconcile decides the same way in every run, whichever worker
-//! thread takes it.
+//! thread takes it. (With several worker processes each counts its own
+//! attempts, so this holds per process.) The blocking [`Reconciler`] serves
+//! the in-memory demo's threads; [`AsyncReconciler`] the same decisions for
+//! `Controller::run_async` on any engine.
 
 use super::fleet::Fleet;
 use requeue::controller::Action;
+use requeue::engine::AsyncQueue;
 use requeue::queue::WorkQueue;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -41,6 +46,77 @@ impl fmt::Display for ReconcileError {
     }
 }
 
+/// The odds and the seed every reconcile draws from.
+#[derive(Debug, Clone, Copy)]
+pub struct Odds {
+    pub fail_rate: f64,
+    pub panic_rate: f64,
+    pub seed: u64,
+}
+
+/// One reconcile under way: its key's position and its seeded draws.
+struct Draw {
+    i: usize,
+    rng: fastrand::Rng,
+}
+
+impl Odds {
+    /// Counts an attempt of `key` and draws how long its work takes;
+    /// `None` for a key that is not in the fleet.
+    fn start(&self, fleet: &Fleet, key: &str) -> Option<(Draw, Duration)> {
+        let i = fleet.position(key)?;
+        let attempt = fleet.attempt(i);
+        let mut rng = fastrand::Rng::with_seed(mix(self.seed, i as u64, u64::from(attempt)));
+        // Talking to an API server takes a moment: 50–500 µs.
+        let work = Duration::from_micros(rng.u64(50..=500));
+        Some((Draw { i, rng }, work))
+    }
+
+    /// How the reconcile ends, after its work. `retries` reads the key's
+    /// `num_requeues`; it is called only for flaky keys.
+    fn finish(
+        &self,
+        fleet: &Fleet,
+        key: &str,
+        mut draw: Draw,
+        retries: impl FnOnce() -> u32,
+        requeued_after: &AtomicU64,
+    ) -> Result<Action, ReconcileError> {
+        let (i, rng) = (draw.i, &mut draw.rng);
+        if rng.f64() < self.panic_rate {
+            fleet.failed(i);
+            panic!("{SIMULATED_PANIC} in reconcile of {key}: index out of bounds");
+        }
+        let streak = fleet.flaky_streak(i);
+        let failure = if streak > 0 && retries() < streak {
+            let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+            Some(ReconcileError::DependencyNotReady {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            })
+        } else if rng.f64() < self.fail_rate {
+            let name = key.split_once('/').map_or(key, |(_, n)| n);
+            Some(ReconcileError::Conflict {
+                name: name.to_string(),
+            })
+        } else {
+            None
+        };
+        if let Some(error) = failure {
+            fleet.failed(i);
+            return Err(error);
+        }
+        if rng.f64() < REQUEUE_AFTER_SHARE {
+            // "The rollout is still progressing; look again in a few seconds."
+            requeued_after.fetch_add(1, Ordering::Relaxed);
+            return Ok(Action::RequeueAfter(Duration::from_millis(
+                rng.u64(1_000..=5_000),
+            )));
+        }
+        Ok(Action::Done)
+    }
+}
+
 /// The reconciler: the fleet, the queue (to read a key's retry count) and the odds.
 #[derive(Debug)]
 pub struct Reconciler<'a> {
@@ -56,45 +132,50 @@ pub struct Reconciler<'a> {
 impl Reconciler<'_> {
     /// Reconciles `key` (the controller's handler).
     pub fn reconcile(&self, key: &String) -> Result<Action, ReconcileError> {
-        let Some(i) = self.fleet.position(key) else {
+        let odds = Odds {
+            fail_rate: self.fail_rate,
+            panic_rate: self.panic_rate,
+            seed: self.seed,
+        };
+        let Some((draw, work)) = odds.start(self.fleet, key) else {
             return Ok(Action::Done); // not ours: nothing to do
         };
-        let attempt = self.fleet.attempt(i);
-        let mut rng = fastrand::Rng::with_seed(mix(self.seed, i as u64, u64::from(attempt)));
-        // Talking to an API server takes a moment: 50–500 µs.
-        std::thread::sleep(Duration::from_micros(rng.u64(50..=500)));
+        std::thread::sleep(work);
+        let retries = || self.queue.num_requeues(key);
+        odds.finish(self.fleet, key, draw, retries, &self.requeued_after)
+    }
+}
 
-        if rng.f64() < self.panic_rate {
-            self.fleet.failed(i);
-            panic!("{SIMULATED_PANIC} in reconcile of {key}: index out of bounds");
-        }
-        let streak = self.fleet.flaky_streak(i);
-        let failure = if streak > 0 && self.queue.num_requeues(key) < streak {
-            let (namespace, name) = key.split_once('/').unwrap_or(("", key.as_str()));
-            Some(ReconcileError::DependencyNotReady {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            })
-        } else if rng.f64() < self.fail_rate {
-            let name = key.split_once('/').map_or(key.as_str(), |(_, n)| n);
-            Some(ReconcileError::Conflict {
-                name: name.to_string(),
-            })
-        } else {
-            None
+/// The same reconciler for `Controller::run_async`, on any engine: it owns
+/// what it uses, since the handler's futures must be `'static`.
+#[derive(Debug)]
+pub struct AsyncReconciler<Q> {
+    pub fleet: Arc<Fleet>,
+    pub queue: Q,
+    pub odds: Odds,
+    /// Reconciles that returned `Action::RequeueAfter`.
+    pub requeued_after: AtomicU64,
+}
+
+impl<Q: AsyncQueue<String>> AsyncReconciler<Q> {
+    /// Reconciles `key`. The work is a timer, not a sleeping thread, so it
+    /// takes at least a millisecond (tokio's timer resolution).
+    pub async fn reconcile(&self, key: &str) -> Result<Action, ReconcileError> {
+        let Some((draw, work)) = self.odds.start(&self.fleet, key) else {
+            return Ok(Action::Done); // not ours: nothing to do
         };
-        if let Some(error) = failure {
-            self.fleet.failed(i);
-            return Err(error);
-        }
-        if rng.f64() < REQUEUE_AFTER_SHARE {
-            // "The rollout is still progressing; look again in a few seconds."
-            self.requeued_after.fetch_add(1, Ordering::Relaxed);
-            return Ok(Action::RequeueAfter(Duration::from_millis(
-                rng.u64(1_000..=5_000),
-            )));
-        }
-        Ok(Action::Done)
+        tokio::time::sleep(work).await;
+        // Read before `finish` (which cannot await), and only when needed.
+        // A failed read counts as "not retried enough yet": the key fails
+        // once more and comes back with backoff, as a real controller
+        // whose read failed would.
+        let retries = if self.fleet.flaky_streak(draw.i) > 0 {
+            self.queue.num_requeues(&key.to_string()).await.unwrap_or(0)
+        } else {
+            0
+        };
+        self.odds
+            .finish(&self.fleet, key, draw, || retries, &self.requeued_after)
     }
 }
 

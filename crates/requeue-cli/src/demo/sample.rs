@@ -1,12 +1,15 @@
-//! One reading of every number the views show, taken from the controller,
-//! the queue, the fleet, the update stream, the event pipeline and the panic log.
+//! One reading of every number the views show, taken from the workers
+//! (the controller in this process, or the worker processes' reports), the
+//! queue (in memory, or Redis as last polled), the fleet, the update
+//! stream, the event pipeline and the panic log.
 
 use super::events::{Events, Stored};
 use super::fleet::Fleet;
 use super::panics::PanicLog;
 use super::updates::UpdateCounts;
 use requeue::controller::{Controller, Counts};
-use requeue::queue::QueueSnapshot;
+use requeue::engine::AsyncQueue;
+use requeue::queue::{QueueSnapshot, WorkQueue};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -37,6 +40,20 @@ pub struct Sample {
     pub events: Stored,
     pub last_panic: Option<String>,
     pub top: Vec<Retried>,
+    /// On the Redis engine only.
+    pub redis: Option<RedisNumbers>,
+}
+
+/// What only the Redis engine has.
+#[derive(Debug, Clone, Default)]
+pub struct RedisNumbers {
+    /// Leases that ran out before their key was settled (summed over the workers).
+    pub leases_lost: u64,
+    /// Expired leases reaped, ever (the queue's own counter in Redis).
+    pub leases_reaped: u64,
+    /// Per worker process (empty when the workers run in this process):
+    /// handler calls so far, and whether it is still running.
+    pub processes: Vec<(u64, bool)>,
 }
 
 impl Sample {
@@ -55,16 +72,73 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// The reconcile side's numbers.
+pub trait Workers: Sync {
+    /// The controller's counts (summed over the worker processes).
+    fn counts(&self) -> Counts;
+    /// Reconciles that asked to come back later.
+    fn requeued_after(&self) -> u64;
+    /// The latest simulated panic's message.
+    fn last_panic(&self) -> Option<String>;
+    /// Per worker process: (handler calls, still running); empty when the
+    /// workers run in this process.
+    fn processes(&self) -> Vec<(u64, bool)> {
+        Vec::new()
+    }
+}
+
+/// The queue's numbers.
+pub trait Gauge: Sync {
+    /// Ready, in flight, delayed, …
+    fn snapshot(&self) -> QueueSnapshot;
+    /// `key`'s retries since its last success.
+    fn num_requeues(&self, key: &str) -> u32;
+    /// Expired leases reaped so far; `None` for an engine without leases.
+    fn leases_reaped(&self) -> Option<u64> {
+        None
+    }
+}
+
+impl Gauge for WorkQueue<String> {
+    fn snapshot(&self) -> QueueSnapshot {
+        WorkQueue::snapshot(self)
+    }
+
+    fn num_requeues(&self, key: &str) -> u32 {
+        WorkQueue::num_requeues(self, &key.to_string())
+    }
+}
+
+/// Workers in this process: a controller, its reconciler's count, the panic log.
+pub struct InProcess<'a, Q: AsyncQueue<String>> {
+    pub controller: &'a Controller<String, Q>,
+    pub requeued_after: &'a AtomicU64,
+    pub panics: &'a PanicLog,
+}
+
+impl<Q: AsyncQueue<String>> Workers for InProcess<'_, Q> {
+    fn counts(&self) -> Counts {
+        self.controller.counts()
+    }
+
+    fn requeued_after(&self) -> u64 {
+        self.requeued_after.load(Ordering::Relaxed)
+    }
+
+    fn last_panic(&self) -> Option<String> {
+        self.panics.last()
+    }
+}
+
 /// Where the numbers come from.
 #[derive(Clone, Copy)]
 pub struct Sources<'a> {
-    pub controller: &'a Controller<String>,
+    pub workers: &'a dyn Workers,
+    pub queue: &'a dyn Gauge,
     pub fleet: &'a Fleet,
     pub updates: &'a UpdateCounts,
-    pub requeued_after: &'a AtomicU64,
     pub resyncs: &'a AtomicU64,
     pub events: &'a Events,
-    pub panics: &'a PanicLog,
 }
 
 /// Reads samples and keeps the history the current rate needs.
@@ -88,7 +162,7 @@ impl<'a> Probe<'a> {
     pub fn sample(&mut self) -> Sample {
         let now = Instant::now();
         let src = self.sources;
-        let counts = src.controller.counts();
+        let counts = src.workers.counts();
         let processed = counts.processed();
         self.history.push_back((now, processed));
         while self.history.len() > 2 && now - self.history[1].0 >= RATE_WINDOW {
@@ -103,16 +177,21 @@ impl<'a> Probe<'a> {
             }
         };
         let (adds, merged) = src.updates.get();
-        let queue = src.controller.queue();
+        let queue = src.queue;
         let top = src
             .fleet
             .most_retried(TOP)
             .into_iter()
             .map(|(key, failures)| {
-                let now = queue.num_requeues(&key.to_string());
+                let now = queue.num_requeues(key);
                 (key.to_string(), failures, now)
             })
             .collect();
+        let redis = queue.leases_reaped().map(|leases_reaped| RedisNumbers {
+            leases_lost: counts.lease_lost,
+            leases_reaped,
+            processes: src.workers.processes(),
+        });
         Sample {
             elapsed: now - self.start,
             counts,
@@ -120,15 +199,16 @@ impl<'a> Probe<'a> {
             adds,
             merged,
             rollouts: src.updates.rollouts.load(Ordering::Relaxed),
-            requeued_after: src.requeued_after.load(Ordering::Relaxed),
+            requeued_after: src.workers.requeued_after(),
             resyncs: src.resyncs.load(Ordering::Relaxed),
             reconciled: src.fleet.reconciled(),
             objects: src.fleet.len(),
             rate_now: rate(self.history[0]),
             rate_avg: rate((self.start, 0)),
             events: src.events.stored(),
-            last_panic: src.panics.last(),
+            last_panic: src.workers.last_panic(),
             top,
+            redis,
         }
     }
 }

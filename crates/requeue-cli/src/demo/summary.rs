@@ -27,6 +27,10 @@ pub struct Report<'a> {
     pub stopped_by: &'a str,
     pub events: &'a Events,
     pub fleet: &'a Fleet,
+    /// Worker processes started (0: the workers ran in this process).
+    pub processes: usize,
+    /// One line per worker process that did not drain and report cleanly.
+    pub problems: &'a [String],
 }
 
 impl Report<'_> {
@@ -40,6 +44,11 @@ impl Report<'_> {
     /// (after an early ctrl-c) is still waiting in the queue.
     pub fn no_key_lost(&self) -> bool {
         self.sample.reconciled + self.unreconciled_but_queued == self.sample.objects
+    }
+
+    /// Whether every worker process drained and reported.
+    pub fn no_worker_lost(&self) -> bool {
+        self.problems.is_empty()
     }
 
     /// Prints the report.
@@ -125,11 +134,40 @@ impl Report<'_> {
             s.withdrawn as u64,
             "delayed keys handed back by the shutdown".into(),
         );
+        if let Some(r) = &x.redis {
+            row(
+                "leases lost",
+                r.leases_lost,
+                "settled after their lease ran out".into(),
+            );
+            row(
+                "leases reaped",
+                r.leases_reaped,
+                "expired leases, their keys handed out again".into(),
+            );
+            if self.processes > 0 {
+                let each: Vec<String> = r.processes.iter().map(|p| thousands(p.0)).collect();
+                row(
+                    "worker processes",
+                    self.processes as u64,
+                    format!("reconciles each: {}", each.join(" + ")),
+                );
+            }
+        }
         self.print_most_retried();
         self.print_events();
         self.print_invariants();
+        let mut engine = String::new();
+        if let Some(r) = &x.redis {
+            engine = format!(
+                " leases_lost={} leases_reaped={} procs={}",
+                r.leases_lost,
+                r.leases_reaped,
+                self.processes.max(1)
+            );
+        }
         println!(
-            "summary: attempted={} processed={} succeeded={} failed={} panicked={} requeued={} keys_reconciled={}/{} left_queued={} withdrawn={} events_recorded={} events_stored={}",
+            "summary: attempted={} processed={} succeeded={} failed={} panicked={} requeued={} keys_reconciled={}/{} left_queued={} withdrawn={} events_recorded={} events_stored={}{engine}",
             self.attempted,
             s.processed(),
             s.succeeded,
@@ -226,6 +264,13 @@ impl Report<'_> {
         let (s, x) = (self.summary, self.sample);
         let mark = |ok: bool| if ok { "ok" } else { "VIOLATED" };
         println!();
+        if !self.problems.is_empty() {
+            println!("worker processes");
+            for problem in self.problems {
+                println!("  {problem}");
+            }
+            println!();
+        }
         println!("invariants");
         println!(
             "  processed == succeeded + failed == attempted:  {} == {} + {} == {}  {}",
@@ -249,6 +294,14 @@ impl Report<'_> {
                 self.unreconciled_but_queued,
                 x.objects,
                 mark(self.no_key_lost())
+            );
+        }
+        if self.processes > 0 {
+            println!(
+                "  every worker process drained and reported:     {}/{}  {}",
+                self.processes - self.problems.len(),
+                self.processes,
+                mark(self.no_worker_lost())
             );
         }
     }

@@ -4,15 +4,17 @@
 //! several times in a row. The queue collapses the repeats; we count them.
 
 use super::fleet::{Fleet, PER_NAMESPACE};
-use requeue::queue::{Added, WorkQueue};
+use futures_util::StreamExt;
+use requeue::engine::{AsyncQueue, QueueError};
+use requeue::queue::{AddOpts, Added, WorkQueue};
 use requeue::wait::Stop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often the stream wakes up.
 const TICK: Duration = Duration::from_millis(10);
-/// Steady updates per second per worker: below what the workers can do,
-/// so the queue stays short between rollouts.
+/// Steady updates per second per worker of the in-memory demo: below what
+/// the workers can do, so the queue stays short between rollouts.
 const STEADY_PER_WORKER: u64 = 1_000;
 /// Share of steady updates that go to the hot keys.
 const HOT_SHARE: f64 = 0.3;
@@ -43,17 +45,86 @@ impl UpdateCounts {
         )
     }
 
+    /// Counts an add the queue took.
+    fn took(&self, added: Added) {
+        self.adds.fetch_add(1, Ordering::Relaxed);
+        if added == Added::Merged {
+            self.merged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Adds `key`; `false` once the queue is shutting down.
     fn add(&self, queue: &WorkQueue<String>, key: &str) -> bool {
         match queue.add(key.to_string()) {
             Ok(added) => {
-                self.adds.fetch_add(1, Ordering::Relaxed);
-                if added == Added::Merged {
-                    self.merged.fetch_add(1, Ordering::Relaxed);
-                }
+                self.took(added);
                 true
             }
             Err(_) => false,
+        }
+    }
+}
+
+/// The stream's plan: which keys to add at each tick. The same plan feeds
+/// the blocking driver ([`run`]) and the async one ([`run_async`]).
+struct Plan<'a> {
+    fleet: &'a Fleet,
+    rng: fastrand::Rng,
+    per_second: u64,
+    start: Instant,
+    sent: u64,
+    next: Instant,
+}
+
+impl<'a> Plan<'a> {
+    fn new(fleet: &'a Fleet, per_second: u64, seed: u64) -> Self {
+        let start = Instant::now();
+        Plan {
+            fleet,
+            rng: fastrand::Rng::with_seed(seed ^ 0x5EED),
+            per_second,
+            start,
+            sent: 0,
+            next: start,
+        }
+    }
+
+    /// When the next tick is due.
+    fn next_tick(&mut self) -> Instant {
+        self.next += TICK;
+        self.next
+    }
+
+    /// The fleet positions to add at this tick, in order, into `batch`
+    /// (cleared first); counts a rollout when one starts.
+    fn tick(&mut self, counts: &UpdateCounts, batch: &mut Vec<usize>) {
+        let (fleet, rng) = (self.fleet, &mut self.rng);
+        batch.clear();
+        // Catch up to the rate the elapsed time allows, so a late tick
+        // does not lower the rate.
+        let due = (self.start.elapsed().as_secs_f64() * self.per_second as f64) as u64;
+        for _ in self.sent..due {
+            // A hot object's changes come in bursts (its status is written
+            // by several parties); any other object changes once.
+            let (i, burst) = if rng.f64() < HOT_SHARE {
+                (
+                    fleet.hot[rng.usize(..fleet.hot.len())],
+                    rng.usize(HOT_BURST),
+                )
+            } else {
+                (rng.usize(..fleet.len()), 1)
+            };
+            batch.extend(std::iter::repeat_n(i, burst));
+        }
+        self.sent = self.sent.max(due);
+        if rng.u32(..ROLLOUT_EVERY_TICKS) == 0 {
+            counts.rollouts.fetch_add(1, Ordering::Relaxed);
+            let namespace = rng.usize(..fleet.namespaces());
+            let first = namespace * PER_NAMESPACE;
+            let last = (first + PER_NAMESPACE).min(fleet.len());
+            for _ in 0..ROLLOUT_ROUNDS {
+                batch.extend(first..last);
+            }
         }
     }
 }
@@ -67,49 +138,77 @@ pub fn run(
     counts: &UpdateCounts,
     stop: &Stop,
 ) {
-    let mut rng = fastrand::Rng::with_seed(seed ^ 0x5EED);
-    let per_second = STEADY_PER_WORKER * u64::from(workers);
-    let start = Instant::now();
-    let mut sent: u64 = 0;
-    let mut next = start;
+    let mut plan = Plan::new(fleet, STEADY_PER_WORKER * u64::from(workers), seed);
+    let mut batch = Vec::new();
     loop {
-        next += TICK;
+        let next = plan.next_tick();
         if stop.wait_timeout(next.saturating_duration_since(Instant::now())) {
             return;
         }
-        // Catch up to the rate the elapsed time allows, so a late tick
-        // does not lower the rate.
-        let due = (start.elapsed().as_secs_f64() * per_second as f64) as u64;
-        for _ in sent..due {
-            // A hot object's changes come in bursts (its status is written
-            // by several parties); any other object changes once.
-            let (i, burst) = if rng.f64() < HOT_SHARE {
-                (
-                    fleet.hot[rng.usize(..fleet.hot.len())],
-                    rng.usize(HOT_BURST),
-                )
-            } else {
-                (rng.usize(..fleet.len()), 1)
-            };
-            for _ in 0..burst {
-                if !counts.add(queue, fleet.key(i)) {
-                    return;
-                }
-            }
-        }
-        sent = sent.max(due);
-        if rng.u32(..ROLLOUT_EVERY_TICKS) == 0 {
-            counts.rollouts.fetch_add(1, Ordering::Relaxed);
-            let namespace = rng.usize(..fleet.namespaces());
-            let first = namespace * PER_NAMESPACE;
-            let last = (first + PER_NAMESPACE).min(fleet.len());
-            for _ in 0..ROLLOUT_ROUNDS {
-                for i in first..last {
-                    if !counts.add(queue, fleet.key(i)) {
-                        return;
-                    }
-                }
+        plan.tick(counts, &mut batch);
+        for &i in &batch {
+            if !counts.add(queue, fleet.key(i)) {
+                return;
             }
         }
     }
+}
+
+/// As [`run`], on any engine, at `per_second` steady updates.
+pub async fn run_async<Q: AsyncQueue<String>>(
+    fleet: &Fleet,
+    queue: &Q,
+    per_second: u64,
+    seed: u64,
+    counts: &UpdateCounts,
+    stop: &Stop,
+) {
+    let mut plan = Plan::new(fleet, per_second, seed);
+    let mut batch = Vec::new();
+    loop {
+        let next = tokio::time::Instant::from_std(plan.next_tick());
+        tokio::select! {
+            biased;
+            _ = stop.stopped() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        plan.tick(counts, &mut batch);
+        let keys = batch.iter().map(|&i| fleet.key(i).to_string());
+        if !add_all(queue, keys, AddOpts::new(), stop, |added| {
+            counts.took(added)
+        })
+        .await
+        {
+            return;
+        }
+    }
+}
+
+/// Adds on a remote engine wait a round trip each: this many at once.
+const ADDS_IN_FLIGHT: usize = 64;
+
+/// Adds `keys` with `opts`, up to [`ADDS_IN_FLIGHT`] at a time, calling
+/// `took` for each add made; `false` once the queue shuts down or `stop`
+/// fires. An add the engine fails (a Redis hiccup) is skipped: an informer
+/// would deliver the object's next change, and the resync lists it anyway.
+pub async fn add_all<Q: AsyncQueue<String>>(
+    queue: &Q,
+    keys: impl Iterator<Item = String>,
+    opts: AddOpts,
+    stop: &Stop,
+    mut took: impl FnMut(Added),
+) -> bool {
+    let mut adds = futures_util::stream::iter(keys.map(|key| queue.add_with(key, opts)))
+        .buffer_unordered(ADDS_IN_FLIGHT);
+    while let Some(result) = adds.next().await {
+        match result {
+            Ok(added) => took(added),
+            Err(refused) if matches!(refused.error, QueueError::ShutDown) => return false,
+            Err(_) => {}
+        }
+        if stop.is_stopped() {
+            return false;
+        }
+    }
+    true
 }

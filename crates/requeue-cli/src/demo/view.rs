@@ -59,9 +59,11 @@ impl View {
 }
 
 /// The plain progress line, e.g.
-/// `t=3s processed=12345 rate=4100/s depth=12 in_flight=4 delayed=37 retries=210 dedup=41% panics=3`.
+/// `t=3s processed=12345 rate=4100/s depth=12 in_flight=4 delayed=37 retries=210 dedup=41% panics=3 keys_reconciled=500/500`,
+/// on Redis followed by `leases_lost=0 leases_reaped=0`, and `procs=3/3`
+/// (running/started) with worker processes.
 pub fn plain_line(s: &Sample) -> String {
-    format!(
+    let mut line = format!(
         "t={}s processed={} rate={:.0}/s depth={} in_flight={} delayed={} retries={} dedup={:.0}% panics={} keys_reconciled={}/{}",
         s.elapsed.as_secs(),
         s.counts.processed(),
@@ -74,7 +76,18 @@ pub fn plain_line(s: &Sample) -> String {
         s.counts.panicked,
         s.reconciled,
         s.objects,
-    )
+    );
+    if let Some(r) = &s.redis {
+        line += &format!(
+            " leases_lost={} leases_reaped={}",
+            r.leases_lost, r.leases_reaped
+        );
+        if !r.processes.is_empty() {
+            let running = r.processes.iter().filter(|p| p.1).count();
+            line += &format!(" procs={running}/{}", r.processes.len());
+        }
+    }
+    line
 }
 
 /// The live block: a header, a progress bar and a fixed number of lines.
@@ -187,12 +200,37 @@ fn live_lines(s: &Sample) -> Vec<String> {
             n(e.patched),
             n(e.filtered())
         ),
-        " ".to_string(),
-        format!(
-            " {:<31} {:>8} {:>14}",
-            "most retried keys", "retries", "num_requeues"
-        ),
     ];
+    if let Some(r) = &s.redis {
+        lines.push(format!(
+            " leases     {:>9}   lost (settled after the lease ran out); {} expired and reaped",
+            n(r.leases_lost),
+            n(r.leases_reaped)
+        ));
+        if !r.processes.is_empty() {
+            let each: Vec<String> = r
+                .processes
+                .iter()
+                .map(|&(calls, running)| {
+                    if running {
+                        n(calls)
+                    } else {
+                        format!("{} (gone)", n(calls))
+                    }
+                })
+                .collect();
+            lines.push(format!(
+                " processes  {:>9}   reconciles each: {}",
+                r.processes.len(),
+                each.join(" · ")
+            ));
+        }
+    }
+    lines.push(" ".to_string());
+    lines.push(format!(
+        " {:<31} {:>8} {:>14}",
+        "most retried keys", "retries", "num_requeues"
+    ));
     for i in 0..TOP {
         lines.push(match s.top.get(i) {
             Some((key, failures, now)) => format!("   {key:<29} {failures:>8} {now:>14}"),
@@ -204,6 +242,7 @@ fn live_lines(s: &Sample) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sample::RedisNumbers;
     use super::*;
     use requeue::queue::QueueSnapshot;
 
@@ -233,12 +272,31 @@ mod tests {
             top: (0..top as u32)
                 .map(|i| (format!("ns-0/obj-{i}"), 9 - i, 1))
                 .collect(),
+            redis: None,
         }
     }
 
     #[test]
     fn the_live_block_keeps_its_height() {
         assert_eq!(live_lines(&sample(0)).len(), live_lines(&sample(TOP)).len());
+    }
+
+    #[test]
+    fn on_redis_the_block_and_the_line_say_more() {
+        let mut s = sample(TOP);
+        s.redis = Some(RedisNumbers {
+            leases_lost: 1,
+            leases_reaped: 2,
+            processes: vec![(10, true), (20, false)],
+        });
+        assert_eq!(live_lines(&s).len(), live_lines(&sample(TOP)).len() + 2);
+        assert!(live_lines(&s).iter().any(|l| l.contains("10 · 20 (gone)")));
+        assert!(
+            plain_line(&s)
+                .ends_with("keys_reconciled=500/500 leases_lost=1 leases_reaped=2 procs=1/2"),
+            "{}",
+            plain_line(&s)
+        );
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! `--workers-procs 1` on Redis: the controller runs in this process, on
+//! the same queue handle as the update stream, with `Controller::run_async`.
+
+use super::super::args::DemoArgs;
+use super::super::fleet::{self, Fleet};
+use super::super::panics::PanicLog;
+use super::super::reconcile::{AsyncReconciler, Odds};
+use super::super::sample::InProcess;
+use requeue::controller::{Controller, ControllerMetrics, Summary};
+use requeue::events::Recorder;
+use requeue::wait::Stop;
+use requeue_redis::RedisQueue;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+/// The controller and its reconciler.
+pub struct Here {
+    controller: Controller<String, RedisQueue<String>>,
+    reconciler: Arc<AsyncReconciler<RedisQueue<String>>>,
+}
+
+impl Here {
+    /// `--workers` workers over `queue`, recording errors with `recorder`.
+    pub fn new(
+        queue: &RedisQueue<String>,
+        fleet: &Arc<Fleet>,
+        args: &DemoArgs,
+        recorder: Recorder,
+        metrics: Option<Arc<dyn ControllerMetrics>>,
+    ) -> Self {
+        let reconciler = Arc::new(AsyncReconciler {
+            fleet: fleet.clone(),
+            queue: queue.clone(),
+            odds: Odds {
+                fail_rate: args.fail_rate,
+                panic_rate: args.panic_rate,
+                seed: args.seed,
+            },
+            requeued_after: AtomicU64::new(0),
+        });
+        let mut controller = Controller::new(queue.clone(), args.workers as usize)
+            .record_errors(recorder, |key: &String| fleet::object_of(key));
+        if let Some(metrics) = metrics {
+            controller = controller.metrics(metrics);
+        }
+        Here {
+            controller,
+            reconciler,
+        }
+    }
+
+    /// Runs the workers until `stop` fires and they have finished their keys.
+    pub async fn run(&self, stop: &Stop) -> Summary {
+        let reconciler = self.reconciler.clone();
+        let handler = move |key: String| {
+            let reconciler = reconciler.clone();
+            async move { reconciler.reconcile(&key).await }
+        };
+        self.controller.run_async(stop, handler).await
+    }
+
+    /// The view's source of the workers' numbers.
+    pub fn workers<'a>(&'a self, panics: &'a PanicLog) -> InProcess<'a, RedisQueue<String>> {
+        InProcess {
+            controller: &self.controller,
+            requeued_after: &self.reconciler.requeued_after,
+            panics,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `requeue demo-worker` (hidden): one worker process of
+//! `requeue demo --redis URL --workers-procs N`. It runs the simulated
+//! controller over the shared Redis queue with `Controller::run_async`
+//! and reports on stdout (see [`wire`](super::wire)) until SIGTERM, ctrl-c
+//! or the end of its stdin (the parent is gone) stops it; then its workers
+//! finish the keys in hand and it prints its last line.
+
+use super::super::fleet::{self, Fleet};
+use super::super::panics::{PanicLog, QuietPanics};
+use super::super::reconcile::{AsyncReconciler, Odds};
+use super::server;
+use super::tally::{Forwarder, Parts, Reporter};
+use clap::Args;
+use requeue::controller::{Controller, stop_on_signals};
+use requeue::wait::Stop;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// How often a worker reports.
+const REPORT_EVERY: Duration = Duration::from_millis(200);
+
+/// Flags of `requeue demo-worker`, set by the parent `requeue demo`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The Redis URL.
+    #[arg(long)]
+    pub redis: String,
+    /// The queue name.
+    #[arg(long)]
+    pub queue: String,
+    /// Objects in the fleet (the same fleet as the parent's: same seed).
+    #[arg(long)]
+    pub objects: u32,
+    /// Controller workers (tokio tasks).
+    #[arg(long)]
+    pub workers: u32,
+    /// The parent's `--seed` (the fleet and the draws).
+    #[arg(long)]
+    pub seed: u64,
+    /// The parent's `--fail-rate`.
+    #[arg(long)]
+    pub fail_rate: f64,
+    /// The parent's `--panic-rate`.
+    #[arg(long)]
+    pub panic_rate: f64,
+}
+
+/// Runs the worker until stopped; prints its lines on stdout.
+pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let stop = stop_on_signals()?;
+    watch_stdin(&stop)?;
+    let fleet = Arc::new(Fleet::new(args.objects as usize, args.fail_rate, args.seed));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("demo-worker")
+        .enable_all()
+        .build()?;
+    let queue = runtime.block_on(server::queue(&args.redis, &args.queue, None))?;
+    let events = Forwarder::start(fleet.clone())?;
+    let panic_log = Arc::new(PanicLog::default());
+    // Always quiet: this process's stderr is only read when it fails.
+    let quiet = QuietPanics::install(true, panic_log.clone());
+    let reconciler = Arc::new(AsyncReconciler {
+        fleet: fleet.clone(),
+        queue: queue.clone(),
+        odds: Odds {
+            fail_rate: args.fail_rate,
+            panic_rate: args.panic_rate,
+            seed: args.seed,
+        },
+        requeued_after: AtomicU64::new(0),
+    });
+    let controller = Controller::new(queue, args.workers as usize)
+        .record_errors(events.recorder(), |key: &String| fleet::object_of(key));
+    let parts = Parts {
+        controller: &controller,
+        reconciler: &reconciler,
+        panics: &panic_log,
+        events: &events,
+    };
+    let mut reporter = Reporter::new(fleet.len());
+    reporter.emit(&parts, false); // connected: the parent may start
+    runtime.block_on(async {
+        let handler = {
+            let reconciler = reconciler.clone();
+            move |key: String| {
+                let reconciler = reconciler.clone();
+                async move { reconciler.reconcile(&key).await }
+            }
+        };
+        let run = controller.run_async(&stop, handler);
+        tokio::pin!(run);
+        let mut every = tokio::time::interval(REPORT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = &mut run => break,
+                _ = every.tick() => reporter.emit(&parts, false),
+            }
+        }
+    });
+    events.shutdown(); // every recorded event into the last line
+    drop(quiet);
+    reporter.emit(&parts, true);
+    Ok(())
+}
+
+/// Stops the worker when its stdin ends: the parent holds the other end,
+/// so a parent that dies (even by SIGKILL) leaves no worker behind.
+fn watch_stdin(stop: &Stop) -> std::io::Result<()> {
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name("demo-worker-stdin".into())
+        .spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            stop.stop();
+        })
+        .map(drop)
+}
