@@ -21,7 +21,7 @@
 //! # Implementation
 //!
 //! Every state change is one Lua script over the queue's ten keys (see
-//! [`ops`](crate::ops)). This process keeps only what it needs to renew
+//! [`ops`]). This process keeps only what it needs to renew
 //! its leases (a table of tokens) and to wait without polling: one task
 //! renews every held lease each third of the lease, one blocks on the
 //! queue's marker while a getter is idle. Both, and every Redis call, run
