@@ -57,14 +57,14 @@ mod sys;
 mod tests;
 
 pub use catalog::{Case, Engine, Target, Workload};
-#[cfg(feature = "redis")]
-pub use redis::{REDIS_WORKERS, floor_redis, redis_engine_name, w1_redis, w3_redis};
 pub use delayed::{w6_delayed, w6_delays_ms};
 pub use hot::{HOT_KEYS, HOT_SPIN, w5_hot_requeue};
 pub use latency::{LatencyHistogram, LatencySummary};
 pub use measure::{BenchError, Measurement};
 pub use metrics::{CounterMetrics, QueueCounters};
 pub use mpmc::{floor_w3, floor_w4, w3_mpmc, w3_mpmc_metered, w4_mpmc_oversub};
+#[cfg(feature = "redis")]
+pub use redis::{REDIS_WORKERS, floor_redis, redis_engine_name, w1_redis, w3_redis};
 pub use retry::{W8_ATTEMPTS, w8_ratelimited_queue};
 pub use single::{floor_w1, w1_fifo_single, w1_fifo_single_metered, w2_dedup, w7_limiter_when};
 pub use sys::{cpu_time, current_rss_bytes, idle_fraction, peak_rss_bytes};

@@ -129,7 +129,9 @@ fn a_panicking_handler_under_load_loses_no_key_and_keeps_every_worker() {
                     .lock()
                     .unwrap()
                     .insert(std::thread::current().id());
-                if attempts[*key as usize].fetch_add(1, Ordering::SeqCst) == 0 && key.is_multiple_of(3) {
+                if attempts[*key as usize].fetch_add(1, Ordering::SeqCst) == 0
+                    && key.is_multiple_of(3)
+                {
                     panic!("first attempt of {key} panics");
                 }
                 Ok(Action::Done)
