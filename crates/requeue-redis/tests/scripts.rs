@@ -683,3 +683,40 @@ async fn scripts_are_reloaded_after_a_script_flush() {
         "EVALSHA falls back to EVAL"
     );
 }
+
+#[tokio::test]
+async fn done_can_forget_in_the_same_step_but_only_for_the_holder() {
+    let mut q = Fx::new("done-forget").await;
+    q.add("a").await;
+    let leased = q.take("a").await;
+    // Two failures recorded for `a`.
+    for _ in 0..2 {
+        let at = q.at();
+        ops::add_rate_limited(
+            &mut q.conn,
+            &q.keys,
+            b"a",
+            &requeue_redis::ops::LimiterSpec::default_item_based(),
+            at,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(q.num_requeues("a").await, 2);
+    // A stale token clears nothing.
+    let stale = Token::new(leased.token.epoch(), leased.token.nonce() ^ 1);
+    let at = q.at();
+    let refused = ops::done_forgetting(&mut q.conn, &q.keys, b"a", stale, true, at)
+        .await
+        .unwrap();
+    assert_eq!(refused.code, DoneCode::LeaseLost);
+    assert_eq!(q.num_requeues("a").await, 2);
+    // The holder's done forgets in the same step.
+    let at = q.at();
+    let reply = ops::done_forgetting(&mut q.conn, &q.keys, b"a", leased.token, true, at)
+        .await
+        .unwrap();
+    assert!(!reply.code.is_lost());
+    assert_eq!(q.num_requeues("a").await, 0);
+    q.check().await;
+}

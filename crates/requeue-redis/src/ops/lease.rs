@@ -181,8 +181,30 @@ pub async fn done<C>(
 where
     C: redis::aio::ConnectionLike + Send,
 {
+    done_forgetting(conn, keys, item, token, false, now).await
+}
+
+/// [`done`], clearing the item's failure count (client-go's `Forget`) in
+/// the same atomic step when `forget` is set and the caller still held the
+/// item: a successful reconcile in one round trip. A holder that lost its
+/// lease clears nothing, so it cannot reset the backoff of a key another
+/// worker is retrying.
+pub async fn done_forgetting<C>(
+    conn: &mut C,
+    keys: &QueueKeys,
+    item: &[u8],
+    token: Token,
+    forget: bool,
+    now: Now,
+) -> Result<DoneReply, Error>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
     let mut call = invocation(ScriptName::Done, keys, now);
     call.arg(item).arg(token.to_string());
+    if forget {
+        call.arg("1");
+    }
     let [code, depth] = fields(run(conn, &call).await?, "done")?;
     Ok(DoneReply {
         code: DoneCode::from_code(int(&code, "done")?)?,

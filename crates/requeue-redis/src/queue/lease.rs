@@ -111,9 +111,6 @@ async fn end_once<T: Key>(
     shared
         .call(move |mut conn, shared| async move {
             let keys = &shared.keys;
-            if then.forgets() {
-                ops::forget(&mut conn, keys, &raw).await?;
-            }
             let added = match then {
                 Then::Done | Then::Forget => None,
                 Then::Requeue => {
@@ -135,7 +132,10 @@ async fn end_once<T: Key>(
                     ))
                 }
             };
-            let done = ops::done(&mut conn, keys, &raw, token, shared.now()).await?;
+            // A success's forget rides on the done: one round trip.
+            let done =
+                ops::done_forgetting(&mut conn, keys, &raw, token, then.forgets(), shared.now())
+                    .await?;
             shared.report_depth(done.depth);
             if let Some((code, _)) = added {
                 shared.report(|m| {
