@@ -54,7 +54,8 @@ mod token;
 
 pub use add::{AddBatchReply, AddCode, AddReply, add, add_after, add_batch};
 pub use lease::{
-    DoneCode, DoneGetReply, DoneReply, GetArgs, GetReply, Leased, done, done_forgetting, done_get, get,
+    DoneCode, DoneGetReply, DoneReply, GetArgs, GetReply, Leased, done, done_forgetting, done_get,
+    get,
 };
 pub use limiter::{Bucket, Exponential, FastSlow, LimiterSpec, RateLimitedReply, add_rate_limited};
 pub use plain::{forget, len, num_requeues};
