@@ -8,11 +8,11 @@
 //! guards valid state.
 
 #[cfg(requeue_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(requeue_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(requeue_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 #[cfg(not(requeue_loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 // Reference counting is not what the models check, and `Waker::from`

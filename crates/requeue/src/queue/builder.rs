@@ -1,14 +1,13 @@
 //! Building a [`WorkQueue`].
 
-use super::state::State;
-use super::timer::{Promoter, Ticker, UNFINISHED_WORK_PERIOD};
-use super::{Key, Shared, WorkQueue};
+use super::core::Shared;
+use super::timer::{UNFINISHED_WORK_PERIOD, wakers};
+use super::{Key, WorkQueue};
 use crate::clock::{self, Clock, SharedClock, deadline_after};
 use crate::limiter::{self, RateLimiter};
 use crate::metrics::{MetricsProvider, QueueMetrics};
-use crate::sync::{Arc, QueueMutex};
+use crate::sync::Arc;
 use std::fmt;
-use std::task::Waker;
 
 /// Configures a [`WorkQueue`]: client-go's `TypedRateLimitingQueueConfig`
 /// plus priorities' fairness.
@@ -113,14 +112,10 @@ impl<T: Key> WorkQueueBuilder<T> {
         };
         let timed = metrics.is_some();
         let fairness = self.fairness;
-        let shared = Arc::new_cyclic(|weak| Shared {
-            state: QueueMutex::new(State::new(fairness, metrics)),
-            clock,
-            limiter,
-            name: self.name,
-            timed,
-            promoter: Waker::from(Arc::new(Promoter(weak.clone()))),
-            ticker: Waker::from(Arc::new(Ticker(weak.clone()))),
+        let name = self.name;
+        let shared = Arc::new_cyclic(|weak| {
+            let (promoter, ticker) = wakers(weak);
+            Shared::new(clock, limiter, name, fairness, metrics, promoter, ticker)
         });
         if timed {
             shared.schedule_tick(deadline_after(shared.clock.now(), UNFINISHED_WORK_PERIOD));

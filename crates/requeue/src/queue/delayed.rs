@@ -4,22 +4,28 @@
 //! every pop; here an add appends to the bucket of its millisecond (a
 //! `BTreeMap` of buckets), and when a bucket comes due it is sorted once
 //! and becomes the *front*, from which due items are taken in `(due, seq)`
-//! order — the order client-go's heap yields. Entries are lazily deleted:
-//! one whose slot no longer names its sequence is skipped.
+//! order — the order client-go's heap yields.
+//!
+//! Times are nanoseconds after the queue's epoch. Entries are lazily
+//! deleted: the heap cannot tell a stale entry (its key was re-delayed,
+//! made ready or withdrawn) from a live one, because that is known only
+//! under the key's shard lock, which is taken before this heap's lock and
+//! never after. Whoever pops an entry checks it there. The heap keeps
+//! count of the live entries (callers report every entry that goes stale),
+//! so that [`DelayHeap::wants_sweep`] can say when stale ones dominate.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// One waiting entry; live while the item's record still names `seq`.
 #[derive(Debug)]
 pub(crate) struct Waiting<T> {
-    pub(crate) at: Instant,
+    pub(crate) at: u64,
     pub(crate) seq: u64,
     pub(crate) item: T,
 }
 
 impl<T> Waiting<T> {
-    fn key(&self) -> (Instant, u64) {
+    fn key(&self) -> (u64, u64) {
         (self.at, self.seq)
     }
 }
@@ -27,15 +33,15 @@ impl<T> Waiting<T> {
 #[derive(Debug)]
 struct Bucket<T> {
     /// Earliest due time among the entries (possibly of a stale one).
-    min_at: Instant,
+    min_at: u64,
     entries: Vec<Waiting<T>>,
 }
+
+const NANOS_PER_TICK: u64 = 1_000_000;
 
 /// Items waiting for their due time.
 #[derive(Debug)]
 pub(crate) struct DelayHeap<T> {
-    /// Instant that bucket numbers count milliseconds from.
-    epoch: Option<Instant>,
     buckets: BTreeMap<u64, Bucket<T>>,
     /// The bucket being taken from, sorted latest-first (the next is last).
     front: Vec<Waiting<T>>,
@@ -49,7 +55,6 @@ pub(crate) struct DelayHeap<T> {
 impl<T> DelayHeap<T> {
     pub(crate) fn new() -> Self {
         DelayHeap {
-            epoch: None,
             buckets: BTreeMap::new(),
             front: Vec::new(),
             front_tick: None,
@@ -59,22 +64,30 @@ impl<T> DelayHeap<T> {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.live
-    }
-
-    fn tick(&mut self, at: Instant) -> u64 {
-        let epoch = *self.epoch.get_or_insert(at);
-        // Times before the epoch (a fake clock set backwards) share bucket 0.
-        u64::try_from(at.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+    /// Entries stored, stale ones included.
+    #[cfg(test)]
+    pub(crate) fn stored(&self) -> usize {
+        self.stored
     }
 
     /// Adds an entry; returns its sequence (never 0).
-    pub(crate) fn push(&mut self, at: Instant, item: T) -> u64 {
+    pub(crate) fn push(&mut self, at: u64, item: T) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let waiting = Waiting { at, seq, item };
-        let tick = self.tick(at);
+        self.insert(Waiting { at, seq, item });
+        self.live += 1;
+        seq
+    }
+
+    /// Puts back an entry taken out by [`DelayHeap::drain_all`] that is
+    /// still live (it kept its place in the live count).
+    pub(crate) fn reinsert(&mut self, waiting: Waiting<T>) {
+        self.insert(waiting);
+    }
+
+    fn insert(&mut self, waiting: Waiting<T>) {
+        let at = waiting.at;
+        let tick = at / NANOS_PER_TICK;
         if self.front_tick.is_some_and(|front| tick <= front) {
             // Due no later than the bucket being taken from: keep it sorted.
             let key = waiting.key();
@@ -88,55 +101,33 @@ impl<T> DelayHeap<T> {
             bucket.min_at = bucket.min_at.min(at);
             bucket.entries.push(waiting);
         }
-        self.live += 1;
         self.stored += 1;
-        seq
     }
 
-    /// Records that one live entry was superseded.
-    pub(crate) fn mark_stale(&mut self) {
-        self.live -= 1;
+    /// Records that `n` live entries went stale or were taken (promoted).
+    pub(crate) fn forget_live(&mut self, n: usize) {
+        self.live = self.live.saturating_sub(n);
     }
 
-    /// Sweeps stale entries out once they dominate.
-    pub(crate) fn maybe_sweep(&mut self, mut is_live: impl FnMut(&T, u64) -> bool) {
-        let stale = self.stored - self.live;
-        if stale <= 1024 || stale <= self.live {
-            return;
+    /// Whether stale entries dominate enough to be worth sweeping out.
+    pub(crate) fn wants_sweep(&self) -> bool {
+        let stale = self.stored.saturating_sub(self.live);
+        stale > 1024 && stale > self.live
+    }
+
+    /// The earliest due time among the stored entries: exact when the
+    /// front is not empty, else the next bucket's, which may belong to a
+    /// stale entry and so be early (a spurious wake-up, never a late one).
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        match self.front.last() {
+            Some(last) => Some(last.at),
+            None => self.buckets.first_key_value().map(|(_, b)| b.min_at),
         }
-        self.front.retain(|w| is_live(&w.item, w.seq));
-        self.buckets.retain(|_, bucket| {
-            bucket.entries.retain(|w| is_live(&w.item, w.seq));
-            if let Some(min) = bucket.entries.iter().map(|w| w.at).min() {
-                bucket.min_at = min;
-            }
-            !bucket.entries.is_empty()
-        });
-        self.stored = self.front.len()
-            + self
-                .buckets
-                .values()
-                .map(|b| b.entries.len())
-                .sum::<usize>();
-    }
-
-    /// The earliest due time of a live entry, or (when the front is empty)
-    /// of the next bucket, which may belong to a stale entry and so be early.
-    pub(crate) fn next_due(&mut self, mut is_live: impl FnMut(&T, u64) -> bool) -> Option<Instant> {
-        while let Some(last) = self.front.last() {
-            if is_live(&last.item, last.seq) {
-                return Some(last.at);
-            }
-            self.front.pop();
-            self.stored -= 1;
-        }
-        self.front_tick = None;
-        self.buckets.first_key_value().map(|(_, b)| b.min_at)
     }
 
     /// Removes the next entry if it is due at `now`; the caller checks
-    /// liveness and calls [`DelayHeap::took_live`] for a live one.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Waiting<T>> {
+    /// liveness and reports live ones with [`DelayHeap::forget_live`].
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<Waiting<T>> {
         loop {
             if let Some(last) = self.front.last() {
                 if last.at > now {
@@ -144,6 +135,9 @@ impl<T> DelayHeap<T> {
                 }
                 self.stored -= 1;
                 return self.front.pop();
+            }
+            if self.front_tick.is_some() {
+                self.front_tick = None;
             }
             let (&tick, bucket) = self.buckets.first_key_value()?;
             if bucket.min_at > now {
@@ -158,9 +152,13 @@ impl<T> DelayHeap<T> {
         }
     }
 
-    /// Records that a popped entry was live.
-    pub(crate) fn took_live(&mut self) {
-        self.live -= 1;
+    /// Takes every entry out (live or stale), earliest first, keeping the
+    /// live count: the caller puts the live ones back with [`DelayHeap::reinsert`].
+    pub(crate) fn drain_all(&mut self) -> Vec<Waiting<T>> {
+        let live = self.live;
+        let all = self.clear();
+        self.live = live;
+        all
     }
 
     /// Removes every entry (live or stale), earliest first.
@@ -180,58 +178,54 @@ impl<T> DelayHeap<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    fn drain_due(d: &mut DelayHeap<&'static str>, now: Instant) -> Vec<&'static str> {
+    fn drain_due(d: &mut DelayHeap<&'static str>, now: u64) -> Vec<&'static str> {
         let mut out = Vec::new();
         while let Some(w) = d.pop_due(now) {
-            d.took_live();
+            d.forget_live(1);
             out.push(w.item);
         }
         out
     }
 
+    const US: u64 = 1_000;
+
     #[test]
     fn due_items_come_out_in_due_order_across_and_within_buckets() {
-        let t0 = Instant::now();
         let mut d = DelayHeap::new();
-        let us = |n| t0 + Duration::from_micros(n);
-        d.push(us(2500), "c");
-        d.push(us(100), "a2");
-        d.push(us(100), "a3");
-        d.push(us(50), "a1");
-        d.push(us(1200), "b");
-        assert_eq!(d.next_due(|_, _| true), Some(us(50)));
-        assert_eq!(drain_due(&mut d, us(120)), ["a1", "a2", "a3"]);
+        d.push(2500 * US, "c");
+        d.push(100 * US, "a2");
+        d.push(100 * US, "a3");
+        d.push(50 * US, "a1");
+        d.push(1200 * US, "b");
+        assert_eq!(d.next_due(), Some(50 * US));
+        assert_eq!(drain_due(&mut d, 120 * US), ["a1", "a2", "a3"]);
         // Added for a time inside the front bucket: still in order.
-        d.push(us(110), "late-a");
-        assert_eq!(drain_due(&mut d, us(3000)), ["late-a", "b", "c"]);
-        assert_eq!(d.len(), 0);
-        assert_eq!(d.next_due(|_, _| true), None);
+        d.push(110 * US, "late-a");
+        assert_eq!(drain_due(&mut d, 3000 * US), ["late-a", "b", "c"]);
+        assert_eq!(d.live, 0);
+        assert_eq!(d.next_due(), None);
     }
 
     #[test]
-    fn stale_entries_are_skipped_by_next_due_and_swept() {
-        let t0 = Instant::now();
+    fn drained_entries_keep_their_sequence_and_the_live_count() {
         let mut d = DelayHeap::new();
-        let first = d.push(t0, "gone");
-        d.push(t0 + Duration::from_millis(5), "kept");
-        d.mark_stale();
-        assert_eq!(
-            d.pop_due(t0).map(|w| w.seq),
-            Some(first),
-            "the caller checks liveness"
-        );
-        assert_eq!(
-            d.next_due(|_, seq| seq != first),
-            Some(t0 + Duration::from_millis(5))
-        );
+        let first = d.push(5 * US, "x");
+        d.push(5 * US, "y");
         for i in 0..3000 {
-            d.push(t0 + Duration::from_millis(10 + i), "x");
-            d.mark_stale();
+            d.push(10_000 * US + i, "stale");
         }
-        d.maybe_sweep(|item, _| *item == "kept");
-        assert_eq!(d.stored, 1);
+        d.forget_live(3000);
+        assert!(d.wants_sweep());
+        let all = d.drain_all();
+        assert_eq!(all.len(), 3002);
+        assert_eq!(d.stored(), 0);
+        for w in all.into_iter().filter(|w| w.item != "stale") {
+            d.reinsert(w);
+        }
+        assert!(!d.wants_sweep());
+        let w = d.pop_due(5 * US).map(|w| (w.item, w.seq));
+        assert_eq!(w, Some(("x", first)), "order and sequence survive the sweep");
         assert_eq!(d.clear().len(), 1);
     }
 }

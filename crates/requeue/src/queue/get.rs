@@ -6,9 +6,6 @@
 //! one line and an item wakes exactly one of them.
 
 use super::error::{GetError, TryGetError};
-use super::outcome::HandOut;
-use super::state::State;
-use super::timer::PROMOTION_BATCH;
 use super::{Item, Key, WorkQueue};
 use crate::clock::{Clock, Sleep, deadline_after};
 use crate::exec::block_on;
@@ -16,8 +13,15 @@ use crate::wait::{Stop, Stopped};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+/// How many times a blocking `get` looks for an item before it sleeps
+/// (none under loom, whose threads must block to be interleaved).
+#[cfg(not(requeue_loom))]
+const SPIN_ROUNDS: u32 = 16;
+#[cfg(requeue_loom)]
+const SPIN_ROUNDS: u32 = 0;
 
 impl<T: Key> WorkQueue<T> {
     /// Waits for an item and hands it out; `None` once the queue is shut
@@ -26,6 +30,19 @@ impl<T: Key> WorkQueue<T> {
     /// After [`shut_down`](WorkQueue::shut_down) queued items are still
     /// handed out until none is left.
     pub fn get(&self) -> Option<Item<T>> {
+        // Look again a few times before sleeping: an item is often only
+        // a moment away when producers are busy, and sleeping costs a
+        // futex wait here and a wake-up call in the producer. Yielding
+        // (not spinning) once the first looks fail lets a producer that
+        // shares this core run.
+        for round in 0..SPIN_ROUNDS {
+            match self.try_get() {
+                Ok(item) => return Some(item),
+                Err(TryGetError::ShutDown) => return None,
+                Err(TryGetError::Empty) if round < 3 => std::hint::spin_loop(),
+                Err(TryGetError::Empty) => std::thread::yield_now(),
+            }
+        }
         match self.try_get() {
             Ok(item) => Some(item),
             Err(TryGetError::ShutDown) => None,
@@ -35,34 +52,11 @@ impl<T: Key> WorkQueue<T> {
 
     /// Hands out a ready item without waiting.
     pub fn try_get(&self) -> Result<Item<T>, TryGetError> {
-        let stamp = self.stamp();
-        let mut wake = Vec::new();
-        let mut state = self.shared.state.lock();
-        let popped = self.take(&mut state, stamp, &mut wake);
-        let shutting_down = state.is_shutting_down();
-        drop(state);
-        wake.into_iter().for_each(Waker::wake);
-        match popped {
+        match self.shared.take(self.shared.stamp()) {
             Some(out) => Ok(Item::new(self.clone(), out)),
-            None if shutting_down => Err(TryGetError::ShutDown),
+            None if self.shared.is_shutting_down() => Err(TryGetError::ShutDown),
             None => Err(TryGetError::Empty),
         }
-    }
-
-    /// Pops the next item, first promoting due delayed items itself: a
-    /// consumer that is running anyway should not wait for the timer to be
-    /// scheduled (that wait was most of the lateness of delayed items under load).
-    fn take(
-        &self,
-        state: &mut State<T>,
-        stamp: Option<Instant>,
-        wake: &mut Vec<Waker>,
-    ) -> Option<HandOut<T>> {
-        if state.has_delayed() {
-            let now = self.shared.clock.now();
-            state.promote_due(now, PROMOTION_BATCH, wake);
-        }
-        state.pop(stamp)
     }
 
     /// Like [`get`](WorkQueue::get), but gives up at `deadline` on the queue's clock.
@@ -121,36 +115,37 @@ impl<T: Key> WorkQueue<T> {
     /// One poll of any get: an item, `None` when shut down and empty, or
     /// pending with `waiter` in the line.
     fn poll_item(&self, waiter: &mut Option<u64>, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
-        let stamp = self.stamp();
-        let mut wake = Vec::new();
-        let mut state = self.shared.state.lock();
-        if let Some(out) = self.take(&mut state, stamp, &mut wake) {
-            if let Some(id) = waiter.take() {
-                state.waiters.remove(id);
-            }
-            drop(state);
-            wake.into_iter().for_each(Waker::wake);
-            return Poll::Ready(Some(Item::new(self.clone(), out)));
+        if let Some(done) = self.poll_once(waiter) {
+            return Poll::Ready(done);
         }
-        // (Nothing was promoted into the ready queue, so `wake` is empty.)
-        debug_assert!(wake.is_empty());
-        if state.is_shutting_down() {
-            if let Some(id) = waiter.take() {
-                state.waiters.remove(id);
-            }
-            return Poll::Ready(None);
+        // Join the line, then look once more (the sleeper handshake of
+        // `waiters.rs`): an item made ready meanwhile is found here, or
+        // its producer saw this waiter and wakes it.
+        *waiter = Some(self.shared.line.register(*waiter, cx.waker()));
+        match self.poll_once(waiter) {
+            Some(done) => Poll::Ready(done),
+            None => Poll::Pending,
         }
-        *waiter = Some(state.waiters.register(*waiter, cx.waker()));
-        Poll::Pending
+    }
+
+    /// Takes an item, or says the queue is shut down and empty; leaves the
+    /// line if it does either.
+    fn poll_once(&self, waiter: &mut Option<u64>) -> Option<Option<Item<T>>> {
+        let done = match self.shared.take(self.shared.stamp()) {
+            Some(out) => Some(Item::new(self.clone(), out)),
+            None if self.shared.is_shutting_down() => None,
+            None => return None,
+        };
+        if let Some(id) = waiter.take() {
+            self.shared.line.remove(id);
+        }
+        Some(done)
     }
 
     /// Leaves the line of waiters, passing on a wake-up this waiter will not use.
     fn withdraw(&self, waiter: &mut Option<u64>) {
         if let Some(id) = waiter.take() {
-            let next = self.shared.state.lock().withdraw_waiter(id);
-            if let Some(next) = next {
-                next.wake();
-            }
+            self.shared.withdraw_waiter(id);
         }
     }
 }

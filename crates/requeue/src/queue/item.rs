@@ -5,6 +5,7 @@
 //! engine's [`Lease`].
 
 use super::outcome::HandOut;
+use super::shard::Handle;
 use super::{Added, Key, ShutDown, WorkQueue};
 use crate::engine::{Ended, Lease, QueueError, Then};
 use std::fmt;
@@ -16,8 +17,8 @@ enum Hold<T: Key> {
     /// In a [`WorkQueue`] of this process.
     Local {
         queue: WorkQueue<T>,
-        slot: u32,
-        token: u64,
+        handle: Handle,
+        token: u32,
     },
     /// In a remote engine; `None` once ended or detached.
     Leased(Option<Box<dyn Lease<T>>>),
@@ -49,7 +50,7 @@ impl<T: Key> Item<T> {
         Item {
             hold: Hold::Local {
                 queue,
-                slot: out.slot,
+                handle: out.handle,
                 token: out.token,
             },
             item: Some(out.item),
@@ -138,7 +139,11 @@ impl<T: Key> Item<T> {
     pub fn end(mut self, then: Then) -> Ended {
         let item = self.take_item();
         match &mut self.hold {
-            Hold::Local { queue, slot, token } => end_local(queue, *slot, *token, item, then),
+            Hold::Local {
+                queue,
+                handle,
+                token,
+            } => end_local(queue, *handle, *token, item, then),
             Hold::Leased(lease) => match lease.take() {
                 Some(lease) => {
                     let released = lease.is_valid();
@@ -160,7 +165,11 @@ impl<T: Key> Item<T> {
     pub async fn end_async(mut self, then: Then) -> Result<Ended, QueueError> {
         let item = self.take_item();
         match &mut self.hold {
-            Hold::Local { queue, slot, token } => Ok(end_local(queue, *slot, *token, item, then)),
+            Hold::Local {
+                queue,
+                handle,
+                token,
+            } => Ok(end_local(queue, *handle, *token, item, then)),
             Hold::Leased(lease) => match lease.take() {
                 Some(lease) => lease.end_async(item, then).await,
                 None => Ok(Ended::NOTHING),
@@ -192,7 +201,13 @@ fn readds(then: Then) -> bool {
 
 /// Ends an in-memory hand-out: the re-add first (so a key re-added while
 /// processing is queued again when it is done), then done.
-fn end_local<T: Key>(queue: &WorkQueue<T>, slot: u32, token: u64, item: T, then: Then) -> Ended {
+fn end_local<T: Key>(
+    queue: &WorkQueue<T>,
+    handle: Handle,
+    token: u32,
+    item: T,
+    then: Then,
+) -> Ended {
     if then.forgets() {
         queue.forget(&item);
     }
@@ -204,7 +219,7 @@ fn end_local<T: Key>(queue: &WorkQueue<T>, slot: u32, token: u64, item: T, then:
             Some(queue.add_after(item, delay))
         }
     };
-    let released = queue.finish(slot, token);
+    let released = queue.finish(handle, token);
     match readd {
         None => Ended {
             released,
@@ -240,8 +255,12 @@ impl<T: Key> Drop for Item<T> {
             return;
         };
         match &mut self.hold {
-            Hold::Local { queue, slot, token } => {
-                queue.finish(*slot, *token);
+            Hold::Local {
+                queue,
+                handle,
+                token,
+            } => {
+                queue.finish(*handle, *token);
             }
             Hold::Leased(lease) => {
                 if let Some(lease) = lease.take() {

@@ -1,33 +1,48 @@
 //! The per-item timestamps behind the latency, work-duration and
-//! unfinished-work metrics; kept only when the queue has metrics.
+//! unfinished-work metrics; kept (per shard) only when the queue has metrics.
 
-use crate::metrics::QueueMetrics;
 use std::time::Instant;
 
-/// Per-slot timestamps, kept only when metrics are on.
+/// One slot's timestamps.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Times {
-    pub(crate) added: Option<Instant>,
+struct Times {
+    added: Option<Instant>,
     started: Option<Instant>,
-    /// Position in `Metered::in_flight` while processing.
+    /// Position in `ShardTimes::in_flight` while processing.
     flight: usize,
 }
 
-#[derive(Debug)]
-pub(crate) struct Metered {
-    pub(crate) metrics: QueueMetrics,
+/// The timestamps of one shard's slots, and which of them are in flight,
+/// so the 500 ms tick visits only those and not every queued item.
+#[derive(Debug, Default)]
+pub(crate) struct ShardTimes {
     times: Vec<Times>,
-    /// The slots being processed, so the 500 ms tick visits only them and
-    /// not every queued item.
     in_flight: Vec<u32>,
 }
 
-impl Metered {
-    pub(crate) fn new(metrics: QueueMetrics) -> Self {
-        Metered {
-            metrics,
-            times: Vec::new(),
-            in_flight: Vec::new(),
+impl ShardTimes {
+    fn times(&mut self, slot: u32) -> &mut Times {
+        let i = slot as usize;
+        if self.times.len() <= i {
+            self.times.resize(i + 1, Times::default());
+        }
+        &mut self.times[i]
+    }
+
+    /// Clears a slot that was just (re)used.
+    pub(crate) fn reset(&mut self, slot: u32) {
+        if let Some(t) = self.times.get_mut(slot as usize) {
+            t.added = None;
+            t.started = None;
+        }
+    }
+
+    /// Records an item newly needing processing (client-go's add metric
+    /// point); the first such time since its last hand-out is kept.
+    pub(crate) fn added(&mut self, slot: u32, now: Option<Instant>) {
+        let times = self.times(slot);
+        if times.added.is_none() {
+            times.added = now;
         }
     }
 
@@ -54,7 +69,7 @@ impl Metered {
         started
     }
 
-    /// Sum and maximum of the ages of in-flight items, in seconds.
+    /// Sum and maximum of the ages of this shard's in-flight items, in seconds.
     pub(crate) fn unfinished_work(&self, now: Instant) -> (f64, f64) {
         self.in_flight
             .iter()
@@ -63,24 +78,6 @@ impl Metered {
             .fold((0.0, 0.0), |(sum, max), age| {
                 (sum + age, f64::max(max, age))
             })
-    }
-
-    pub(crate) fn times(&mut self, slot: u32) -> &mut Times {
-        let i = slot as usize;
-        if self.times.len() <= i {
-            self.times.resize(i + 1, Times::default());
-        }
-        &mut self.times[i]
-    }
-
-    /// Records an item newly needing processing (client-go's add metric point).
-    pub(crate) fn added(&mut self, slot: u32, now: Option<Instant>) {
-        self.metrics.depth.inc();
-        self.metrics.adds.inc();
-        let times = self.times(slot);
-        if times.added.is_none() {
-            times.added = now;
-        }
     }
 }
 

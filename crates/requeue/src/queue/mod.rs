@@ -93,11 +93,16 @@
 //!
 //! # Implementation
 //!
-//! One mutex guards a small state machine (a hash map from item to its
-//! state, a ready queue per priority level, one delay heap). Every
-//! operation takes the lock once; a waiting `get` joins a line of wakers
-//! and one item wakes one waiter. Delays use no thread: one timer per queue
-//! is registered with the clock, and firing it moves every due item.
+//! Keys are spread by hash over 64 shards, each a small state machine
+//! (a slab of slots found through a hash table) behind its own lock, so an
+//! add, a get or a done takes one lock, and threads on different keys do
+//! not meet. Ready keys wait in a lock-free FIFO of slot handles while
+//! every item has priority 0; the first other priority switches the queue,
+//! once, to an ordered line under one lock. A waiting `get` joins a line of
+//! wakers, one item wakes one waiter, and producers only touch that line
+//! when someone sleeps. Delays use no thread: getters promote due items
+//! themselves, and one timer per queue, registered with the clock, does it
+//! when nobody is getting. The module `core` says which lock guards what.
 //!
 //! # Cancellation safety
 //!
@@ -107,18 +112,25 @@
 //! [`Item`]; dropping that marks the item done.
 
 mod builder;
+mod core;
 mod delayed;
+mod delays;
 mod error;
+mod fifo;
 mod get;
-mod index;
 mod item;
+mod machine;
 mod metered;
 mod options;
+mod order;
 mod outcome;
 mod ready;
-mod state;
+mod shard;
 mod timer;
 mod waiters;
+
+#[cfg(test)]
+mod core_tests;
 
 #[cfg(all(test, requeue_loom))]
 mod loom_tests;
@@ -129,18 +141,17 @@ pub use get::{Get, GetWithin, ItemStream};
 pub use item::Item;
 pub use options::{AddOpts, Added};
 
-use crate::clock::{Clock, SharedClock, deadline_after};
+use crate::clock::SharedClock;
 use crate::exec::block_on;
 use crate::limiter::RateLimiter;
-use crate::sync::{Arc, QueueMutex};
-use index::KeyArg;
-use outcome::Admitted;
-use state::State;
+use crate::sync::Arc;
+use core::Shared;
+use shard::{Handle, KeyArg};
 use std::fmt;
 use std::future::poll_fn;
 use std::hash::Hash;
-use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::Duration;
 
 /// What a queue item must be: compared and hashed for dedup, cloned into
 /// the queue's index, shared between threads.
@@ -162,20 +173,6 @@ pub struct QueueSnapshot {
     pub waiting_gets: usize,
     /// Whether a shutdown has begun.
     pub shutting_down: bool,
-}
-
-// Aligned so the `Arc`'s reference counts, which every hand-out and done
-// moves, sit on their own cache line instead of the lock's.
-#[repr(align(128))]
-pub(crate) struct Shared<T: Key> {
-    state: QueueMutex<State<T>>,
-    clock: SharedClock,
-    limiter: Box<dyn RateLimiter<T>>,
-    name: String,
-    /// Metrics are on, so operations read the clock for them.
-    timed: bool,
-    promoter: Waker,
-    ticker: Waker,
 }
 
 /// A work queue with client-go's semantics; see the [module docs](self).
@@ -240,10 +237,6 @@ impl<T: Key> WorkQueue<T> {
         &*self.shared.limiter
     }
 
-    fn stamp(&self) -> Option<Instant> {
-        self.shared.timed.then(|| self.shared.clock.now())
-    }
-
     /// Marks `item` as needing processing. Collapses into a pending add of
     /// the same item; withdraws a pending delayed add of it.
     pub fn add(&self, item: T) -> Result<Added, ShutDown<T>> {
@@ -285,48 +278,15 @@ impl<T: Key> WorkQueue<T> {
     }
 
     fn admit(&self, item: KeyArg<'_, T>, opts: AddOpts) -> Result<Added, ShutDown<T>> {
-        let mut delay = opts.after;
-        if opts.rate_limited {
-            let limited = self.shared.limiter.when(item.get());
-            delay = Some(match delay {
-                Some(after) if !after.is_zero() && after < limited => after,
-                _ => limited,
-            });
-        }
-        let delay = delay.filter(|d| !d.is_zero());
-        let now = (delay.is_some() || self.shared.timed).then(|| self.shared.clock.now());
-        let at = delay.zip(now).map(|(d, now)| deadline_after(now, d));
-        let retry = opts.after.is_some() || opts.rate_limited;
-        let mut state = self.shared.state.lock();
-        let Admitted {
-            added,
-            wake,
-            duplicate,
-        } = state
-            .add(item, opts.priority, at, now.filter(|_| self.shared.timed))
-            .map_err(ShutDown)?;
-        if retry && let Some(m) = state.metrics() {
-            m.retries.inc();
-        }
-        let plan = match added {
-            Added::Delayed { .. } => state.plan_arm(),
-            _ => None,
-        };
-        drop(state);
-        drop(duplicate);
-        if let Some(waker) = wake {
-            waker.wake();
-        }
-        if let Some(plan) = plan {
-            self.shared.arm(plan);
-        }
-        Ok(added)
+        let admission = self.shared.admit(item, opts).map_err(ShutDown)?;
+        drop(admission.duplicate);
+        Ok(admission.added)
     }
 
     /// Number of items ready to be handed out (in-flight and delayed items
     /// are not counted, as in client-go).
     pub fn len(&self) -> usize {
-        self.shared.state.lock().len()
+        self.shared.len()
     }
 
     /// Whether no item is ready.
@@ -334,17 +294,19 @@ impl<T: Key> WorkQueue<T> {
         self.len() == 0
     }
 
-    /// Counts of ready, in-flight, re-added and delayed items, taken at once.
+    /// Counts of ready, in-flight, re-added and delayed items. Each shard
+    /// of the queue is read under its own lock, one after the other, so
+    /// under concurrent use the counts are a near-instant view, and exact
+    /// whenever the queue is quiescent.
     pub fn snapshot(&self) -> QueueSnapshot {
-        let state = self.shared.state.lock();
-        let c = state.counts();
+        let c = self.shared.counts();
         QueueSnapshot {
             ready: c.ready,
             processing: c.processing,
             added_while_processing: c.parked,
             delayed: c.delayed,
-            waiting_gets: c.waiting_gets,
-            shutting_down: state.is_shutting_down(),
+            waiting_gets: self.shared.line.len(),
+            shutting_down: self.shared.is_shutting_down(),
         }
     }
 
@@ -352,18 +314,12 @@ impl<T: Key> WorkQueue<T> {
     /// again meanwhile, it goes to the back of the queue. Returns `false`,
     /// changing nothing, if `item` was not being processed.
     pub fn done(&self, item: &T) -> bool {
-        let stamp = self.stamp();
-        let finished = self.shared.state.lock().done_item(item, stamp);
-        finished.wake.into_iter().for_each(Waker::wake);
-        finished.was_processing
+        self.shared.done_item(item)
     }
 
-    /// Ends hand-out `token` of the item in `slot` (what a guard does).
-    pub(crate) fn finish(&self, slot: u32, token: u64) -> bool {
-        let stamp = self.stamp();
-        let finished = self.shared.state.lock().done(slot, Some(token), stamp);
-        finished.wake.into_iter().for_each(Waker::wake);
-        finished.was_processing
+    /// Ends hand-out `token` of the key at `handle` (what a guard does).
+    pub(crate) fn finish(&self, handle: Handle, token: u32) -> bool {
+        self.shared.finish(handle, Some(token))
     }
 
     /// Clears the rate limiter's history of `item` (call it on success).
@@ -378,7 +334,7 @@ impl<T: Key> WorkQueue<T> {
 
     /// Whether a shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.state.lock().is_shutting_down()
+        self.shared.is_shutting_down()
     }
 
     /// Refuses further adds, stops the delay timer and wakes every waiting
@@ -405,27 +361,27 @@ impl<T: Key> WorkQueue<T> {
     }
 
     fn begin_shutdown(&self, drain: bool) -> Vec<T> {
-        let mut state = self.shared.state.lock();
-        let (withdrawn, wake) = state.shut_down(drain);
-        let timers = [state.timer.id.take(), state.ticker.take()];
-        state.timer.deadline = None;
-        drop(state);
-        self.shared.cancel_timers(timers);
-        wake.into_iter().for_each(Waker::wake);
-        withdrawn
+        self.shared.shut_down(drain)
     }
 
     async fn drained(&self) {
         let mut key = None;
         poll_fn(|cx| {
-            let mut state = self.shared.state.lock();
-            if state.drain_finished() {
+            if self.shared.drain_finished() {
                 if let Some(k) = key.take() {
-                    state.drain_waiters.remove(k);
+                    self.shared.drain_waiters.lock().remove(k);
                 }
                 return Poll::Ready(());
             }
-            key = Some(state.drain_waiters.register(key, cx.waker()));
+            key = Some(self.shared.drain_waiters.lock().register(key, cx.waker()));
+            // Checked again after registering: a done that emptied the
+            // queue in between either saw the registration or is seen here.
+            if self.shared.drain_finished() {
+                if let Some(k) = key.take() {
+                    self.shared.drain_waiters.lock().remove(k);
+                }
+                return Poll::Ready(());
+            }
             Poll::Pending
         })
         .await

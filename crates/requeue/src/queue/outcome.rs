@@ -1,21 +1,21 @@
 //! What the state machine's operations report back to their callers, who
-//! act on it (wake, arm a timer, drop an item) after releasing the lock.
+//! act on it (wake, arm a timer, drop an item) after releasing the locks.
 
-use super::options::Added;
+use super::shard::Handle;
 use crate::clock::TimerId;
-use std::task::Waker;
 use std::time::Instant;
 
-/// The timer the queue has asked its clock for, if any.
+/// The promotion timer the queue has asked its clock for, if any.
 #[derive(Debug, Default)]
 pub(crate) struct TimerSlot {
-    pub(crate) deadline: Option<Instant>,
+    /// When it fires (nanoseconds after the queue's epoch).
+    pub(crate) deadline: Option<u64>,
     pub(crate) id: Option<TimerId>,
     pub(crate) generation: u64,
 }
 
-/// A decision, made under the lock, to (re-)arm the promotion timer; carried
-/// out after the lock is released because a clock may fire at once.
+/// A decision, made under the delay lock, to (re-)arm the promotion timer;
+/// carried out after the lock is released because a clock may fire at once.
 #[derive(Debug)]
 pub(crate) struct ArmPlan {
     pub(crate) at: Instant,
@@ -28,7 +28,8 @@ pub(crate) struct ArmPlan {
 pub(crate) struct Finished<T> {
     /// The item was being processed (else the call changed nothing).
     pub(crate) was_processing: bool,
-    pub(crate) wake: Vec<Waker>,
+    /// It was re-added meanwhile and is ready again (a getter to wake).
+    pub(crate) readied: bool,
     /// The item, when the queue let go of it: dropped by the caller after
     /// the lock is released, so freeing it does not lengthen the critical section.
     pub(crate) released: Option<T>,
@@ -38,38 +39,17 @@ impl<T> Finished<T> {
     pub(crate) fn unchanged() -> Self {
         Finished {
             was_processing: false,
-            wake: Vec::new(),
+            readied: false,
             released: None,
         }
     }
 }
 
-/// What an accepted add did.
-#[derive(Debug)]
-pub(crate) struct Admitted<T> {
-    pub(crate) added: Added,
-    /// A get waiter to wake.
-    pub(crate) wake: Option<Waker>,
-    /// The caller's copy of an item the queue already held, to be dropped
-    /// after the lock is released.
-    pub(crate) duplicate: Option<T>,
-}
-
-/// An item handed out by [`State::pop`].
+/// An item handed out by a shard.
 #[derive(Debug)]
 pub(crate) struct HandOut<T> {
     pub(crate) item: T,
-    pub(crate) slot: u32,
-    pub(crate) token: u64,
+    pub(crate) handle: Handle,
+    pub(crate) token: u32,
     pub(crate) priority: i32,
-}
-
-/// Counts for [`crate::queue::QueueSnapshot`].
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Counts {
-    pub(crate) ready: usize,
-    pub(crate) processing: usize,
-    pub(crate) parked: usize,
-    pub(crate) delayed: usize,
-    pub(crate) waiting_gets: usize,
 }

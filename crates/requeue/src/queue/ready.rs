@@ -48,6 +48,7 @@ impl<T> ReadyQueue<T> {
     }
 
     /// Number of live entries.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.live
     }

@@ -1,0 +1,307 @@
+//! The queue's delays: the heap of waiting keys, the promotion timer, and
+//! the promotion of due keys into the ready line.
+//!
+//! Promotion runs in whichever thread notices due keys first: a getter
+//! (before it looks for a ready item, so a busy consumer never waits for
+//! the timer to be scheduled) or the clock's timer (when nobody is getting).
+//! One promoter at a time, so due keys enter the ready line in due order;
+//! others skip ahead to the ready line rather than wait.
+
+use super::core::Shared;
+use super::delayed::{DelayHeap, Waiting};
+use super::outcome::{ArmPlan, TimerSlot};
+use super::shard::Handle;
+use super::{Key, shard};
+use crate::clock::{Clock, TimerId, deadline_after};
+use crate::sync::{AtomicU64, Ordering, QueueMutex};
+use std::time::{Duration, Instant};
+
+/// How many due items one promotion pass moves before releasing the delay
+/// lock, so producers are not shut out while a large batch comes due.
+pub(crate) const PROMOTION_BATCH: usize = 256;
+
+/// `next_due` when no delay is pending.
+pub(crate) const NONE_DUE: u64 = u64::MAX;
+
+/// Nanoseconds from `epoch` to `at` (0 before it, saturating far after).
+pub(crate) fn nanos_since(epoch: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The instant `nanos` after `epoch` (saturating).
+pub(crate) fn instant_at(epoch: Instant, nanos: u64) -> Instant {
+    deadline_after(epoch, Duration::from_nanos(nanos))
+}
+
+/// The delay heap and the timer armed for its head.
+#[derive(Debug)]
+pub(crate) struct Delays {
+    pub(crate) heap: DelayHeap<Handle>,
+    pub(crate) timer: TimerSlot,
+    /// Set at shutdown: no timer is armed any more.
+    pub(crate) closed: bool,
+}
+
+impl Delays {
+    pub(crate) fn new() -> Self {
+        Delays {
+            heap: DelayHeap::new(),
+            timer: TimerSlot::default(),
+            closed: false,
+        }
+    }
+
+    /// Decides whether the promotion timer must be (re-)armed for the
+    /// earliest waiting item.
+    pub(crate) fn plan_arm(&mut self, epoch: Instant) -> Option<ArmPlan> {
+        if self.closed {
+            return None;
+        }
+        let head = self.heap.next_due()?;
+        if self.timer.deadline.is_some_and(|armed| armed <= head) {
+            return None;
+        }
+        self.timer.generation += 1;
+        self.timer.deadline = Some(head);
+        Some(ArmPlan {
+            at: instant_at(epoch, head),
+            generation: self.timer.generation,
+            cancel: self.timer.id.take(),
+        })
+    }
+
+    /// Publishes the head's time for getters that check it without the lock.
+    pub(crate) fn publish_next_due(&self, next_due: &AtomicU64) {
+        next_due.store(self.heap.next_due().unwrap_or(NONE_DUE), Ordering::Release);
+    }
+}
+
+/// The delay heap as a shard transition sees it: locked only if the
+/// transition needs it (inside the shard's lock).
+pub(crate) struct DelayCtx<'a> {
+    delays: &'a QueueMutex<Delays>,
+    next_due: &'a AtomicU64,
+    epoch: Instant,
+    /// A timer (re-)arming to carry out once every lock is released.
+    pub(crate) plan: Option<ArmPlan>,
+}
+
+impl<'a> DelayCtx<'a> {
+    pub(crate) fn new(delays: &'a QueueMutex<Delays>, next_due: &'a AtomicU64, epoch: Instant) -> Self {
+        DelayCtx {
+            delays,
+            next_due,
+            epoch,
+            plan: None,
+        }
+    }
+
+    /// Adds a heap entry for `handle` due at `at`; returns its sequence.
+    pub(crate) fn push(&mut self, at: u64, handle: Handle) -> u64 {
+        let mut d = self.delays.lock();
+        let seq = d.heap.push(at, handle);
+        d.publish_next_due(self.next_due);
+        if let Some(plan) = d.plan_arm(self.epoch) {
+            debug_assert!(self.plan.is_none(), "one push per transition");
+            self.plan = Some(plan);
+        }
+        seq
+    }
+
+    /// Records that a live heap entry went stale (its key was made ready
+    /// or re-delayed).
+    pub(crate) fn cancel(&mut self) {
+        self.delays.lock().heap.forget_live(1);
+    }
+}
+
+impl<T: Key> Shared<T> {
+    /// Moves due items into the ready line if the head of the delay heap is
+    /// due at `now`; skips when another thread is promoting.
+    pub(crate) fn promote_if_due(&self, now: Instant) {
+        let due = self.next_due.load(Ordering::Acquire);
+        if due != NONE_DUE && due <= nanos_since(self.epoch, now) {
+            self.promote_due(now);
+        }
+    }
+
+    /// The promotion timer fired: forgets it, then promotes.
+    pub(crate) fn promote(&self) {
+        let now = self.clock.now();
+        {
+            let mut d = self.delays.lock();
+            let now_ns = nanos_since(self.epoch, now);
+            if d.timer.deadline.is_some_and(|deadline| deadline <= now_ns) {
+                d.timer.deadline = None;
+                d.timer.id = None;
+            }
+        }
+        self.promote_due(now);
+    }
+
+    /// Moves every item due at `now` into the ready line, in due order, then
+    /// re-arms the timer for the next.
+    ///
+    /// One thread promotes at a time. A thread that finds another at it
+    /// leaves a request (`promote_again`) instead of waiting; the promoter
+    /// checks for requests after it lets go, and runs again (with a fresh
+    /// `now`) if there is one. Each side writes its flag, fences, then reads
+    /// the other's, so a request is never left behind with nobody promoting
+    /// — the timer it may have cleared is re-armed by the next run.
+    pub(crate) fn promote_due(&self, mut now: Instant) {
+        self.promote_again.store(true, Ordering::SeqCst);
+        loop {
+            if self
+                .promoting
+                .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                return;
+            }
+            self.promote_again.store(false, Ordering::SeqCst);
+            self.promote_pass(now);
+            self.promoting.store(false, Ordering::SeqCst);
+            if !self.promote_again.load(Ordering::SeqCst) {
+                return;
+            }
+            now = self.clock.now();
+        }
+    }
+
+    /// One promotion run (the caller holds `promoting`).
+    fn promote_pass(&self, now: Instant) {
+        let now_ns = nanos_since(self.epoch, now);
+        let stamp = self.timed.then_some(now);
+        let mut batch: Vec<Waiting<Handle>> = Vec::new();
+        let mut plan = None;
+        let mut taken = 0;
+        loop {
+            {
+                let mut d = self.delays.lock();
+                d.heap.forget_live(taken);
+                if d.heap.wants_sweep() {
+                    drop(d);
+                    self.sweep_stale_delays();
+                    d = self.delays.lock();
+                }
+                while batch.len() < PROMOTION_BATCH {
+                    match d.heap.pop_due(now_ns) {
+                        Some(due) => batch.push(due),
+                        None => break,
+                    }
+                }
+                d.publish_next_due(&self.next_due);
+                if batch.len() < PROMOTION_BATCH {
+                    plan = d.plan_arm(self.epoch);
+                }
+            }
+            let more = batch.len() == PROMOTION_BATCH;
+            let mut readied = 0;
+            taken = 0;
+            for due in batch.drain(..) {
+                let handle = due.item;
+                let promoted = self.with_shard(handle.shard(), |shard, sink| {
+                    shard.promote(handle.slot(), due.seq, stamp, self.metrics.as_ref(), sink)
+                });
+                if let Some(ready) = promoted {
+                    taken += 1;
+                    readied += usize::from(ready);
+                }
+            }
+            self.line.wake(readied);
+            if !more {
+                break;
+            }
+        }
+        if taken > 0 {
+            self.delays.lock().heap.forget_live(taken);
+        }
+        if let Some(plan) = plan {
+            self.arm(plan);
+        }
+    }
+
+    /// Takes every entry out of the heap, keeps the live ones (checked
+    /// under their shards' locks) and puts them back: stale entries (keys
+    /// re-delayed or made ready since) are dropped. Runs while promoting.
+    fn sweep_stale_delays(&self) {
+        let entries = self.delays.lock().heap.drain_all();
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shard::SHARDS];
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(list) = by_shard.get_mut(e.item.shard()) {
+                list.push(i);
+            }
+        }
+        let mut live = vec![false; entries.len()];
+        for (number, indexes) in by_shard.iter().enumerate() {
+            if indexes.is_empty() {
+                continue;
+            }
+            let s = self.shards[number].lock.lock();
+            for &i in indexes {
+                let e = &entries[i];
+                live[i] = s.delay_marks.get(e.item.slot() as usize).is_some_and(|m| m.seq == e.seq)
+                    && s.get(e.item.slot()).is_some_and(|x| x.is(shard::DELAYED));
+            }
+        }
+        let mut d = self.delays.lock();
+        for (e, keep) in entries.into_iter().zip(live) {
+            if keep {
+                d.heap.reinsert(e);
+            }
+        }
+        d.publish_next_due(&self.next_due);
+    }
+
+    /// Carries out an [`ArmPlan`] made under the delay lock. If another plan
+    /// superseded this one meanwhile, the timer just registered is withdrawn.
+    pub(crate) fn arm(&self, plan: ArmPlan) {
+        if let Some(old) = plan.cancel {
+            self.clock.cancel_timer(old);
+        }
+        // May run `promote` right here if the deadline has already passed.
+        let id = self.clock.register_timer(plan.at, &self.promoter);
+        if id == TimerId::TRANSIENT {
+            return;
+        }
+        let mut d = self.delays.lock();
+        let at = nanos_since(self.epoch, plan.at);
+        if d.timer.generation == plan.generation && d.timer.deadline == Some(at) {
+            d.timer.id = Some(id);
+        } else {
+            drop(d);
+            self.clock.cancel_timer(id);
+        }
+    }
+
+    /// At shutdown: stops the timer and withdraws every delayed key,
+    /// earliest first (keys being processed stay processing; a clone is returned).
+    pub(crate) fn withdraw_delayed(&self) -> Vec<T> {
+        let (entries, timer) = {
+            let mut d = self.delays.lock();
+            d.closed = true;
+            d.timer.deadline = None;
+            d.timer.generation += 1;
+            let timer = d.timer.id.take();
+            let entries = d.heap.clear();
+            d.publish_next_due(&self.next_due);
+            (entries, timer)
+        };
+        if let Some(id) = timer {
+            self.clock.cancel_timer(id);
+        }
+        let mut withdrawn = Vec::new();
+        for e in entries {
+            let cell = &self.shards[e.item.shard()];
+            let mut s = cell.lock.lock();
+            withdrawn.extend(s.withdraw(e.item.slot(), e.seq));
+            cell.publish(&s);
+        }
+        withdrawn
+    }
+
+    /// The ids of timers to cancel (the ticker's) — see `timer.rs`.
+    pub(crate) fn take_ticker(&self) -> Option<TimerId> {
+        self.ticker_id.lock().take()
+    }
+}
