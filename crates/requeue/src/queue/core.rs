@@ -47,6 +47,42 @@ fn key_hasher() -> KeyHasher {
     return foldhash::fast::FixedState::with_seed(0x5EED);
 }
 
+/// After this many adds in a row that collapsed into pending items, the
+/// adding thread yields its time slice once.
+#[cfg(not(requeue_loom))]
+const MERGED_RUN_YIELD: u32 = 1024;
+
+#[cfg(not(requeue_loom))]
+thread_local! {
+    /// This thread's current run of collapsing adds.
+    static MERGED_RUN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A thread whose adds keep collapsing into items that are already pending
+/// does no useful work; when it competes for the CPU with the workers it
+/// feeds (a hot re-add loop, a resync storm on a busy machine), it is the
+/// one that should wait. So every [`MERGED_RUN_YIELD`] collapsing adds in a
+/// row, it yields once: a system call that returns at once when nothing
+/// else wants the core, and costs a tight dedup loop well under 1 %.
+#[cfg(not(requeue_loom))]
+fn give_way_after_merged_runs(merged: bool) {
+    MERGED_RUN.with(|run| {
+        if !merged {
+            run.set(0);
+            return;
+        }
+        let n = run.get().wrapping_add(1);
+        run.set(n);
+        if n % MERGED_RUN_YIELD == 0 {
+            std::thread::yield_now();
+        }
+    });
+}
+
+/// Under loom every thread switch is the model's to choose.
+#[cfg(requeue_loom)]
+fn give_way_after_merged_runs(_merged: bool) {}
+
 /// One shard, its lock, and copies of its counts readable without the lock.
 /// Aligned so that two shards never share a cache line.
 #[repr(align(128))]
@@ -207,6 +243,47 @@ impl<T: Key> Shared<T> {
             });
         }
         result
+    }
+
+    /// An immediate add at priority 0, the hot path of every controller:
+    /// one hash, one shard lock, and for a key already pending (the
+    /// collapsing add) nothing else.
+    pub(crate) fn add_now(&self, item: KeyArg<'_, T>) -> Result<Admission<T>, T> {
+        let hash = self.hash(item.get());
+        let cell = &self.shards[shard_of(hash)];
+        if self.ordered.load(Ordering::Acquire) {
+            return self.admit(item, AddOpts::new());
+        }
+        let stamp = self.stamp();
+        let mut shard = cell.lock.lock();
+        if shard.ordered() {
+            drop(shard);
+            return self.admit(item, AddOpts::new());
+        }
+        if self.is_shutting_down_relaxed() {
+            drop(shard);
+            return Err(item.into_owned());
+        }
+        let (slot, _, duplicate) = shard.find_or_insert(item, hash);
+        let mut delays = DelayCtx::new(&self.delays, &self.next_due, self.epoch);
+        let (added, readied) = shard.add_now(
+            slot,
+            0,
+            stamp,
+            self.metrics.as_ref(),
+            &mut Sink::Fifo(&self.fifo),
+            &mut delays,
+        );
+        let merged = added == Added::Merged;
+        if !merged {
+            cell.publish(&shard);
+        }
+        drop(shard);
+        if readied {
+            self.line.wake(1);
+        }
+        give_way_after_merged_runs(merged);
+        Ok(Admission { added, duplicate })
     }
 
     /// Adds a key (the engine of every `add` flavour).
@@ -378,9 +455,11 @@ impl<T: Key> Shared<T> {
     /// Starts shutting down: refuses further adds, withdraws the delayed
     /// items and returns them, and wakes every waiting get.
     pub(crate) fn shut_down(&self, drain: bool) -> Vec<T> {
-        self.draining.store(drain, Ordering::SeqCst);
-        self.shutting_down.store(true, Ordering::SeqCst);
-        // Every add that got in before the flag finishes before this passes.
+        self.draining.store(drain, Ordering::Release);
+        self.shutting_down.store(true, Ordering::Release);
+        // Every add that got in before the flag finishes before this
+        // passes; every add or done that locks a shard after it sees both
+        // flags (the lock orders them).
         for cell in self.shards.iter() {
             drop(cell.lock.lock());
         }

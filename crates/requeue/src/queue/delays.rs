@@ -13,7 +13,7 @@ use super::outcome::{ArmPlan, TimerSlot};
 use super::shard::Handle;
 use super::{Key, shard};
 use crate::clock::{Clock, TimerId, deadline_after};
-use crate::sync::{AtomicU64, Ordering, QueueMutex};
+use crate::sync::{AtomicU64, Ordering, QueueMutex, fence};
 use std::time::{Duration, Instant};
 
 /// How many due items one promotion pass moves before releasing the delay
@@ -121,7 +121,7 @@ impl<T: Key> Shared<T> {
     pub(crate) fn promote_if_due(&self, now: Instant) {
         let due = self.next_due.load(Ordering::Acquire);
         if due != NONE_DUE && due <= nanos_since(self.epoch, now) {
-            self.promote_due(now);
+            self.promote_due();
         }
     }
 
@@ -136,10 +136,10 @@ impl<T: Key> Shared<T> {
                 d.timer.id = None;
             }
         }
-        self.promote_due(now);
+        self.promote_due();
     }
 
-    /// Moves every item due at `now` into the ready line, in due order, then
+    /// Moves every item due now into the ready line, in due order, then
     /// re-arms the timer for the next.
     ///
     /// One thread promotes at a time. A thread that finds another at it
@@ -148,23 +148,26 @@ impl<T: Key> Shared<T> {
     /// `now`) if there is one. Each side writes its flag, fences, then reads
     /// the other's, so a request is never left behind with nobody promoting
     /// — the timer it may have cleared is re-armed by the next run.
-    pub(crate) fn promote_due(&self, mut now: Instant) {
-        self.promote_again.store(true, Ordering::SeqCst);
+    pub(crate) fn promote_due(&self) {
+        self.promote_again.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         loop {
             if self
                 .promoting
-                .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
                 return;
             }
-            self.promote_again.store(false, Ordering::SeqCst);
-            self.promote_pass(now);
-            self.promoting.store(false, Ordering::SeqCst);
-            if !self.promote_again.load(Ordering::SeqCst) {
+            self.promote_again.store(false, Ordering::Relaxed);
+            // Read after the request is taken: a requester's due items are
+            // due at this time too.
+            self.promote_pass(self.clock.now());
+            self.promoting.store(false, Ordering::Release);
+            fence(Ordering::SeqCst);
+            if !self.promote_again.load(Ordering::Relaxed) {
                 return;
             }
-            now = self.clock.now();
         }
     }
 

@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-/// Deep enough that the two-thread models are exhaustive (their interleaving
-/// counts stop growing well before it); override with `LOOM_MAX_PREEMPTIONS`.
-const DEFAULT_PREEMPTIONS: usize = 10;
+/// The models' default preemption bound; override with `LOOM_MAX_PREEMPTIONS`.
+/// Most concurrency bugs need only two or three preemptions to show
+/// (loom's authors' advice); the sharded core has enough synchronisation
+/// points that deeper bounds take hours.
+const DEFAULT_PREEMPTIONS: usize = 3;
 
 /// Runs `f` under every interleaving loom explores (up to `LOOM_MAX_PREEMPTIONS`
 /// or `bound`) and reports how many executions that took.
@@ -263,4 +265,93 @@ fn loom_two_blocking_workers_one_key_deliveries_match_the_adds() {
             assert_eq!(delivered.load(Ordering::SeqCst), expected);
         },
     );
+}
+
+#[test]
+fn loom_a_getter_and_the_timer_promoting_at_once_lose_no_due_item() {
+    // The timer (fired inside `advance`) and a getter (which promotes due
+    // items itself) race for the promotion; the loser leaves a request.
+    model(
+        "loom_a_getter_and_the_timer_promoting_at_once_lose_no_due_item",
+        || {
+            let clock = FakeClock::new();
+            let q = queue(&clock);
+            q.add_after(1, Duration::from_millis(10))
+                .unwrap_or_else(|_| unreachable!());
+            let getter = {
+                let q = q.clone();
+                thread::spawn(move || q.get().map(|item| *item))
+            };
+            clock.advance(Duration::from_millis(10));
+            let got = getter.join().unwrap_or_else(|_| unreachable!());
+            assert_eq!(got, Some(1), "the due item reaches the waiting getter");
+            assert_eq!(q.snapshot().delayed, 0);
+        },
+    );
+}
+
+#[test]
+fn loom_switching_to_priorities_loses_and_duplicates_nothing() {
+    // A getter working the lock-free FIFO while another thread's priority
+    // add moves the queue to the ordered line.
+    model(
+        "loom_switching_to_priorities_loses_and_duplicates_nothing",
+        || {
+            let clock = FakeClock::new();
+            let q = queue(&clock);
+            q.add(1).unwrap_or_else(|_| unreachable!());
+            let getter = {
+                let q = q.clone();
+                thread::spawn(move || q.try_get().ok().map(|item| item.detach()))
+            };
+            q.add_with(2, crate::queue::AddOpts::new().priority(5))
+                .unwrap_or_else(|_| unreachable!());
+            let mut got: Vec<u8> = getter
+                .join()
+                .unwrap_or_else(|_| unreachable!())
+                .into_iter()
+                .collect();
+            got.extend(std::iter::from_fn(|| q.try_get().ok().map(|item| item.detach())));
+            got.sort_unstable();
+            assert_eq!(got, [1, 2], "each item handed out exactly once");
+            assert_eq!(q.len(), 0);
+        },
+    );
+}
+
+/// Two keys whose hashes fall in different shards (the hasher is fixed under loom).
+fn keys_in_two_shards() -> (u8, u8) {
+    use crate::queue::shard::shard_of;
+    use std::hash::BuildHasher;
+    let hasher = foldhash::fast::FixedState::with_seed(0x5EED);
+    let first = shard_of(hasher.hash_one(0u8));
+    let other = (1..=u8::MAX)
+        .find(|k| shard_of(hasher.hash_one(k)) != first)
+        .unwrap_or_else(|| unreachable!("two shards, 255 keys"));
+    (0, other)
+}
+
+#[test]
+fn loom_dones_in_two_shards_at_once_end_a_drain() {
+    // Each done empties its shard, then looks at the others: one of the two
+    // sees both empty (the fences), so the drain never waits forever.
+    model_bounded("loom_dones_in_two_shards_at_once_end_a_drain", 3, || {
+        let clock = FakeClock::new();
+        let q = queue(&clock);
+        let (a, b) = keys_in_two_shards();
+        q.add(a).unwrap_or_else(|_| unreachable!());
+        q.add(b).unwrap_or_else(|_| unreachable!());
+        let first = q.try_get().unwrap_or_else(|_| unreachable!("queued"));
+        let second = q.try_get().unwrap_or_else(|_| unreachable!("queued"));
+        let drainer = {
+            let q = q.clone();
+            thread::spawn(move || q.shut_down_with_drain())
+        };
+        let other = thread::spawn(move || drop(second));
+        drop(first);
+        other.join().unwrap_or_else(|_| unreachable!());
+        let withdrawn = drainer.join().unwrap_or_else(|_| unreachable!());
+        assert!(withdrawn.is_empty());
+        assert_eq!(q.snapshot().processing, 0);
+    });
 }

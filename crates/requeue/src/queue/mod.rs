@@ -278,7 +278,12 @@ impl<T: Key> WorkQueue<T> {
     }
 
     fn admit(&self, item: KeyArg<'_, T>, opts: AddOpts) -> Result<Added, ShutDown<T>> {
-        let admission = self.shared.admit(item, opts).map_err(ShutDown)?;
+        let admission = if opts == AddOpts::new() {
+            self.shared.add_now(item)
+        } else {
+            self.shared.admit(item, opts)
+        };
+        let admission = admission.map_err(ShutDown)?;
         drop(admission.duplicate);
         Ok(admission.added)
     }

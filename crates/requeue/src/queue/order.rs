@@ -37,7 +37,7 @@ impl<T: Key> Shared<T> {
         if self.ordered.load(Ordering::Acquire) {
             return;
         }
-        self.ordered.store(true, Ordering::SeqCst);
+        self.ordered.store(true, Ordering::Release);
         for cell in self.shards.iter() {
             cell.lock.lock().enable_order();
         }

@@ -324,10 +324,19 @@ impl<T: Eq + Hash> Shard<T> {
     }
 
     /// Drops the table entries of emptied slots and makes the slots reusable.
+    /// The emptied slots are marked in a bitmap first, so the pass over the
+    /// table reads only the table (in order) and the bitmap (small enough
+    /// to stay in cache), never the slots.
     fn purge(&mut self) {
-        let slots = &self.slots;
-        self.table
-            .retain(|&mut i| slots.get(i as usize).is_some_and(|s| s.key.is_some()));
+        let mut emptied = vec![0u64; self.slots.len().div_ceil(64)];
+        for &i in &self.dead {
+            emptied[i as usize / 64] |= 1 << (i % 64);
+        }
+        self.table.retain(|&mut i| {
+            emptied
+                .get(i as usize / 64)
+                .is_none_or(|word| word & (1 << (i % 64)) == 0)
+        });
         self.free.append(&mut self.dead);
     }
 
