@@ -5,7 +5,7 @@
 //! cargo run --release -p requeue-bench --example report -- [--runs R] [--n N] [--quick] [CASE ...]
 //! ```
 //!
-//! CASE is an id such as `W1`, `W1/floor` or `W3/metrics` (default: all).
+//! CASE is an id such as `W1`, `W1/floor`, `W3/tasks` or `W3/metrics` (default: all).
 //! With `--runs R` each case runs R times and the median is shown. On a
 //! shared machine, `--wait-idle` waits before each run until the machine
 //! is at least 95 % idle (at most 5 minutes, then runs anyway and says so).
@@ -24,7 +24,7 @@ struct Options {
 
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "{problem}\nusage: report [--runs R] [--n N] [--quick] [--wait-idle] [CASE ...]  (cases: W1 W1/floor W1/metrics W2 ...)"
+        "{problem}\nusage: report [--runs R] [--n N] [--quick] [--wait-idle] [CASE ...]  (cases: W1 W1/floor W1/metrics W2 W3/tasks ...)"
     );
     ExitCode::from(2)
 }

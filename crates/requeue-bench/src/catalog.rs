@@ -1,7 +1,8 @@
-//! The workloads by name: their one-line definitions, client-go's figures,
-//! requeue's targets, and the runnable cases (workload × engine).
+//! The workloads by name: their one-line definitions, client-go's reference
+//! figures, requeue's targets, the figures compared with client-go, and the
+//! runnable cases (workload × engine).
 
-use crate::{BenchError, Measurement, Scale};
+use crate::{BenchError, Figure, Measurement, Scale};
 use std::time::Duration;
 
 /// One of WORKLOADS.md's workloads.
@@ -152,7 +153,9 @@ impl Workload {
         }
     }
 
-    /// The real client-go work queue's median on this machine (v0.30.14, Go 1.19).
+    /// The real client-go work queue's median on this machine (v0.30.14,
+    /// Go 1.19), as WORKLOADS.md records it: a reference figure, not one
+    /// measured here (`requeue bench --client-go PATH` measures it).
     pub const fn client_go(self) -> &'static str {
         match self {
             Workload::W1 => "3.58 M ops/s, peak RSS 203 MiB (Go channel floor 24.9 M items/s)",
@@ -166,17 +169,20 @@ impl Workload {
         }
     }
 
-    /// client-go's rate in this workload's unit, where it has one.
-    pub const fn client_go_rate(self) -> Option<f64> {
+    /// The figures compared with client-go when `requeue bench --client-go`
+    /// measures it in the same run (each workload's headline figure first).
+    pub const fn compared_figures(self) -> &'static [Figure] {
         match self {
-            Workload::W1 => Some(3.58e6),
-            Workload::W2 => Some(37.7e6),
-            Workload::W3 => Some(1.55e6),
-            Workload::W4 => Some(1.48e6),
-            Workload::W5 => Some(176e3),
-            Workload::W6 => Some(444e3),
-            Workload::W7 => Some(3.07e6),
-            Workload::W8 => None,
+            Workload::W1 | Workload::W7 => &[Figure::Rate, Figure::PeakRss],
+            Workload::W2 | Workload::W4 | Workload::W5 => &[Figure::Rate],
+            Workload::W3 => &[Figure::Rate, Figure::PeakRss],
+            Workload::W6 => &[
+                Figure::Rate,
+                Figure::LatencyP50,
+                Figure::LatencyP99,
+                Figure::PeakRss,
+            ],
+            Workload::W8 => &[Figure::Cpu, Figure::Wall],
         }
     }
 
@@ -246,13 +252,21 @@ impl Workload {
     pub const fn has_floor(self) -> bool {
         matches!(self, Workload::W1 | Workload::W3 | Workload::W4)
     }
+
+    /// Whether the workload also runs as tokio tasks ([`Engine::RequeueTasks`]).
+    pub const fn has_tasks(self) -> bool {
+        matches!(self, Workload::W3 | Workload::W4 | Workload::W5)
+    }
 }
 
 /// What carries a workload's traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Engine {
-    /// requeue's `WorkQueue`, metrics off.
+    /// requeue's `WorkQueue`, metrics off, producers and consumers on threads.
     Requeue,
+    /// requeue's `WorkQueue`, metrics off, producers and consumers as tokio
+    /// tasks on a multi-thread runtime with 2 worker threads (W3, W4, W5).
+    RequeueTasks,
     /// requeue's `WorkQueue` with [`CounterMetrics`](crate::CounterMetrics) attached.
     RequeueMetrics,
     /// An unbounded `crossbeam-channel`: the floor, with no dedup.
@@ -264,6 +278,7 @@ impl Engine {
     pub const fn name(self) -> &'static str {
         match self {
             Engine::Requeue => "requeue",
+            Engine::RequeueTasks => "requeue-tasks",
             Engine::RequeueMetrics => "requeue+metrics",
             Engine::Channel => "crossbeam-channel",
         }
@@ -273,6 +288,7 @@ impl Engine {
     pub fn parse(s: &str) -> Option<Engine> {
         match s {
             "requeue" => Some(Engine::Requeue),
+            "requeue-tasks" | "tasks" => Some(Engine::RequeueTasks),
             "requeue+metrics" | "metrics" => Some(Engine::RequeueMetrics),
             "crossbeam-channel" | "floor" => Some(Engine::Channel),
             _ => None,
@@ -291,11 +307,16 @@ pub struct Case {
 
 impl Case {
     /// Every case, in report order: each workload on requeue, then its
-    /// floor and metered variants where they exist.
+    /// floor, task and metered variants where they exist.
     pub fn all() -> Vec<Case> {
         let mut cases = Vec::new();
         for workload in Workload::ALL {
-            for engine in [Engine::Requeue, Engine::Channel, Engine::RequeueMetrics] {
+            for engine in [
+                Engine::Requeue,
+                Engine::Channel,
+                Engine::RequeueTasks,
+                Engine::RequeueMetrics,
+            ] {
                 let case = Case { workload, engine };
                 if case.exists() {
                     cases.push(case);
@@ -309,14 +330,16 @@ impl Case {
         match self.engine {
             Engine::Requeue => true,
             Engine::Channel => self.workload.has_floor(),
+            Engine::RequeueTasks => self.workload.has_tasks(),
             Engine::RequeueMetrics => matches!(self.workload, Workload::W1 | Workload::W3),
         }
     }
 
-    /// `"W3"`, `"W3/floor"` or `"W3/metrics"`.
+    /// `"W3"`, `"W3/floor"`, `"W3/tasks"` or `"W3/metrics"`.
     pub fn id(self) -> String {
         match self.engine {
             Engine::Requeue => self.workload.id().to_string(),
+            Engine::RequeueTasks => format!("{}/tasks", self.workload.id()),
             Engine::Channel => format!("{}/floor", self.workload.id()),
             Engine::RequeueMetrics => format!("{}/metrics", self.workload.id()),
         }
@@ -338,15 +361,19 @@ impl Case {
         use Workload::*;
         let n = scale.n;
         match (self.workload, self.engine) {
-            (W1, Requeue) => crate::w1_fifo_single(n),
+            // W1 has no task flavour: a single thread has nothing to schedule.
+            (W1, Requeue | RequeueTasks) => crate::w1_fifo_single(n),
             (W1, RequeueMetrics) => crate::w1_fifo_single_metered(n),
             (W1, Channel) => crate::floor_w1(n),
             (W2, _) => crate::w2_dedup(scale.dedup_keys, scale.dedup_rounds),
             (W3, Requeue) => crate::w3_mpmc(n, 2, 2),
+            (W3, RequeueTasks) => crate::w3_mpmc_tasks(n, 2, 2),
             (W3, RequeueMetrics) => crate::w3_mpmc_metered(n),
             (W3, Channel) => crate::floor_w3(n),
             (W4, Channel) => crate::floor_w4(n),
+            (W4, RequeueTasks) => crate::w4_mpmc_oversub_tasks(n),
             (W4, _) => crate::w4_mpmc_oversub(n),
+            (W5, RequeueTasks) => crate::w5_hot_requeue_tasks(scale.hot_duration),
             (W5, _) => crate::w5_hot_requeue(scale.hot_duration),
             (W6, _) => crate::w6_delayed(n),
             (W7, _) => crate::w7_limiter_when(n),

@@ -1,6 +1,7 @@
 //! Runs a workload's threads together: all start at one signal, the clock
 //! stops when the last one finishes, and the threads stay alive until the
-//! process's CPU time has been read. A watchdog turns a hang into an error.
+//! process's CPU time has been read. A watchdog turns a hang into an error
+//! (shared with the task flavour's [`TaskCrew`](crate::tasks::TaskCrew)).
 
 use crate::{BenchError, WATCHDOG, cpu_time};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
@@ -32,10 +33,11 @@ pub(crate) struct Timing {
     pub(crate) cpu: Option<Duration>,
 }
 
-/// Reports a thread's end, panic or not.
-struct Finish {
-    tx: Sender<Result<(), String>>,
-    ok: bool,
+/// Reports a thread's (or task's) end, panic or not: dropped without
+/// `ok` set, it reports a panic.
+pub(crate) struct Finish {
+    pub(crate) tx: Sender<Result<(), String>>,
+    pub(crate) ok: bool,
 }
 
 impl Drop for Finish {
@@ -107,38 +109,16 @@ impl Crew {
         let start = Instant::now();
         prelude();
         drop(self.go.take());
-        let mut failures = Vec::new();
-        let mut done = 0;
-        let mut abort = Some(abort);
-        let mut deadline = start + WATCHDOG;
-        let mut hang = None;
-        while done < expected {
-            match self.finished_rx.recv_deadline(deadline) {
-                Ok(result) => {
-                    done += 1;
-                    if let Err(e) = result {
-                        failures.push(e);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => match abort.take() {
-                    Some(abort) => {
-                        hang = Some(format!(
-                            "{done} of {expected} threads finished after {WATCHDOG:?}"
-                        ));
-                        abort();
-                        deadline = Instant::now() + GRACE;
-                    }
-                    None => {
-                        let detail = format!(
-                            "{done} of {expected} threads finished; they ignore the shutdown"
-                        );
-                        // The threads are left behind: nothing can end them.
-                        return Err(BenchError::Hang { workload, detail });
-                    }
-                },
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
+        // On a hang that ignores the shutdown, the threads are left
+        // behind: nothing can end them.
+        let (mut failures, hang) = wait_all(
+            workload,
+            "threads",
+            expected,
+            &self.finished_rx,
+            start,
+            abort,
+        )?;
         let wall = start.elapsed();
         let cpu1 = cpu_time();
         drop(self.release.take());
@@ -156,6 +136,52 @@ impl Crew {
         let cpu = cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a));
         Ok(Timing { wall, cpu })
     }
+}
+
+/// Waits for `expected` finish reports on `finished` (what: `"threads"` or
+/// `"tasks"`). After [`WATCHDOG`] from `start` it calls `abort` (which
+/// should shut the queue down) and waits [`GRACE`] more. Returns the
+/// failures reported and, if the watchdog fired, what it saw; a
+/// [`BenchError::Hang`] if the workers ignore the shutdown too.
+pub(crate) fn wait_all(
+    workload: &'static str,
+    what: &str,
+    expected: usize,
+    finished: &Receiver<Result<(), String>>,
+    start: Instant,
+    abort: impl FnOnce(),
+) -> Result<(Vec<String>, Option<String>), BenchError> {
+    let mut failures = Vec::new();
+    let mut done = 0;
+    let mut abort = Some(abort);
+    let mut deadline = start + WATCHDOG;
+    let mut hang = None;
+    while done < expected {
+        match finished.recv_deadline(deadline) {
+            Ok(result) => {
+                done += 1;
+                if let Err(e) = result {
+                    failures.push(e);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => match abort.take() {
+                Some(abort) => {
+                    hang = Some(format!(
+                        "{done} of {expected} {what} finished after {WATCHDOG:?}"
+                    ));
+                    abort();
+                    deadline = Instant::now() + GRACE;
+                }
+                None => {
+                    let detail =
+                        format!("{done} of {expected} {what} finished; they ignore the shutdown");
+                    return Err(BenchError::Hang { workload, detail });
+                }
+            },
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Ok((failures, hang))
 }
 
 /// Times `f` in the calling thread, with the process's CPU time.

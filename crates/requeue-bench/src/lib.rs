@@ -11,9 +11,9 @@
 //! |----|----------|---------------|
 //! | W1 | [`w1_fifo_single`] | one thread: add N distinct keys, then N × (get, done); ops = 3N |
 //! | W2 | [`w2_dedup`] | one thread: 1,000 keys added 1,000 times, then drained; exactly 1,000 gets |
-//! | W3 | [`w3_mpmc`] | 2 producers add N keys, 2 consumers get+done them; items/s |
-//! | W4 | [`w4_mpmc_oversub`] | W3 with 8 producers and 8 consumers |
-//! | W5 | [`w5_hot_requeue`] | 1 producer re-adds 1,000 keys for 2 s; 2 consumers spin 10 µs per item |
+//! | W3 | [`w3_mpmc`], [`w3_mpmc_tasks`] | 2 producers add N keys, 2 consumers get+done them; items/s |
+//! | W4 | [`w4_mpmc_oversub`], [`w4_mpmc_oversub_tasks`] | W3 with 8 producers and 8 consumers |
+//! | W5 | [`w5_hot_requeue`], [`w5_hot_requeue_tasks`] | 1 producer re-adds 1,000 keys for 2 s; 2 consumers spin 10 µs per item |
 //! | W6 | [`w6_delayed`] | `add_after` N keys with 0–1000 ms delays; adds/s and lateness |
 //! | W7 | [`w7_limiter_when`] | item-exponential limiter: when, when, forget on N keys; ops = 3N |
 //! | W8 | [`w8_ratelimited_queue`] | 10,000 keys, each retried 3 times with backoff then forgotten |
@@ -23,6 +23,20 @@
 //! compared with, and W1 and W3 with a cheap atomic metrics provider
 //! attached ([`w1_fifo_single_metered`], [`w3_mpmc_metered`],
 //! [`CounterMetrics`]) to measure what metrics cost.
+//!
+//! W3, W4 and W5 also run as tokio tasks on a multi-thread runtime with
+//! [`TASK_WORKERS`] = 2 worker threads, the counterpart of client-go's
+//! goroutines on GOMAXPROCS=2 ([`w3_mpmc_tasks`], [`w4_mpmc_oversub_tasks`],
+//! [`w5_hot_requeue_tasks`]): consumers take items with
+//! `WorkQueue::get_async`, producers make plain `add` calls and yield to
+//! the scheduler after every [`TASK_BATCH`] adds, since a task, unlike a
+//! goroutine, is never preempted.
+//!
+//! [`ClientGo`] runs the real client-go work queue on the same workloads
+//! (a `wqbench` binary built from the client-go reference harness) and
+//! reads its figures into [`Measurement`]s, so that `requeue bench
+//! --client-go PATH` can compare both in one run, on each workload's
+//! [`Figure`]s.
 //!
 //! Every workload checks its invariants and returns a [`BenchError`] when
 //! the queue breaks one (a lost item, an item handed out twice, a hang).
@@ -40,8 +54,10 @@
 #![deny(missing_docs)]
 
 mod catalog;
+mod clientgo;
 mod crew;
 mod delayed;
+mod figure;
 mod hot;
 mod latency;
 mod measure;
@@ -53,21 +69,30 @@ pub mod report;
 mod retry;
 mod single;
 mod sys;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
 pub use catalog::{Case, Engine, Target, Workload};
+pub use clientgo::{
+    CLIENT_GO, ClientGo, ClientGoError, GO_CHANNEL, GoCase, WQBENCH_N, parse_wqbench,
+};
 pub use delayed::{w6_delayed, w6_delays_ms};
-pub use hot::{HOT_KEYS, HOT_SPIN, w5_hot_requeue};
+pub use figure::Figure;
+pub use hot::{HOT_KEYS, HOT_SPIN, w5_hot_requeue, w5_hot_requeue_tasks};
 pub use latency::{LatencyHistogram, LatencySummary};
 pub use measure::{BenchError, Measurement};
 pub use metrics::{CounterMetrics, QueueCounters};
-pub use mpmc::{floor_w3, floor_w4, w3_mpmc, w3_mpmc_metered, w4_mpmc_oversub};
+pub use mpmc::{
+    floor_w3, floor_w4, w3_mpmc, w3_mpmc_metered, w3_mpmc_tasks, w4_mpmc_oversub,
+    w4_mpmc_oversub_tasks,
+};
 #[cfg(feature = "redis")]
 pub use redis::{REDIS_WORKERS, floor_redis, redis_engine_name, w1_redis, w3_redis};
 pub use retry::{W8_ATTEMPTS, w8_ratelimited_queue};
 pub use single::{floor_w1, w1_fifo_single, w1_fifo_single_metered, w2_dedup, w7_limiter_when};
 pub use sys::{cpu_time, current_rss_bytes, idle_fraction, peak_rss_bytes};
+pub use tasks::{TASK_BATCH, TASK_WORKERS};
 
 use std::time::Duration;
 

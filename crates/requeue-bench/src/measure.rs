@@ -8,7 +8,10 @@ use std::time::Duration;
 pub struct Measurement {
     /// The workload's id, `"W1"` to `"W8"`.
     pub workload: &'static str,
-    /// What carried the traffic: `"requeue"`, `"requeue+metrics"` or `"crossbeam-channel"`.
+    /// What carried the traffic: an [`Engine`](crate::Engine)'s name
+    /// (`"requeue"`, `"requeue-tasks"`, `"requeue+metrics"`,
+    /// `"crossbeam-channel"`), or for wqbench's figures
+    /// [`CLIENT_GO`](crate::CLIENT_GO) or [`GO_CHANNEL`](crate::GO_CHANNEL).
     pub engine: &'static str,
     /// The operations the rate counts, as WORKLOADS.md defines them
     /// (W1: 3N; W3/W4: N items; W5: items processed; W6: adds; W8: keys).

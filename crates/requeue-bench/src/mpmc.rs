@@ -1,10 +1,12 @@
 //! W3 (mpmc) and W4 (mpmc-oversub): producers add N distinct keys in
 //! contiguous shares, consumers get + done until N items were seen, then
-//! shut the queue down. Items/s = N / wall. And their channel floors.
+//! shut the queue down. Items/s = N / wall. On threads, as tokio tasks,
+//! and their channel floors.
 
 use crate::crew::{Crew, Timing};
 use crate::measure::expect_count;
 use crate::single::{metered_queue, plain_queue};
+use crate::tasks::{TASK_BATCH, TaskCrew};
 use crate::{BenchError, Measurement, keys};
 use requeue::queue::WorkQueue;
 use std::sync::Arc;
@@ -26,6 +28,28 @@ pub fn w3_mpmc_metered(n: usize) -> Result<Measurement, BenchError> {
 /// W4 mpmc-oversub: W3 with 8 producers and 8 consumers on the machine's cores.
 pub fn w4_mpmc_oversub(n: usize) -> Result<Measurement, BenchError> {
     mpmc_on(plain_queue(), "W4", "requeue", n, 8, 8)
+}
+
+/// W3 as tokio tasks on a multi-thread runtime with 2 worker threads
+/// ([`TASK_WORKERS`](crate::TASK_WORKERS)): `producers` tasks add N
+/// distinct keys (plain `add` calls), yielding to the scheduler after
+/// every [`TASK_BATCH`] adds so that producers and consumers run at once
+/// (a task is never preempted; see [`TASK_BATCH`]); `consumers` tasks take
+/// items with [`WorkQueue::get_async`] and mark them done until N were
+/// seen. The same invariants as [`w3_mpmc`]: every add accepted, exactly
+/// N items out.
+pub fn w3_mpmc_tasks(
+    n: usize,
+    producers: usize,
+    consumers: usize,
+) -> Result<Measurement, BenchError> {
+    mpmc_tasks(plain_queue(), "W3", n, producers, consumers)
+}
+
+/// W4 as tokio tasks: [`w3_mpmc_tasks`] with 8 producer and 8 consumer
+/// tasks on the runtime's 2 worker threads.
+pub fn w4_mpmc_oversub_tasks(n: usize) -> Result<Measurement, BenchError> {
+    mpmc_tasks(plain_queue(), "W4", n, 8, 8)
 }
 
 /// Splits `keys` into `parts` contiguous shares (the first ones one longer).
@@ -76,6 +100,61 @@ fn mpmc_on(
     }
     let abort = queue.clone();
     let timing = crew.run(|| (), move || drop(abort.shut_down()))?;
+    check_mpmc(workload, target, &refused, &seen)?;
+    Ok(finish(workload, engine, target, timing))
+}
+
+fn mpmc_tasks(
+    queue: WorkQueue<String>,
+    workload: &'static str,
+    n: usize,
+    producers: usize,
+    consumers: usize,
+) -> Result<Measurement, BenchError> {
+    let seen = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let target = n as u64;
+    let mut crew = TaskCrew::new(workload);
+    for share in shares(keys(n), producers) {
+        let (queue, refused) = (queue.clone(), refused.clone());
+        crew.spawn(async move {
+            for (i, key) in share.into_iter().enumerate() {
+                if i > 0 && i.is_multiple_of(TASK_BATCH) {
+                    tokio::task::yield_now().await;
+                }
+                if queue.add(key).is_err() {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    for _ in 0..consumers.max(1) {
+        let (queue, seen) = (queue.clone(), seen.clone());
+        crew.spawn(async move {
+            while let Some(item) = queue.get_async().await {
+                item.done();
+                if seen.fetch_add(1, Ordering::Relaxed) + 1 == target {
+                    queue.shut_down();
+                }
+            }
+        });
+    }
+    if n == 0 {
+        queue.shut_down();
+    }
+    let abort = queue.clone();
+    let timing = crew.run(move || drop(abort.shut_down()))?;
+    check_mpmc(workload, target, &refused, &seen)?;
+    Ok(finish(workload, "requeue-tasks", target, timing))
+}
+
+/// Every add was accepted and exactly `target` items came out.
+fn check_mpmc(
+    workload: &'static str,
+    target: u64,
+    refused: &AtomicU64,
+    seen: &AtomicU64,
+) -> Result<(), BenchError> {
     let refused = refused.load(Ordering::Relaxed);
     if refused > 0 {
         return Err(BenchError::Invariant {
@@ -83,8 +162,7 @@ fn mpmc_on(
             detail: format!("{refused} adds refused: the queue shut down before N items were seen"),
         });
     }
-    expect_count(workload, target, seen.load(Ordering::Relaxed))?;
-    Ok(finish(workload, engine, target, timing))
+    expect_count(workload, target, seen.load(Ordering::Relaxed))
 }
 
 fn finish(workload: &'static str, engine: &'static str, n: u64, timing: Timing) -> Measurement {

@@ -103,6 +103,43 @@ fn w5_never_hands_a_key_to_two_consumers() {
 }
 
 #[test]
+fn task_flavours_deliver_every_item_and_never_hand_a_key_out_twice() {
+    check(
+        &w3_mpmc_tasks(10_000, 2, 2).expect("W3 tasks"),
+        "W3",
+        "requeue-tasks",
+        10_000,
+    );
+    check(
+        &w3_mpmc_tasks(1_001, 3, 1).expect("W3 tasks 3x1"),
+        "W3",
+        "requeue-tasks",
+        1_001,
+    );
+    assert_eq!(
+        w3_mpmc_tasks(0, 2, 2).expect("W3 tasks, nothing to do").ops,
+        0
+    );
+    check(
+        &w4_mpmc_oversub_tasks(10_000).expect("W4 tasks"),
+        "W4",
+        "requeue-tasks",
+        10_000,
+    );
+    let m = w5_hot_requeue_tasks(Duration::from_millis(100)).unwrap_or_else(|e| panic!("W5: {e}"));
+    assert_eq!(
+        (m.workload, m.engine, m.items),
+        ("W5", "requeue-tasks", HOT_KEYS as u64)
+    );
+    assert!(
+        m.ops > 0 && m.cpu.is_some() == cfg!(target_os = "linux"),
+        "{m:?}"
+    );
+    // The producer yields after every batch, so the consumers get to work.
+    assert!(m.ops_per_sec() < 250_000.0, "{m:?}");
+}
+
+#[test]
 fn w6_hands_out_nothing_early_and_reports_lateness() {
     let m = w6_delayed(2_000).unwrap_or_else(|e| panic!("W6: {e}"));
     check(&m, "W6", "requeue", 2_000);
@@ -135,7 +172,7 @@ fn every_case_runs_by_name_and_its_result_survives_encoding() {
         retry_keys: 50,
     };
     let cases = Case::all();
-    assert_eq!(cases.len(), 13);
+    assert_eq!(cases.len(), 16);
     for case in cases {
         assert_eq!(Case::parse(&case.id()), Some(case));
         let m = case.run(&scale).unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -147,6 +184,11 @@ fn every_case_runs_by_name_and_its_result_survives_encoding() {
         let _ = case.workload.target().met_by(&m);
     }
     assert_eq!(Case::parse("W2/floor"), None);
+    assert_eq!(Case::parse("W1/tasks"), None);
+    assert_eq!(
+        Case::parse("hot-requeue/tasks").map(|c| c.id()),
+        Some("W5/tasks".into())
+    );
     assert_eq!(
         Case::parse("mpmc/metrics").map(|c| c.id()),
         Some("W3/metrics".into())

@@ -5,7 +5,8 @@ mod bench_redis;
 mod demo;
 mod inspect;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Kubernetes' controller primitives in Rust: see them run.
@@ -26,7 +27,8 @@ enum Command {
     DemoWorker(demo::WorkerArgs),
     /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md),
     /// each in its own process, and print median figures with the ratio to
-    /// a plain channel measured in the same run.
+    /// a plain channel measured in the same run (and, with `--client-go`,
+    /// to the real client-go work queue measured in the same rounds).
     Bench {
         /// Small sizes (seconds instead of minutes), e.g. for CI.
         #[arg(long)]
@@ -34,12 +36,20 @@ enum Command {
         /// One JSON object per workload instead of a table.
         #[arg(long)]
         json: bool,
-        /// Runs per workload, each in a fresh process; the median is reported.
+        /// Rounds: each workload runs once per round, in a fresh process;
+        /// the median is reported.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
         runs: u16,
         /// Internal: run the cases in this process (used by the parent run).
         #[arg(long, hide = true)]
         child: bool,
+        /// Also measure the real client-go work queue: PATH is a `wqbench`
+        /// binary built from the client-go reference harness. Each round
+        /// runs the Go side of a workload right before requeue's, and the
+        /// table sets each requeue figure beside client-go's from the same
+        /// rounds, with requeue's advantage ("x client-go").
+        #[arg(long, value_name = "PATH", conflicts_with_all = ["child", "redis"])]
+        client_go: Option<PathBuf>,
         /// The engine: `memory` (W1–W8 against a plain channel) or `redis`
         /// (W1 and W3 with 1, 8 and 32 workers against raw LPUSH/RPOP).
         #[arg(long, value_enum, default_value_t = BenchEngine::Memory)]
@@ -48,8 +58,8 @@ enum Command {
         /// throwaway redis-server on loopback).
         #[arg(long, value_name = "URL")]
         redis: Option<String>,
-        /// Workloads to run, e.g. `W1 W3/floor` (default: all). Each
-        /// workload's channel floor is added so that its ratio is known.
+        /// Workloads to run, e.g. `W1 W3/floor W3/tasks` (default: all).
+        /// Each workload's channel floor is added so that its ratio is known.
         cases: Vec<String>,
     },
     /// Show what a Redis queue holds: depth, parked re-adds, delayed items
@@ -97,8 +107,29 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
+/// Flag combinations clap's declarations cannot express: a usage error (exit 2).
+fn check_combinations(cli: &Cli) {
+    if let Command::Bench {
+        engine: BenchEngine::Redis,
+        client_go: Some(_),
+        ..
+    } = &cli.command
+    {
+        let mut cli = Cli::command();
+        cli.build();
+        let message =
+            "--client-go compares the in-memory engine; it cannot be used with --engine redis";
+        let kind = clap::error::ErrorKind::ArgumentConflict;
+        match cli.find_subcommand_mut("bench") {
+            Some(bench) => bench.error(kind, message).exit(),
+            None => cli.error(kind, message).exit(),
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    check_combinations(&cli);
     // The demo contains panics on purpose; report them in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = requeue::crash::panic_message(info.payload());
@@ -132,6 +163,7 @@ fn main() -> std::process::ExitCode {
             runs,
             child,
             cases,
+            client_go,
             ..
         } => bench::run(&bench::Options {
             quick,
@@ -139,6 +171,7 @@ fn main() -> std::process::ExitCode {
             runs: usize::from(runs),
             cases,
             child,
+            client_go,
         }),
     };
     match result {
