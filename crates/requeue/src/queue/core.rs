@@ -14,6 +14,7 @@
 //! So a hot add, get or done takes exactly one lock, its key's shard's, and
 //! threads on different keys do not meet.
 
+use super::Key;
 use super::delays::{DelayCtx, Delays, NONE_DUE, nanos_since};
 use super::fifo::Fifo;
 use super::machine::Sink;
@@ -22,7 +23,6 @@ use super::outcome::{Finished, HandOut};
 use super::ready::ReadyQueue;
 use super::shard::{Counts, Handle, KeyArg, SHARDS, Shard, shard_of};
 use super::waiters::Line;
-use super::Key;
 use crate::clock::{Clock, SharedClock, TimerId, deadline_after};
 use crate::limiter::RateLimiter;
 use crate::metrics::QueueMetrics;
@@ -47,41 +47,20 @@ fn key_hasher() -> KeyHasher {
     return foldhash::fast::FixedState::with_seed(0x5EED);
 }
 
-/// After this many adds in a row that collapsed into pending items, the
-/// adding thread yields its time slice once.
+/// Collapsing adds a thread makes between two looks at whether it should
+/// give way (see [`Shared::give_way`]).
 #[cfg(not(requeue_loom))]
-const MERGED_RUN_YIELD: u32 = 1024;
+const GIVE_WAY_EVERY: u32 = 128;
+
+/// How long a producer that only re-adds pending items pauses for busy workers.
+#[cfg(not(requeue_loom))]
+const GIVE_WAY_PAUSE: std::time::Duration = std::time::Duration::from_micros(500);
 
 #[cfg(not(requeue_loom))]
 thread_local! {
-    /// This thread's current run of collapsing adds.
-    static MERGED_RUN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Collapsing adds this thread made since it last looked.
+    static MERGED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
-
-/// A thread whose adds keep collapsing into items that are already pending
-/// does no useful work; when it competes for the CPU with the workers it
-/// feeds (a hot re-add loop, a resync storm on a busy machine), it is the
-/// one that should wait. So every [`MERGED_RUN_YIELD`] collapsing adds in a
-/// row, it yields once: a system call that returns at once when nothing
-/// else wants the core, and costs a tight dedup loop well under 1 %.
-#[cfg(not(requeue_loom))]
-fn give_way_after_merged_runs(merged: bool) {
-    MERGED_RUN.with(|run| {
-        if !merged {
-            run.set(0);
-            return;
-        }
-        let n = run.get().wrapping_add(1);
-        run.set(n);
-        if n % MERGED_RUN_YIELD == 0 {
-            std::thread::yield_now();
-        }
-    });
-}
-
-/// Under loom every thread switch is the model's to choose.
-#[cfg(requeue_loom)]
-fn give_way_after_merged_runs(_merged: bool) {}
 
 /// One shard, its lock, and copies of its counts readable without the lock.
 /// Aligned so that two shards never share a cache line.
@@ -282,8 +261,48 @@ impl<T: Key> Shared<T> {
         if readied {
             self.line.wake(1);
         }
-        give_way_after_merged_runs(merged);
+        if merged {
+            self.give_way();
+        }
         Ok(Admission { added, duplicate })
+    }
+
+    /// A thread whose adds keep collapsing into items that are already
+    /// pending does no useful work. While workers are busy and items wait
+    /// for them, such a thread competes with those workers for the CPU, and
+    /// the operating system shares the cores evenly among runnable
+    /// threads: three busy threads on two cores give each worker two thirds
+    /// of one. So every [`GIVE_WAY_EVERY`] collapsing adds, the thread looks:
+    /// if items are ready and others are being processed, it pauses for
+    /// [`GIVE_WAY_PAUSE`]; the core it leaves idle takes over a waiting
+    /// worker. A thread alone with the queue (nothing in flight) never
+    /// pauses, and an add that queues something never counts.
+    #[cfg(not(requeue_loom))]
+    fn give_way(&self) {
+        let look = MERGED.with(|merged| {
+            let n = merged.get() + 1;
+            merged.set(n % GIVE_WAY_EVERY);
+            n == GIVE_WAY_EVERY
+        });
+        if look && self.workers_have_a_backlog() {
+            std::thread::sleep(GIVE_WAY_PAUSE);
+        }
+    }
+
+    /// Under loom every thread switch is the model's to choose.
+    #[cfg(requeue_loom)]
+    fn give_way(&self) {}
+
+    /// Whether items are ready while others are in flight (processing or delayed).
+    #[cfg(not(requeue_loom))]
+    fn workers_have_a_backlog(&self) -> bool {
+        let (ready, live) = self.shards.iter().fold((0, 0), |(r, l), cell| {
+            (
+                r + cell.ready.load(Ordering::Relaxed),
+                l + cell.live.load(Ordering::Relaxed),
+            )
+        });
+        ready > 0 && live > ready
     }
 
     /// Adds a key (the engine of every `add` flavour).
@@ -385,10 +404,11 @@ impl<T: Key> Shared<T> {
         let stamp = self.stamp();
         let metrics = self.metrics.as_ref();
         let hash = self.hash(item);
-        let finished = self.with_shard(shard_of(hash), |shard, sink| match shard.find(item, hash) {
-            Some(slot) => shard.done(slot, None, stamp, metrics, sink),
-            None => Finished::unchanged(),
-        });
+        let finished =
+            self.with_shard(shard_of(hash), |shard, sink| match shard.find(item, hash) {
+                Some(slot) => shard.done(slot, None, stamp, metrics, sink),
+                None => Finished::unchanged(),
+            });
         self.after_done(finished)
     }
 

@@ -16,7 +16,11 @@ fn check(queue: &WorkQueue<u8>) {
         shard.check();
         ready += shard.counts.ready;
     }
-    assert_eq!(queue.len(), ready, "published ready counts match the shards");
+    assert_eq!(
+        queue.len(),
+        ready,
+        "published ready counts match the shards"
+    );
     if !shared.ordered.load(crate::sync::Ordering::Relaxed) {
         // Every queued key is in the FIFO exactly once.
         let mut seen = HashSet::new();

@@ -225,7 +225,11 @@ mod tests {
         }
         assert!(!d.wants_sweep());
         let w = d.pop_due(5 * US).map(|w| (w.item, w.seq));
-        assert_eq!(w, Some(("x", first)), "order and sequence survive the sweep");
+        assert_eq!(
+            w,
+            Some(("x", first)),
+            "order and sequence survive the sweep"
+        );
         assert_eq!(d.clear().len(), 1);
     }
 }

@@ -87,7 +87,11 @@ pub(crate) struct DelayCtx<'a> {
 }
 
 impl<'a> DelayCtx<'a> {
-    pub(crate) fn new(delays: &'a QueueMutex<Delays>, next_due: &'a AtomicU64, epoch: Instant) -> Self {
+    pub(crate) fn new(
+        delays: &'a QueueMutex<Delays>,
+        next_due: &'a AtomicU64,
+        epoch: Instant,
+    ) -> Self {
         DelayCtx {
             delays,
             next_due,
@@ -243,7 +247,10 @@ impl<T: Key> Shared<T> {
             let s = self.shards[number].lock.lock();
             for &i in indexes {
                 let e = &entries[i];
-                live[i] = s.delay_marks.get(e.item.slot() as usize).is_some_and(|m| m.seq == e.seq)
+                live[i] = s
+                    .delay_marks
+                    .get(e.item.slot() as usize)
+                    .is_some_and(|m| m.seq == e.seq)
                     && s.get(e.item.slot()).is_some_and(|x| x.is(shard::DELAYED));
             }
         }

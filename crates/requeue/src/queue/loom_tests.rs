@@ -311,7 +311,9 @@ fn loom_switching_to_priorities_loses_and_duplicates_nothing() {
                 .unwrap_or_else(|_| unreachable!())
                 .into_iter()
                 .collect();
-            got.extend(std::iter::from_fn(|| q.try_get().ok().map(|item| item.detach())));
+            got.extend(std::iter::from_fn(|| {
+                q.try_get().ok().map(|item| item.detach())
+            }));
             got.sort_unstable();
             assert_eq!(got, [1, 2], "each item handed out exactly once");
             assert_eq!(q.len(), 0);

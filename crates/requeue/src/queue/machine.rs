@@ -46,7 +46,9 @@ impl Sink<'_> {
 
 impl<T: Eq + Hash + Clone> Shard<T> {
     fn priority(&self, slot: u32) -> i32 {
-        self.order_marks.get(slot as usize).map_or(0, |m| m.priority)
+        self.order_marks
+            .get(slot as usize)
+            .map_or(0, |m| m.priority)
     }
 
     /// Keeps the highest priority a pending key was added with.

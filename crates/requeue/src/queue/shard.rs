@@ -267,10 +267,11 @@ impl<T: Eq + Hash> Shard<T> {
             }
         };
         let slots = &self.slots;
-        match self
-            .table
-            .entry(widen(hash), |&i| i == index, |&i| widen(slots[i as usize].hash))
-        {
+        match self.table.entry(
+            widen(hash),
+            |&i| i == index,
+            |&i| widen(slots[i as usize].hash),
+        ) {
             Entry::Vacant(vacant) => {
                 vacant.insert(index);
             }
@@ -361,7 +362,11 @@ impl<T: Eq + Hash> Shard<T> {
             .slots
             .iter()
             .map(|s| OrderMark {
-                priority: if s.is(DIRTY | DELAYED) { 0 } else { NO_PRIORITY },
+                priority: if s.is(DIRTY | DELAYED) {
+                    0
+                } else {
+                    NO_PRIORITY
+                },
                 seq: 0,
             })
             .collect();
