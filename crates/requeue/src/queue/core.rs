@@ -72,7 +72,7 @@ pub(crate) struct ShardCell<T> {
 }
 
 impl<T: Eq + std::hash::Hash> ShardCell<T> {
-    fn new(number: usize, metered: bool) -> Self {
+    fn new(number: usize, metered: Option<Instant>) -> Self {
         ShardCell {
             lock: QueueMutex::new(Shard::new(number, metered)),
             ready: AtomicUsize::new(0),
@@ -148,7 +148,9 @@ impl<T: Key> Shared<T> {
         let timed = metrics.is_some();
         let epoch = clock.now();
         Shared {
-            shards: (0..SHARDS).map(|i| ShardCell::new(i, timed)).collect(),
+            shards: (0..SHARDS)
+                .map(|i| ShardCell::new(i, timed.then_some(epoch)))
+                .collect(),
             hasher: key_hasher(),
             fifo: Fifo::new(),
             ordered: AtomicBool::new(false),

@@ -120,6 +120,17 @@ impl<'a> DelayCtx<'a> {
 }
 
 impl<T: Key> Shared<T> {
+    /// Whether any delayed item is pending.
+    pub(crate) fn delays_pending(&self) -> bool {
+        self.next_due.load(Ordering::Relaxed) != NONE_DUE
+    }
+
+    /// When the earliest delayed item is due (possibly early), if any.
+    pub(crate) fn next_due_at(&self) -> Option<Instant> {
+        let due = self.next_due.load(Ordering::Acquire);
+        (due != NONE_DUE).then(|| instant_at(self.epoch, due))
+    }
+
     /// Moves due items into the ready line if the head of the delay heap is
     /// due at `now`; skips when another thread is promoting.
     pub(crate) fn promote_if_due(&self, now: Instant) {

@@ -35,7 +35,10 @@ impl<T: Key> WorkQueue<T> {
         // futex wait here and a wake-up call in the producer. Yielding
         // (not spinning) once the first looks fail lets a producer that
         // shares this core run.
-        for round in 0..SPIN_ROUNDS {
+        // Not while delayed items are pending: then an item comes when the
+        // clock says so, and the thread parks until then (see `Waiting`).
+        let rounds = if self.shared.delays_pending() { 0 } else { SPIN_ROUNDS };
+        for round in 0..rounds {
             match self.try_get() {
                 Ok(item) => return Some(item),
                 Err(TryGetError::ShutDown) => return None,
@@ -46,7 +49,9 @@ impl<T: Key> WorkQueue<T> {
         match self.try_get() {
             Ok(item) => Some(item),
             Err(TryGetError::ShutDown) => None,
-            Err(TryGetError::Empty) => block_on(self.get_async()),
+            Err(TryGetError::Empty) => block_on(Get {
+                wait: Waiting::new(self, None, None).parking(),
+            }),
         }
     }
 
@@ -61,17 +66,21 @@ impl<T: Key> WorkQueue<T> {
 
     /// Like [`get`](WorkQueue::get), but gives up at `deadline` on the queue's clock.
     pub fn get_deadline(&self, deadline: Instant) -> Result<Item<T>, GetError> {
-        block_on(self.get_deadline_async(deadline))
+        block_on(GetWithin {
+            wait: Waiting::new(self, Some(deadline), None).parking(),
+        })
     }
 
     /// Like [`get`](WorkQueue::get), but gives up after `timeout` on the queue's clock.
     pub fn get_timeout(&self, timeout: Duration) -> Result<Item<T>, GetError> {
-        block_on(self.get_timeout_async(timeout))
+        self.get_deadline(deadline_after(self.shared.clock.now(), timeout))
     }
 
     /// Like [`get`](WorkQueue::get), but gives up when `stop` fires.
     pub fn get_until(&self, stop: &Stop) -> Result<Item<T>, GetError> {
-        block_on(self.get_until_async(stop))
+        block_on(GetWithin {
+            wait: Waiting::new(self, None, Some(stop)).parking(),
+        })
     }
 
     /// Waits for an item without blocking the thread.
@@ -156,6 +165,13 @@ struct Waiting<'a, T: Key> {
     waiter: Option<u64>,
     sleep: Option<Sleep<'a>>,
     stopped: Option<Stopped<'a>>,
+    /// A blocked thread's own wake-up for the earliest delayed item, so
+    /// it parks with a timeout and promotes the item itself, rather than
+    /// waiting for the timer thread to promote it and wake the thread
+    /// (two wake-ups instead of none). Async getters rely on the
+    /// queue's promotion timer.
+    due: Option<Sleep<'a>>,
+    park_until_due: bool,
 }
 
 impl<'a, T: Key> Waiting<'a, T> {
@@ -165,6 +181,35 @@ impl<'a, T: Key> Waiting<'a, T> {
             waiter: None,
             sleep: deadline.map(|d| Sleep::new(&*queue.shared.clock, d)),
             stopped: stop.map(Stop::stopped),
+            due: None,
+            park_until_due: false,
+        }
+    }
+
+    /// For a blocking get (driven by `block_on` on its own thread).
+    fn parking(mut self) -> Self {
+        self.park_until_due = true;
+        self
+    }
+
+    /// Arranges for this thread to wake when the earliest delayed item is due.
+    fn wake_when_due(&mut self, cx: &mut Context<'_>) {
+        let shared = &self.queue.shared;
+        // A head already due is being promoted by another thread (this
+        // get's own look either promoted it or left a request with that
+        // thread), whose push wakes this waiter: nothing to arrange.
+        let Some(at) = shared.next_due_at().filter(|&at| at > shared.clock.now()) else {
+            self.due = None;
+            return;
+        };
+        if self.due.as_ref().is_none_or(|due| due.deadline() != at) {
+            self.due = Some(Sleep::new(&*shared.clock, at));
+        }
+        if let Some(due) = &mut self.due
+            && due.poll_elapsed(cx).is_ready()
+        {
+            // Came due meanwhile: look again at once (the get promotes it).
+            cx.waker().wake_by_ref();
         }
     }
 
@@ -185,6 +230,9 @@ impl<'a, T: Key> Waiting<'a, T> {
         {
             self.queue.withdraw(&mut self.waiter);
             return Poll::Ready(Err(GetError::Stopped));
+        }
+        if self.park_until_due {
+            self.wake_when_due(cx);
         }
         Poll::Pending
     }

@@ -13,7 +13,6 @@
 
 use super::delays::DelayCtx;
 use super::fifo::Fifo;
-use super::metered::seconds_between;
 use super::options::Added;
 use super::outcome::{Finished, HandOut};
 use super::ready::ReadyQueue;
@@ -212,10 +211,10 @@ impl<T: Eq + Hash + Clone> Shard<T> {
             None => 0,
         };
         if let Some(times) = &mut self.times {
-            let added = times.started(slot, now);
+            let waited = times.started(slot, now);
             if let Some(m) = metrics {
                 m.depth.dec();
-                if let Some(waited) = seconds_between(added, now) {
+                if let Some(waited) = waited {
                     m.latency.observe(waited);
                 }
             }
@@ -252,9 +251,9 @@ impl<T: Eq + Hash + Clone> Shard<T> {
         let (dirty, delayed) = (s.is(DIRTY), s.is(DELAYED));
         self.counts.processing -= 1;
         if let Some(times) = &mut self.times {
-            let started = times.finished(slot);
+            let worked = times.finished(slot, now);
             if let Some(m) = metrics
-                && let Some(worked) = seconds_between(started, now)
+                && let Some(worked) = worked
             {
                 m.work_duration.observe(worked);
             }

@@ -1,87 +1,101 @@
 //! The per-item timestamps behind the latency, work-duration and
 //! unfinished-work metrics; kept (per shard) only when the queue has metrics.
+//!
+//! Two 8-byte stamps per slot (nanoseconds after the queue's epoch, plus
+//! one, so that 0 means "none"), in an array parallel to the shard's slots:
+//! the tick that publishes unfinished work walks that array in order
+//! (a few milliseconds for millions of slots, twice a second) rather than
+//! every hand-out and done keeping a list of the items in flight.
 
 use std::time::Instant;
 
-/// One slot's timestamps.
+/// One slot's stamps: when it was added (until handed out) and when its
+/// current processing started.
 #[derive(Debug, Default, Clone, Copy)]
-struct Times {
-    added: Option<Instant>,
-    started: Option<Instant>,
-    /// Position in `ShardTimes::in_flight` while processing.
-    flight: usize,
+struct Stamps {
+    added: u64,
+    started: u64,
 }
 
-/// The timestamps of one shard's slots, and which of them are in flight,
-/// so the 500 ms tick visits only those and not every queued item.
-#[derive(Debug, Default)]
+/// The stamps of one shard's slots.
+#[derive(Debug)]
 pub(crate) struct ShardTimes {
-    times: Vec<Times>,
-    in_flight: Vec<u32>,
+    epoch: Instant,
+    stamps: Vec<Stamps>,
 }
 
 impl ShardTimes {
-    fn times(&mut self, slot: u32) -> &mut Times {
-        let i = slot as usize;
-        if self.times.len() <= i {
-            self.times.resize(i + 1, Times::default());
+    pub(crate) fn new(epoch: Instant) -> Self {
+        ShardTimes {
+            epoch,
+            stamps: Vec::new(),
         }
-        &mut self.times[i]
+    }
+
+    fn encode(&self, at: Option<Instant>) -> u64 {
+        at.map_or(0, |at| {
+            let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+            u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1
+        })
+    }
+
+    fn stamps(&mut self, slot: u32) -> &mut Stamps {
+        let i = slot as usize;
+        if self.stamps.len() <= i {
+            self.stamps.resize(i + 1, Stamps::default());
+        }
+        &mut self.stamps[i]
     }
 
     /// Clears a slot that was just (re)used.
     pub(crate) fn reset(&mut self, slot: u32) {
-        if let Some(t) = self.times.get_mut(slot as usize) {
-            t.added = None;
-            t.started = None;
+        if let Some(s) = self.stamps.get_mut(slot as usize) {
+            *s = Stamps::default();
         }
+    }
+
+    /// Forgets every slot (the shard gave its memory back).
+    pub(crate) fn clear(&mut self) {
+        self.stamps = Vec::new();
     }
 
     /// Records an item newly needing processing (client-go's add metric
     /// point); the first such time since its last hand-out is kept.
     pub(crate) fn added(&mut self, slot: u32, now: Option<Instant>) {
-        let times = self.times(slot);
-        if times.added.is_none() {
-            times.added = now;
+        let now = self.encode(now);
+        let s = self.stamps(slot);
+        if s.added == 0 {
+            s.added = now;
         }
     }
 
-    /// Records a hand-out at `now`; returns when the item was added.
-    pub(crate) fn started(&mut self, slot: u32, now: Option<Instant>) -> Option<Instant> {
-        let flight = self.in_flight.len();
-        self.in_flight.push(slot);
-        let times = self.times(slot);
-        times.started = now;
-        times.flight = flight;
-        times.added.take()
+    /// Records a hand-out at `now`; returns how long the item waited, in seconds.
+    pub(crate) fn started(&mut self, slot: u32, now: Option<Instant>) -> Option<f64> {
+        let now = self.encode(now);
+        let s = self.stamps(slot);
+        let added = std::mem::take(&mut s.added);
+        s.started = now;
+        seconds(added, now)
     }
 
-    /// Records the end of a processing; returns when it started.
-    pub(crate) fn finished(&mut self, slot: u32) -> Option<Instant> {
-        let times = self.times(slot);
-        let (started, flight) = (times.started.take(), times.flight);
-        if self.in_flight.get(flight) == Some(&slot) {
-            self.in_flight.swap_remove(flight);
-            if let Some(&moved) = self.in_flight.get(flight) {
-                self.times(moved).flight = flight;
-            }
-        }
-        started
+    /// Records the end of a processing at `now`; returns how long it took, in seconds.
+    pub(crate) fn finished(&mut self, slot: u32, now: Option<Instant>) -> Option<f64> {
+        let now = self.encode(now);
+        let started = std::mem::take(&mut self.stamps(slot).started);
+        seconds(started, now)
     }
 
     /// Sum and maximum of the ages of this shard's in-flight items, in seconds.
     pub(crate) fn unfinished_work(&self, now: Instant) -> (f64, f64) {
-        self.in_flight
+        let now = self.encode(Some(now));
+        self.stamps
             .iter()
-            .filter_map(|&slot| self.times.get(slot as usize).and_then(|t| t.started))
-            .map(|started| now.saturating_duration_since(started).as_secs_f64())
-            .fold((0.0, 0.0), |(sum, max), age| {
-                (sum + age, f64::max(max, age))
-            })
+            .filter_map(|s| seconds(s.started, now))
+            .fold((0.0, 0.0), |(sum, max), age| (sum + age, f64::max(max, age)))
     }
 }
 
-/// Seconds from `from` to `to`, if both are known.
-pub(crate) fn seconds_between(from: Option<Instant>, to: Option<Instant>) -> Option<f64> {
-    Some(to?.saturating_duration_since(from?).as_secs_f64())
+/// Seconds between two stamps, if both are set.
+fn seconds(from: u64, to: u64) -> Option<f64> {
+    (from != 0 && to != 0).then(|| to.saturating_sub(from) as f64 / 1e9)
 }

@@ -169,7 +169,7 @@ pub(crate) struct Shard<T> {
 }
 
 impl<T: Eq + Hash> Shard<T> {
-    pub(crate) fn new(number: usize, metered: bool) -> Self {
+    pub(crate) fn new(number: usize, metered: Option<std::time::Instant>) -> Self {
         Shard {
             number,
             slots: Vec::new(),
@@ -180,7 +180,7 @@ impl<T: Eq + Hash> Shard<T> {
             delays_on: false,
             order_marks: Vec::new(),
             order_on: false,
-            times: metered.then(ShardTimes::default),
+            times: metered.map(ShardTimes::new),
             counts: Counts::default(),
         }
     }
@@ -316,7 +316,7 @@ impl<T: Eq + Hash> Shard<T> {
             self.delay_marks = Vec::new();
             self.order_marks = Vec::new();
             if let Some(times) = &mut self.times {
-                *times = ShardTimes::default();
+                times.clear();
             }
         } else if self.dead.len() >= PURGE_AT.max(self.table.capacity() / 4) {
             self.purge();
