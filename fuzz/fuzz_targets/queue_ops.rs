@@ -389,6 +389,8 @@ impl Harness {
                     );
                 }
             }
+            // Only remote engines hand an add to a background task.
+            Added::Sent => panic!("the in-memory queue answered Sent: {msg}"),
         }
         if immediate {
             let ok = if was_processing {

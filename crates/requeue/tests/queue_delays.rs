@@ -178,3 +178,27 @@ fn delays_on_the_real_clock_fire_without_any_thread_of_the_queue() {
     assert_eq!(*item, 7);
     assert!(start.elapsed() >= ms(20));
 }
+
+#[test]
+fn delays_before_the_queue_was_built_come_due_on_time() {
+    // Found by the fuzzer: a fake clock set back a week before the queue's
+    // creation, then a delayed add and a step past its time.
+    let clock = FakeClock::new();
+    let q: WorkQueue<u8> = WorkQueue::builder().clock(clock.clone()).build();
+    let week = Duration::from_secs(7 * 24 * 3600);
+    clock.set(clock.now() - week);
+    assert!(matches!(
+        q.add_after(1, Duration::from_millis(5)),
+        Ok(Added::Delayed { .. })
+    ));
+    assert!(matches!(
+        q.add_after(2, Duration::from_millis(3)),
+        Ok(Added::Delayed { .. })
+    ));
+    clock.advance(Duration::from_millis(4));
+    assert_eq!(q.snapshot().delayed, 1, "only the 3 ms item is due");
+    clock.advance(Duration::from_millis(200));
+    assert_eq!(q.snapshot().delayed, 0, "both are due, in due order");
+    assert_eq!(*q.try_get().expect("due"), 2);
+    assert_eq!(*q.try_get().expect("due"), 1);
+}

@@ -103,7 +103,7 @@ pub(crate) struct Shared<T: Key> {
     pub(crate) ordered: AtomicBool,
     pub(crate) order: QueueMutex<Order>,
     pub(crate) delays: QueueMutex<Delays>,
-    /// The delay heap's head (ns after `epoch`), or [`NONE_DUE`]; may be
+    /// The delay heap's head (on the scale of [`nanos_since`]), or [`NONE_DUE`]; may be
     /// early (a stale entry), never late.
     pub(crate) next_due: AtomicU64,
     pub(crate) promoting: AtomicBool,
@@ -114,7 +114,7 @@ pub(crate) struct Shared<T: Key> {
     shutting_down: AtomicBool,
     draining: AtomicBool,
     pub(crate) ticker_id: QueueMutex<Option<TimerId>>,
-    /// Delays are measured in nanoseconds after this instant.
+    /// Delays are measured in nanoseconds around this instant ([`nanos_since`]).
     pub(crate) epoch: Instant,
     pub(crate) metrics: Option<QueueMetrics>,
     pub(crate) clock: SharedClock,

@@ -6,7 +6,7 @@
 //! and becomes the *front*, from which due items are taken in `(due, seq)`
 //! order — the order client-go's heap yields.
 //!
-//! Times are nanoseconds after the queue's epoch. Entries are lazily
+//! Times are nanoseconds on the queue's scale (see `delays::nanos_since`). Entries are lazily
 //! deleted: the heap cannot tell a stale entry (its key was re-delayed,
 //! made ready or withdrawn) from a live one, because that is known only
 //! under the key's shard lock, which is taken before this heap's lock and
@@ -14,18 +14,19 @@
 //! count of the live entries (callers report every entry that goes stale),
 //! so that [`DelayHeap::wants_sweep`] can say when stale ones dominate.
 
+use super::delays::Nanos;
 use std::collections::BTreeMap;
 
 /// One waiting entry; live while the item's record still names `seq`.
 #[derive(Debug)]
 pub(crate) struct Waiting<T> {
-    pub(crate) at: u64,
+    pub(crate) at: Nanos,
     pub(crate) seq: u64,
     pub(crate) item: T,
 }
 
 impl<T> Waiting<T> {
-    fn key(&self) -> (u64, u64) {
+    fn key(&self) -> (Nanos, u64) {
         (self.at, self.seq)
     }
 }
@@ -33,20 +34,20 @@ impl<T> Waiting<T> {
 #[derive(Debug)]
 struct Bucket<T> {
     /// Earliest due time among the entries (possibly of a stale one).
-    min_at: u64,
+    min_at: Nanos,
     entries: Vec<Waiting<T>>,
 }
 
-const NANOS_PER_TICK: u64 = 1_000_000;
+const NANOS_PER_TICK: Nanos = 1_000_000;
 
 /// Items waiting for their due time.
 #[derive(Debug)]
 pub(crate) struct DelayHeap<T> {
-    buckets: BTreeMap<u64, Bucket<T>>,
+    buckets: BTreeMap<Nanos, Bucket<T>>,
     /// The bucket being taken from, sorted latest-first (the next is last).
     front: Vec<Waiting<T>>,
     /// Bucket number of `front`.
-    front_tick: Option<u64>,
+    front_tick: Option<Nanos>,
     live: usize,
     stored: usize,
     next_seq: u64,
@@ -71,7 +72,7 @@ impl<T> DelayHeap<T> {
     }
 
     /// Adds an entry; returns its sequence (never 0).
-    pub(crate) fn push(&mut self, at: u64, item: T) -> u64 {
+    pub(crate) fn push(&mut self, at: Nanos, item: T) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.insert(Waiting { at, seq, item });
@@ -118,7 +119,7 @@ impl<T> DelayHeap<T> {
     /// The earliest due time among the stored entries: exact when the
     /// front is not empty, else the next bucket's, which may belong to a
     /// stale entry and so be early (a spurious wake-up, never a late one).
-    pub(crate) fn next_due(&self) -> Option<u64> {
+    pub(crate) fn next_due(&self) -> Option<Nanos> {
         match self.front.last() {
             Some(last) => Some(last.at),
             None => self.buckets.first_key_value().map(|(_, b)| b.min_at),
@@ -127,7 +128,7 @@ impl<T> DelayHeap<T> {
 
     /// Removes the next entry if it is due at `now`; the caller checks
     /// liveness and reports live ones with [`DelayHeap::forget_live`].
-    pub(crate) fn pop_due(&mut self, now: u64) -> Option<Waiting<T>> {
+    pub(crate) fn pop_due(&mut self, now: Nanos) -> Option<Waiting<T>> {
         loop {
             if let Some(last) = self.front.last() {
                 if last.at > now {
@@ -179,7 +180,7 @@ impl<T> DelayHeap<T> {
 mod tests {
     use super::*;
 
-    fn drain_due(d: &mut DelayHeap<&'static str>, now: u64) -> Vec<&'static str> {
+    fn drain_due(d: &mut DelayHeap<&'static str>, now: Nanos) -> Vec<&'static str> {
         let mut out = Vec::new();
         while let Some(w) = d.pop_due(now) {
             d.forget_live(1);
@@ -188,7 +189,7 @@ mod tests {
         out
     }
 
-    const US: u64 = 1_000;
+    const US: Nanos = 1_000;
 
     #[test]
     fn due_items_come_out_in_due_order_across_and_within_buckets() {
@@ -212,8 +213,8 @@ mod tests {
         let mut d = DelayHeap::new();
         let first = d.push(5 * US, "x");
         d.push(5 * US, "y");
-        for i in 0..3000 {
-            d.push(10_000 * US + i, "stale");
+        for i in 0..3000_u32 {
+            d.push(10_000 * US + Nanos::from(i), "stale");
         }
         d.forget_live(3000);
         assert!(d.wants_sweep());

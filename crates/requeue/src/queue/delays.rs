@@ -20,17 +20,60 @@ use std::time::{Duration, Instant};
 /// lock, so producers are not shut out while a large batch comes due.
 pub(crate) const PROMOTION_BATCH: usize = 256;
 
-/// `next_due` when no delay is pending.
+/// `next_due` (a [`hint`]) when no delay is pending.
 pub(crate) const NONE_DUE: u64 = u64::MAX;
 
-/// Nanoseconds from `epoch` to `at` (0 before it, saturating far after).
-pub(crate) fn nanos_since(epoch: Instant, at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+/// A time on the queue's nanosecond scale: the queue's epoch is at
+/// [`EPOCH_NANOS`], and every `Instant` a clock can give (before the epoch
+/// too: a `FakeClock` can be set to any earlier or much later instant)
+/// has its exact place on it.
+pub(crate) type Nanos = u128;
+
+/// Where the queue's epoch sits on its scale (far above any span a
+/// `Duration` can have, so nothing before it saturates).
+const EPOCH_NANOS: Nanos = 1 << 100;
+
+/// `at` on the queue's nanosecond scale.
+pub(crate) fn nanos_since(epoch: Instant, at: Instant) -> Nanos {
+    if at >= epoch {
+        EPOCH_NANOS + (at - epoch).as_nanos()
+    } else {
+        EPOCH_NANOS - (epoch - at).as_nanos()
+    }
 }
 
-/// The instant `nanos` after `epoch` (saturating).
-pub(crate) fn instant_at(epoch: Instant, nanos: u64) -> Instant {
-    deadline_after(epoch, Duration::from_nanos(nanos))
+/// The instant at `nanos` on the queue's scale (saturating).
+pub(crate) fn instant_at(epoch: Instant, nanos: Nanos) -> Instant {
+    let span = |n: Nanos| {
+        let secs = u64::try_from(n / 1_000_000_000).unwrap_or(u64::MAX);
+        Duration::new(secs, (n % 1_000_000_000) as u32)
+    };
+    if nanos >= EPOCH_NANOS {
+        deadline_after(epoch, span(nanos - EPOCH_NANOS))
+    } else {
+        epoch
+            .checked_sub(span(EPOCH_NANOS - nanos))
+            .unwrap_or(epoch)
+    }
+}
+
+/// The time a [`hint`] inside its range stands for.
+fn unhint(hint: u64) -> Nanos {
+    HINT_LOW + Nanos::from(hint)
+}
+
+/// The lowest time a [`hint`] tells apart (146 years before the epoch).
+const HINT_LOW: Nanos = EPOCH_NANOS - (1 << 62);
+
+/// A 64-bit summary of a time on the scale, for the lock-free "is
+/// anything due?" check: it never orders two times the other way round
+/// (times 146 years either side of the epoch and beyond share its ends,
+/// where the check may then see something due that is not; the promotion
+/// it triggers compares exactly and finds nothing).
+pub(crate) fn hint(nanos: Nanos) -> u64 {
+    u64::try_from(nanos.saturating_sub(HINT_LOW))
+        .unwrap_or(u64::MAX - 1)
+        .min(u64::MAX - 1)
 }
 
 /// The delay heap and the timer armed for its head.
@@ -72,7 +115,10 @@ impl Delays {
 
     /// Publishes the head's time for getters that check it without the lock.
     pub(crate) fn publish_next_due(&self, next_due: &AtomicU64) {
-        next_due.store(self.heap.next_due().unwrap_or(NONE_DUE), Ordering::Release);
+        next_due.store(
+            self.heap.next_due().map_or(NONE_DUE, hint),
+            Ordering::Release,
+        );
     }
 }
 
@@ -101,7 +147,7 @@ impl<'a> DelayCtx<'a> {
     }
 
     /// Adds a heap entry for `handle` due at `at`; returns its sequence.
-    pub(crate) fn push(&mut self, at: u64, handle: Handle) -> u64 {
+    pub(crate) fn push(&mut self, at: Nanos, handle: Handle) -> u64 {
         let mut d = self.delays.lock();
         let seq = d.heap.push(at, handle);
         d.publish_next_due(self.next_due);
@@ -125,17 +171,18 @@ impl<T: Key> Shared<T> {
         self.next_due.load(Ordering::Relaxed) != NONE_DUE
     }
 
-    /// When the earliest delayed item is due (possibly early), if any.
+    /// When the earliest delayed item is due (possibly early), if any and
+    /// if it is within the [`hint`]'s range.
     pub(crate) fn next_due_at(&self) -> Option<Instant> {
         let due = self.next_due.load(Ordering::Acquire);
-        (due != NONE_DUE).then(|| instant_at(self.epoch, due))
+        (due < NONE_DUE - 1).then(|| instant_at(self.epoch, unhint(due)))
     }
 
     /// Moves due items into the ready line if the head of the delay heap is
     /// due at `now`; skips when another thread is promoting.
     pub(crate) fn promote_if_due(&self, now: Instant) {
         let due = self.next_due.load(Ordering::Acquire);
-        if due != NONE_DUE && due <= nanos_since(self.epoch, now) {
+        if due != NONE_DUE && due <= hint(nanos_since(self.epoch, now)) {
             self.promote_due();
         }
     }

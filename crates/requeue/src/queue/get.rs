@@ -37,7 +37,11 @@ impl<T: Key> WorkQueue<T> {
         // shares this core run.
         // Not while delayed items are pending: then an item comes when the
         // clock says so, and the thread parks until then (see `Waiting`).
-        let rounds = if self.shared.delays_pending() { 0 } else { SPIN_ROUNDS };
+        let rounds = if self.shared.delays_pending() {
+            0
+        } else {
+            SPIN_ROUNDS
+        };
         for round in 0..rounds {
             match self.try_get() {
                 Ok(item) => return Some(item),

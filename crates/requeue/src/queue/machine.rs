@@ -11,7 +11,7 @@
 //! the delay heap through a [`DelayCtx`], which takes the heap's lock
 //! inside the shard's (the only nesting of the two).
 
-use super::delays::DelayCtx;
+use super::delays::{DelayCtx, Nanos};
 use super::fifo::Fifo;
 use super::options::Added;
 use super::outcome::{Finished, HandOut};
@@ -145,14 +145,14 @@ impl<T: Eq + Hash + Clone> Shard<T> {
         (Added::Queued, true)
     }
 
-    /// An add for `at` (nanoseconds after the queue's epoch): the earliest
+    /// An add for `at` (on the queue's nanosecond scale): the earliest
     /// pending time wins; a key already due (dirty) is not delayed.
     /// Returns whether the key now waits (for `at`).
     pub(crate) fn add_later(
         &mut self,
         slot: u32,
         priority: i32,
-        at: u64,
+        at: Nanos,
         sink: &mut Sink<'_>,
         delays: &mut DelayCtx<'_>,
     ) -> bool {

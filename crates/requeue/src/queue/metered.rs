@@ -91,7 +91,9 @@ impl ShardTimes {
         self.stamps
             .iter()
             .filter_map(|s| seconds(s.started, now))
-            .fold((0.0, 0.0), |(sum, max), age| (sum + age, f64::max(max, age)))
+            .fold((0.0, 0.0), |(sum, max), age| {
+                (sum + age, f64::max(max, age))
+            })
     }
 }
 

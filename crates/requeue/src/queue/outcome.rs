@@ -8,8 +8,8 @@ use std::time::Instant;
 /// The promotion timer the queue has asked its clock for, if any.
 #[derive(Debug, Default)]
 pub(crate) struct TimerSlot {
-    /// When it fires (nanoseconds after the queue's epoch).
-    pub(crate) deadline: Option<u64>,
+    /// When it fires (on the queue's nanosecond scale).
+    pub(crate) deadline: Option<super::delays::Nanos>,
     pub(crate) id: Option<TimerId>,
     pub(crate) generation: u64,
 }

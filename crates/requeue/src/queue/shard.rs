@@ -114,7 +114,7 @@ impl<T> Slot<T> {
 /// slot has since been re-delayed, made ready or freed is recognised as stale.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct DelayMark {
-    pub(crate) at: u64,
+    pub(crate) at: super::delays::Nanos,
     pub(crate) seq: u64,
 }
 
