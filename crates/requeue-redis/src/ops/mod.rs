@@ -112,5 +112,8 @@ async fn run<C>(conn: &mut C, invocation: &ScriptInvocation<'_>) -> Result<Value
 where
     C: redis::aio::ConnectionLike + Send,
 {
-    Ok(invocation.invoke_async::<Value>(conn).await?)
+    invocation
+        .invoke_async::<Value>(conn)
+        .await
+        .map_err(|error| Error::corruption(&error).unwrap_or(Error::Redis(error)))
 }

@@ -17,7 +17,8 @@ where
         .arg(keys.failures())
         .arg(item)
         .query_async(conn)
-        .await?;
+        .await
+        .map_err(|e| wrong_type(e, keys.failures()))?;
     Ok(removed > 0)
 }
 
@@ -26,12 +27,34 @@ pub async fn num_requeues<C>(conn: &mut C, keys: &QueueKeys, item: &[u8]) -> Res
 where
     C: redis::aio::ConnectionLike + Send,
 {
-    let count: Option<u64> = redis::cmd("HGET")
+    let count: Option<Vec<u8>> = redis::cmd("HGET")
         .arg(keys.failures())
         .arg(item)
         .query_async(conn)
-        .await?;
-    Ok(count.unwrap_or(0))
+        .await
+        .map_err(|e| wrong_type(e, keys.failures()))?;
+    let Some(count) = count else { return Ok(0) };
+    std::str::from_utf8(&count)
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| Error::Corrupt {
+            key: keys.failures().to_owned(),
+            field: Some(String::from_utf8_lossy(item).into_owned()),
+            problem: "is not a failure count".to_owned(),
+        })
+}
+
+/// A `WRONGTYPE` reply for a command on `key` as [`Error::Corrupt`].
+fn wrong_type(error: redis::RedisError, key: &str) -> Error {
+    if error.code() == Some("WRONGTYPE") {
+        Error::Corrupt {
+            key: key.to_owned(),
+            field: None,
+            problem: "holds the wrong kind of value".to_owned(),
+        }
+    } else {
+        Error::Redis(error)
+    }
 }
 
 /// client-go `Len`: items ready in the queue, across all processes.

@@ -30,11 +30,18 @@ impl<T: Key> Lease<T> for RedisLease<T> {
         runtime.spawn(async move {
             let (shared, raw, token) = (self.shared.clone(), self.raw.clone(), self.held.token);
             drop(item);
-            if let Err(error) = end_with_retries(&shared, raw, token, then).await {
-                match error {
-                    QueueError::LeaseLost => {}
-                    error => tracing::warn!(queue = %shared.name, %error, "cannot end a lease; the item comes back when it expires"),
-                }
+            match end_with_retries(&shared, raw, token, then).await {
+                Ok(_) | Err(QueueError::LeaseLost) => {}
+                Err(error @ QueueError::Corrupt { .. }) => tracing::error!(
+                    queue = %shared.name,
+                    %error,
+                    "cannot end a lease: the item was given back unfinished"
+                ),
+                Err(error) => tracing::warn!(
+                    queue = %shared.name,
+                    %error,
+                    "cannot end a lease; the item comes back when it expires"
+                ),
             }
         });
     }
@@ -51,9 +58,18 @@ impl<T: Key> Lease<T> for RedisLease<T> {
     }
 }
 
-/// Ends a lease; a connection failure is retried (with backoff) while the
-/// lease is still ours, since every step is safe to repeat except that a
-/// repeated rate-limited re-add counts its failure twice.
+/// How many times this process tries to end a lease while the backend
+/// fails. Then it lets the item go: it stops renewing the lease, which
+/// runs out, and reaping brings the item back with backoff (nothing is
+/// lost). A lease is never renewed for an end that cannot happen.
+const END_ATTEMPTS: u32 = 8;
+
+/// Ends a lease; a connection failure is retried (with backoff, at most
+/// [`END_ATTEMPTS`] times) while the lease is still ours, since every step
+/// is safe to repeat except that a repeated rate-limited re-add counts its
+/// failure twice. Corrupt state is not retried: the item is released
+/// (given back to the head of the queue, no failure counted) and the
+/// caller gets the error.
 async fn end_with_retries<T: Key>(
     shared: &Arc<Shared<T>>,
     raw: Vec<u8>,
@@ -62,13 +78,21 @@ async fn end_with_retries<T: Key>(
 ) -> Result<Ended, QueueError> {
     let mut backoff = Duration::from_millis(20);
     let mut retried = false;
+    let mut attempts = 1;
     let result = loop {
         match end_once(shared, raw.clone(), token, then, retried).await {
-            Err(QueueError::Backend(error)) if lease_still_ours(shared, &raw, token) => {
+            Err(QueueError::Backend(error))
+                if attempts < END_ATTEMPTS && lease_still_ours(shared, &raw, token) =>
+            {
                 tracing::debug!(queue = %shared.name, %error, "retrying the end of a lease");
                 tokio_sleep(shared, backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 retried = true;
+                attempts += 1;
+            }
+            Err(corrupt @ QueueError::Corrupt { .. }) => {
+                give_back(shared, &raw, token).await;
+                break Err(corrupt);
             }
             other => break other,
         }
@@ -82,6 +106,20 @@ async fn end_with_retries<T: Key>(
         shared.report(|m| m.work_duration.observe(worked.as_secs_f64()));
     }
     result
+}
+
+/// Releases a lease whose end failed on corrupt state, so the item is not
+/// held until its lease runs out. If that fails too, the lease runs out.
+async fn give_back<T: Key>(shared: &Arc<Shared<T>>, raw: &[u8], token: Token) {
+    let raw = raw.to_vec();
+    let released = shared
+        .call(move |mut conn, shared| async move {
+            ops::release(&mut conn, &shared.keys, &raw, token, shared.now()).await
+        })
+        .await;
+    if let Err(error) = released {
+        tracing::warn!(queue = %shared.name, %error, "cannot give back an item; it comes back when its lease expires");
+    }
 }
 
 fn lease_still_ours<T: Key>(shared: &Shared<T>, raw: &[u8], token: Token) -> bool {

@@ -215,7 +215,10 @@ impl<T: Key> RedisQueue<T> {
     /// Waits for the next item and leases it to this process.
     /// [`QueueError::ShutDown`] once this process is shutting down;
     /// [`QueueError::Decode`] for stored bytes the codec refuses (the item
-    /// stays in Redis: its lease runs out and it comes back with backoff).
+    /// stays in Redis: its lease runs out and it comes back with backoff);
+    /// [`QueueError::Corrupt`] when the queue's keys hold something the
+    /// scripts never write (nothing was taken; repair the state, e.g. with
+    /// `requeue repair`, and call again).
     /// Connection errors are not returned: the get waits, reconnects and
     /// renews this process's leases first.
     pub async fn get(&self) -> Result<Item<T>, QueueError> {
@@ -263,6 +266,11 @@ impl<T: Key> RedisQueue<T> {
                 .await;
             let reply = match reply {
                 Ok(reply) => reply,
+                Err(error @ QueueError::Corrupt { .. }) => {
+                    // Not transient: the caller must know (nothing was taken).
+                    tracing::error!(queue = %shared.name, %error, "get refused: the queue's state needs repair");
+                    return Err(error);
+                }
                 Err(error) => {
                     tracing::warn!(queue = %shared.name, %error, "get failed; retrying");
                     tokio::select! {

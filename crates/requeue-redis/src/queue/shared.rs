@@ -159,7 +159,18 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 self.healthy.send_replace(false);
                 self.renew_now.notify_one();
             }
-            QueueError::backend(error)
+            match error {
+                crate::error::Error::Corrupt {
+                    key,
+                    field,
+                    problem,
+                } => QueueError::Corrupt {
+                    key,
+                    field,
+                    problem,
+                },
+                error => QueueError::backend(error),
+            }
         })
     }
 

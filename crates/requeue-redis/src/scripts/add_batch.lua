@@ -1,6 +1,7 @@
 -- add_batch.lua  ARGV: now, item...  (the client sends at most 1000 items)
 -- add for each item, in order.
 -- Returns {deduplicated, queued, parked, depth}.
+check_queue_keys()
 catch_up()
 local counts = {0, 0, 0}
 for i = 2, #ARGV do

@@ -9,10 +9,32 @@
 -- AddRateLimited = AddAfter(item, MaxOf(configured limiters).When(item)).
 -- Every configured limiter counts the attempt, as MaxOf asks all of them.
 -- Returns {code (as add_after), delay_ms, depth}.
-catch_up()
+-- Every argument is read, and every stored value checked, before the
+-- first write.
 local item = ARGV[2]
 local exponential = ARGV[3] ~= ''
 local fast_slow = ARGV[5] ~= ''
+local limited = ARGV[8] ~= ''
+local base, max, fast, slow, max_fast, rate, burst
+if exponential then
+  base, max = ms_arg(ARGV[3], 'base_ms'), ms_arg(ARGV[4], 'max_ms')
+end
+if fast_slow then
+  fast, slow, max_fast = ms_arg(ARGV[5], 'fast_ms'), ms_arg(ARGV[6], 'slow_ms'), num(ARGV[7], 'max_fast')
+end
+if limited then
+  rate, burst = num(ARGV[8], 'rate'), num(ARGV[9], 'burst')
+end
+check_queue_keys()
+check_types(FAIL, LIM, META)
+if exponential or fast_slow then check_ints(FAIL, {item}) end
+check_ints(META, {'retries_total'})
+if limited then
+  check_ints(LIM, {'zero_used'})
+  check_number(LIM, 'tat_us')
+end
+
+catch_up()
 local delay = 0
 
 -- NumRequeues: the per-item limiters count attempts; a bucket alone
@@ -22,12 +44,12 @@ if exponential or fast_slow then
   n = redis.call('HINCRBY', FAIL, item, 1)
 end
 if exponential then
-  local d = backoff(n - 1, ms_arg(ARGV[3], 'base_ms'), ms_arg(ARGV[4], 'max_ms'))
+  local d = backoff(n - 1, base, max)
   if d > delay then delay = d end
 end
 if fast_slow then
-  local d = ms_arg(ARGV[6], 'slow_ms')
-  if n <= num(ARGV[7], 'max_fast') then d = ms_arg(ARGV[5], 'fast_ms') end
+  local d = slow
+  if n <= max_fast then d = fast end
   if d > delay then delay = d end
 end
 
@@ -57,8 +79,8 @@ local function bucket(rate, burst)
   if wait_ms > MAX_MS then return MAX_MS end
   return wait_ms
 end
-if ARGV[8] ~= '' then
-  local d = bucket(num(ARGV[8], 'rate'), num(ARGV[9], 'burst'))
+if limited then
+  local d = bucket(rate, burst)
   if d > delay then delay = d end
 end
 

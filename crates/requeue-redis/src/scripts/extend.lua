@@ -3,6 +3,7 @@
 -- now + lease (never shortened: ZADD XX GT).
 -- Returns the items whose lease is lost (token no longer the owner's).
 local deadline = NOW + ms_arg(ARGV[2], 'lease_ms')
+check_types(OWN, PROC)
 local lost = {}
 for i = 3, #ARGV - 1, 2 do
   local item = ARGV[i]

@@ -14,6 +14,16 @@
 //! * Expected outcomes come back as codes, never as errors; the work per
 //!   call is bounded by a `batch` argument (or, for scripts without one, a
 //!   fixed bound of 100 due items promoted).
+//! * Nothing half-done: Redis does not undo the writes of a script that
+//!   fails part-way, so every script reads its arguments and checks the
+//!   type of every key it touches and every stored number it reads or
+//!   increments *before* its first write. A key or field that holds
+//!   something the scripts never write stops the script with
+//!   `REQUEUE_CORRUPT <key> <field> <problem>`, which the client reports
+//!   as [`Error::Corrupt`](crate::error::Error::Corrupt): the state is left
+//!   exactly as it was, so nothing is lost. (`tests/corruption.rs`
+//!   corrupts every key and number field of a live queue and runs every
+//!   script against it.)
 //! * Every script that changes the queue, and `len`, first promotes the
 //!   delayed items already due (at most `batch`, or 100), so a due item is
 //!   queued before anything that happens after its due time. When nothing

@@ -30,6 +30,74 @@ local Q, DIRTY, PROC, OWN, DELAYED, FAIL, LIM, META, MARK, ADDED =
 -- Keeps every timestamp + delay an exact integer in a Lua double.
 local MAX_MS = 9223372036855
 
+-- Nothing half-done. Redis does not undo the writes of a script that fails
+-- part-way, so every script reads its arguments and checks everything it
+-- will read (each key's type, each stored number it uses) BEFORE its first
+-- write. A bad value stops the script there, having written nothing, with
+--   REQUEUE_CORRUPT <key> <field as hex, or -> <what is wrong>
+-- which the client reports as Error::Corrupt. added_at's values and the
+-- owners' tokens need no check: a non-number added_at counts as "now" (it
+-- only dates the queue-time metric) and a token that is not the holder's
+-- is a lost lease, which is what the fenced scripts say anyway.
+local KIND = {
+  [Q] = 'list', [DIRTY] = 'set', [PROC] = 'zset', [OWN] = 'hash',
+  [DELAYED] = 'zset', [FAIL] = 'hash', [LIM] = 'hash', [META] = 'hash',
+  [MARK] = 'zset', [ADDED] = 'hash',
+}
+
+local function hex(s)
+  return (string.gsub(s, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+-- Stops the script (before any write) naming the bad key and field.
+local function corrupt(key, field, problem)
+  local f = '-'
+  if field then f = hex(field) end
+  error({err = 'REQUEUE_CORRUPT ' .. key .. ' ' .. f .. ' ' .. problem})
+end
+
+-- Each key has its type, or does not exist yet.
+local function check_types(...)
+  for _, key in ipairs({...}) do
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= KIND[key] then
+      corrupt(key, nil, 'is a ' .. t .. ' where a ' .. KIND[key] .. ' belongs')
+    end
+  end
+end
+
+-- A 64-bit integer as Redis writes one (so HINCRBY accepts it), at most
+-- 18 digits (so the increment cannot overflow).
+local function is_int(v)
+  return v == '0' or (#v <= 19 and string.find(v, '^%-?[1-9]%d*$') ~= nil)
+end
+
+-- The given fields of hash `key` are each absent or integers.
+local function check_ints(key, fields)
+  if #fields == 0 then return end
+  local values = redis.call('HMGET', key, unpack(fields))
+  for i, field in ipairs(fields) do
+    if values[i] and not is_int(values[i]) then
+      corrupt(key, field, 'is not an integer')
+    end
+  end
+end
+
+-- Field `field` of hash `key` is absent or a finite number.
+local function check_number(key, field)
+  local v = redis.call('HGET', key, field)
+  if not v then return end
+  local n = tonumber(v)
+  if not n or n ~= n or n == math.huge or n == -math.huge then
+    corrupt(key, field, 'is not a number')
+  end
+end
+
+-- The keys every script that promotes touches (promote, add_core).
+local function check_queue_keys()
+  check_types(Q, DIRTY, PROC, DELAYED, MARK, ADDED)
+end
+
 -- A decimal ARGV as a number; a malformed one is a client bug, so it raises.
 local function num(s, what)
   local n = tonumber(s)
@@ -132,23 +200,44 @@ local function backoff(n, base, max)
   return d
 end
 
--- Expired leases (holder presumed dead): at most `limit` of them. Each
--- counts a failure and comes back through delayed with per-item backoff.
-local function reap(limit, base, max)
-  if limit <= 0 then return 0 end
-  local dead = redis.call('ZRANGE', PROC, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+-- Expired leases (holder presumed dead): at most `limit` of them, read
+-- before the script writes anything, so their failure counts can be
+-- checked first (see check_reap).
+local function expired(limit)
+  if limit <= 0 then return {} end
+  return redis.call('ZRANGE', PROC, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+end
+
+-- What reaping `dead` reads: the failure counts it increments and the
+-- expired-lease counter.
+local function check_reap(dead)
+  if #dead == 0 then return end
+  check_ints(FAIL, dead)
+  check_ints(META, {'lease_expired_total'})
+end
+
+-- Reaps the leases in `dead` that are still expired (a done in the same
+-- script may have ended one): each counts a failure and comes back
+-- through delayed with per-item backoff.
+local function reap_items(dead, base, max)
+  local reaped = 0
   for _, item in ipairs(dead) do
-    redis.call('ZREM', PROC, item)
-    redis.call('HDEL', OWN, item)
-    local n = redis.call('HINCRBY', FAIL, item, 1) - 1
-    -- A parked item's pending add is now carried by the delayed entry. Left
-    -- dirty, its promotion would dedup against itself and the add be lost.
-    if redis.call('SREM', DIRTY, item) == 1 then redis.call('HDEL', ADDED, item) end
-    add_later(item, backoff(n, base, max))
-    redis.call('HINCRBY', META, 'lease_expired_total', 1)
+    local deadline = redis.call('ZSCORE', PROC, item)
+    if deadline and tonumber(deadline) <= NOW then
+      redis.call('ZREM', PROC, item)
+      redis.call('HDEL', OWN, item)
+      local n = redis.call('HINCRBY', FAIL, item, 1) - 1
+      -- A parked item's pending add is now carried by the delayed entry.
+      -- Left dirty, its promotion would dedup against itself and the add
+      -- be lost.
+      if redis.call('SREM', DIRTY, item) == 1 then redis.call('HDEL', ADDED, item) end
+      add_later(item, backoff(n, base, max))
+      redis.call('HINCRBY', META, 'lease_expired_total', 1)
+      reaped = reaped + 1
+    end
   end
-  if #dead > 0 then arm('d') end
-  return #dead
+  if reaped > 0 then arm('d') end
+  return reaped
 end
 
 -- Earliest of the next due time and the next lease deadline, or false.
@@ -161,13 +250,14 @@ local function next_wake()
   return w
 end
 
--- Get: reap, pop the head and lease it under a fencing token
--- "<epoch>:<nonce>". The caller has promoted first (promote(batch)), so
--- items due before now are queued ahead of the reaped ones (a reaped item
--- waits out its backoff, or with none is added now). Returns
+-- Get: reap `dead` (from expired()), pop the head and lease it under a
+-- fencing token "<epoch>:<nonce>". The caller has promoted first
+-- (promote(batch)), so items due before now are queued ahead of the
+-- reaped ones (a reaped item waits out its backoff, or with none is added
+-- now). Returns
 -- {item|false, token|false, next_wake|false, depth, queue_ms, reaped, now}.
-local function get_core(lease, batch, base, max, nonce)
-  local reaped = reap(batch, base, max)
+local function get_core(dead, lease, base, max, nonce)
+  local reaped = reap_items(dead, base, max)
   local item = redis.call('RPOP', Q)
   if not item then return {false, false, next_wake(), 0, 0, reaped, NOW} end
   redis.call('SREM', DIRTY, item)
@@ -182,6 +272,17 @@ local function get_core(lease, batch, base, max, nonce)
   local waited = NOW - added
   if waited < 0 then waited = 0 end
   return {item, token, false, depth, waited, reaped, NOW}
+end
+
+-- The keys get (promote, reap, get_core) touches.
+local function check_get_types()
+  check_types(Q, DIRTY, PROC, OWN, DELAYED, FAIL, META, MARK, ADDED)
+end
+
+-- The numbers get_core and reaping `dead` read.
+local function check_get_values(dead)
+  check_ints(META, {'seq'})
+  check_reap(dead)
 end
 
 -- Fenced Done: -1 lease lost (not the holder's token), 1 done, 2 requeued

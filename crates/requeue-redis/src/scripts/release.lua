@@ -4,6 +4,7 @@
 -- parked item keeps its add time; either way it is queued exactly once,
 -- because a processing item is never in the queue.
 -- Returns {code (1 released | -1 lease lost), depth}.
+check_types(Q, DIRTY, PROC, OWN, DELAYED, MARK, ADDED)
 catch_up()
 local item = ARGV[2]
 if redis.call('HGET', OWN, item) ~= ARGV[3] then

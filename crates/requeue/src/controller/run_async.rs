@@ -13,9 +13,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Polls a future, turning a panic into `Err` with its message.
+/// The first pause after a failed get, and the longest.
+const GET_ERROR_PAUSE: Duration = Duration::from_millis(50);
+const GET_ERROR_PAUSE_MAX: Duration = Duration::from_secs(5);
+
 struct CatchPanic<F>(Pin<Box<F>>);
 
 impl<F: Future> Future for CatchPanic<F> {
@@ -70,6 +75,10 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
         E: fmt::Display,
         Fut: Future<Output = Result<Action, E>> + Send,
     {
+        // Pause after a failed get, doubling while they keep failing (a
+        // queue whose state is corrupt fails every get until it is
+        // repaired; the worker must not spin on it).
+        let mut pause = GET_ERROR_PAUSE;
         while !stop.is_stopped() {
             let item = match self.queue.get_until(stop).await {
                 Ok(item) => item,
@@ -78,9 +87,14 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
                     // The engine reconnects by itself; a key it cannot
                     // decode stays where it is. Keep working.
                     tracing::error!(queue = self.queue.name(), %error, "cannot take a key");
+                    let clock = self.queue.clock();
+                    let due = crate::clock::deadline_after(clock.now(), pause);
+                    let _ = crate::wait::event::sleep_until(&**clock, stop, None, due).await;
+                    pause = (pause * 2).min(GET_ERROR_PAUSE_MAX);
                     continue;
                 }
             };
+            pause = GET_ERROR_PAUSE;
             let span = tracing::info_span!("reconcile", queue = self.queue.name(), key = ?*item);
             // The outcome holds the handler's error, which need not be
             // `Send`: it becomes a verdict inside this block, before the

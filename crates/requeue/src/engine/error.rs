@@ -33,6 +33,33 @@ pub enum QueueError {
     /// The backend failed (connection lost, protocol error, …).
     #[error("queue backend error: {0}")]
     Backend(#[source] BoxError),
+    /// The engine's stored state holds something the engine never writes
+    /// (for Redis: a key of the wrong type, or a count that is not a
+    /// number). The operation stopped before changing anything, so nothing
+    /// was lost; the state needs repair (`requeue repair` for Redis) before
+    /// the operation can succeed. Not transient: retrying does not help.
+    #[error("queue state is corrupt: {key}{} {problem}", field_part(field.as_deref()))]
+    Corrupt {
+        /// Where, e.g. the Redis key `rq:{emails}:meta`.
+        key: String,
+        /// The field inside it, if the problem is one field.
+        field: Option<String>,
+        /// What is wrong, e.g. "is not an integer".
+        problem: String,
+    },
+}
+
+/// ` field "…"` (at most 100 characters of it), or nothing.
+fn field_part(field: Option<&str>) -> String {
+    const MAX: usize = 100;
+    match field {
+        Some(f) if f.chars().count() > MAX => {
+            let kept: String = f.chars().take(MAX - 1).collect();
+            format!(" field {:?}", kept + "…")
+        }
+        Some(f) => format!(" field {f:?}"),
+        None => String::new(),
+    }
 }
 
 impl QueueError {

@@ -68,7 +68,7 @@ macro_rules! loop_env_setters {
 mod backoff;
 mod env;
 mod error;
-mod event;
+pub(crate) mod event;
 mod group;
 mod jitter;
 mod periodic;
