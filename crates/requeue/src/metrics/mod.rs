@@ -21,8 +21,10 @@
 //! cost one branch. [`InMemoryMetrics`] records everything for tests and
 //! dashboards; the Prometheus exporter implements the same trait.
 //! With the `prometheus` feature, `PrometheusMetrics` registers client-go's
-//! seven metric families in a `prometheus-client` registry and `encode_text`
-//! renders it.
+//! seven metric families in a `prometheus-client` registry, `encode_text`
+//! renders it, and `serve_metrics` serves it at `/metrics` on a thread of
+//! its own, with timeouts and a connection limit so that no client can keep
+//! the scrapes from being answered.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -59,7 +61,7 @@ pub use prometheus::{PrometheusMetrics, encode_text};
 #[cfg(feature = "prometheus")]
 pub use prometheus_controller::PrometheusControllerMetrics;
 #[cfg(feature = "prometheus")]
-pub use serve::{MetricsServer, serve_metrics};
+pub use serve::{MetricsServer, ServeOptions, serve_metrics, serve_metrics_with};
 
 /// A gauge that moves up and down by one (`workqueue_depth`).
 pub trait GaugeMetric: Send + Sync {
