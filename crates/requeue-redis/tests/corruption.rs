@@ -533,7 +533,14 @@ async fn a_holder_whose_retry_cannot_be_recorded_gives_the_item_back_and_says_so
         (1, 0),
         "given back to the queue, not leased"
     );
-    inspect::check_invariants(&mut conn, &keys).await.unwrap();
+    assert_eq!(
+        inspect::diagnose(&mut conn, &keys).await.unwrap().problems,
+        vec![inspect::Problem::NotANumber {
+            key: keys.failures().to_owned(),
+            field: b"ns-2/obj-56".to_vec()
+        }],
+        "the bad count is the only thing wrong"
+    );
     // A success clears the bad count with the forget (client-go's Forget).
     let again = queue.get().await.unwrap();
     assert_eq!(*again, "ns-2/obj-56");
@@ -590,4 +597,118 @@ async fn a_get_on_corrupt_state_returns_the_error_and_takes_nothing() {
         .unwrap();
     assert_eq!(depth, 3);
     queue.shut_down();
+}
+
+#[tokio::test]
+async fn repair_fixes_every_corruption_so_that_every_script_works_again() {
+    let url = server().url();
+    for (n, how) in corruptions().into_iter().enumerate() {
+        let mut conn = connect(&url).await;
+        let keys = QueueKeys::new(&format!("repair-{n}")).unwrap();
+        let leases = populated(&mut conn, &keys).await;
+        corrupt(&mut conn, &keys, &how).await;
+        // A diagnosis names it and changes nothing.
+        let before = dump(&mut conn, &keys).await;
+        let found = inspect::diagnose(&mut conn, &keys).await.unwrap();
+        assert!(!found.is_healthy(), "{how:?}: not found");
+        let key = key_of(&keys, how.part());
+        assert!(
+            found.problems.iter().any(|p| p.to_string().contains(&key)),
+            "{how:?}: {:?}",
+            found.problems
+        );
+        assert_eq!(
+            before,
+            dump(&mut conn, &keys).await,
+            "{how:?}: diagnose wrote"
+        );
+        // So does the cheap overview.
+        let overview = inspect::inspect(&mut conn, &keys, 10).await.unwrap();
+        if !matches!(how, Corruption::NotANumber("failures" | "limiter", _)) {
+            assert!(
+                !overview.problems.is_empty(),
+                "{how:?}: overview saw nothing"
+            );
+        }
+
+        let report = inspect::repair(&mut conn, &keys).await.unwrap();
+        assert!(!report.actions.is_empty(), "{how:?}");
+        if let Err(broken) = inspect::check_invariants(&mut conn, &keys).await {
+            panic!("{how:?}: after repair ({:?}): {broken}", report.actions);
+        }
+        assert!(
+            inspect::diagnose(&mut conn, &keys)
+                .await
+                .unwrap()
+                .is_healthy()
+        );
+        let seen = every_script(&mut conn, &keys, &leases).await;
+        assert!(
+            seen.is_empty(),
+            "{how:?}: still corrupt after repair: {seen:?}"
+        );
+        inspect::check_invariants(&mut conn, &keys).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_ready_list_strands_dirty_items_until_repair_queues_them() {
+    // The reported case: `DEL rq:{Q}:queue` left 649 keys dirty forever,
+    // every later add collapsed into them, and inspect showed "parked 649"
+    // beside "processing 11" without a word.
+    let mut conn = connect(&server().url()).await;
+    let keys = QueueKeys::new("repair-deleted-queue").unwrap();
+    let now = Now::Fake(T0);
+    for i in 0..20 {
+        ops::add(&mut conn, &keys, format!("k{i}").as_bytes(), now)
+            .await
+            .unwrap();
+    }
+    let held = ops::get(&mut conn, &keys, &LONG, now)
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys.queue())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        ops::add(&mut conn, &keys, b"k5", now).await.unwrap().code,
+        ops::AddCode::Deduplicated,
+        "an add collapses into the stranded item"
+    );
+    let overview = inspect::inspect(&mut conn, &keys, 10).await.unwrap();
+    assert_eq!((overview.parked, overview.processing_count), (19, 1));
+    assert_eq!(
+        overview.problems,
+        vec![inspect::Problem::MoreParkedThanLeased {
+            parked: 19,
+            leased: 1
+        }]
+    );
+    let found = inspect::diagnose(&mut conn, &keys).await.unwrap();
+    let stranded = found
+        .problems
+        .iter()
+        .filter(|p| matches!(p, inspect::Problem::Stranded { .. }))
+        .count();
+    assert_eq!(stranded, 19);
+    let report = inspect::repair(&mut conn, &keys).await.unwrap();
+    assert_eq!(
+        report
+            .actions
+            .iter()
+            .filter(|a| a.starts_with("queued stranded"))
+            .count(),
+        19
+    );
+    inspect::check_invariants(&mut conn, &keys).await.unwrap();
+    let mut got = 0;
+    while let Some(item) = ops::get(&mut conn, &keys, &LONG, now).await.unwrap().item {
+        assert_ne!(item.item, held.item);
+        got += 1;
+    }
+    assert_eq!(got, 19, "every stranded item is handed out again");
 }

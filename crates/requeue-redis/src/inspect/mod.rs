@@ -1,8 +1,10 @@
 //! A consistent snapshot of a queue's Redis state, for `requeue inspect`,
 //! dashboards and tests.
 
+pub(crate) mod diagnose;
 mod invariants;
 
+pub use diagnose::{Diagnosis, Problem, RepairReport, diagnose, repair};
 pub use invariants::check_invariants;
 
 use crate::error::Error;
@@ -56,6 +58,10 @@ pub struct QueueState {
     pub lease_expired_total: u64,
     /// `add_rate_limited` calls, ever.
     pub retries_total: u64,
+    /// What this snapshot shows to be broken (keys of the wrong type,
+    /// counters or failure counts that are not numbers, more parked items
+    /// than leased ones). Cheap checks only: [`diagnose`] checks every rule.
+    pub problems: Vec<Problem>,
 }
 
 /// Reads the state of the queue `keys` in one atomic, read-only script call
@@ -69,7 +75,7 @@ where
     let limit = limit.min(u32::MAX as usize);
     call.arg(limit).arg(FAILURES_CAP);
     let reply: Value = call.invoke_async(conn).await?;
-    decode(reply, limit)
+    decode(reply, keys, limit)
 }
 
 fn protocol(what: &str, value: &Value) -> Error {
@@ -97,7 +103,7 @@ fn array(value: Value, what: &str) -> Result<Vec<Value>, Error> {
     }
 }
 
-fn decode(reply: Value, limit: usize) -> Result<QueueState, Error> {
+fn decode(reply: Value, keys: &QueueKeys, limit: usize) -> Result<QueueState, Error> {
     let fields = array(reply, "reply")?;
     let count = fields.len();
     let [
@@ -114,9 +120,33 @@ fn decode(reply: Value, limit: usize) -> Result<QueueState, Error> {
         seq,
         expired,
         retries,
-    ]: [Value; 13] = fields
+        wrong,
+        bad_meta,
+    ]: [Value; 15] = fields
         .try_into()
-        .map_err(|_| Error::Protocol(format!("inspect: {count} fields, expected 13")))?;
+        .map_err(|_| Error::Protocol(format!("inspect: {count} fields, expected 15")))?;
+    let mut problems = Vec::new();
+    let mut wrong = array(wrong, "wrong types")?.into_iter();
+    while let (Some(key), Some(found)) = (wrong.next(), wrong.next()) {
+        let key = String::from_utf8_lossy(&bytes(key, "wrong key")?).into_owned();
+        let found = String::from_utf8_lossy(&bytes(found, "wrong type")?).into_owned();
+        let expected = keys
+            .all()
+            .iter()
+            .position(|k| *k == key)
+            .map_or("other type", |i| diagnose::KINDS[i]);
+        problems.push(Problem::WrongType {
+            key,
+            found,
+            expected,
+        });
+    }
+    for field in array(bad_meta, "meta fields")? {
+        problems.push(Problem::NotANumber {
+            key: keys.meta().to_owned(),
+            field: bytes(field, "meta field")?,
+        });
+    }
     let next_due = match (due_item, due_ms) {
         (Value::BulkString(item), ms @ Value::Int(_)) => Some((item, uint(&ms, "next due")?)),
         _ => None,
@@ -136,30 +166,46 @@ fn decode(reply: Value, limit: usize) -> Result<QueueState, Error> {
     let mut top_failures = Vec::new();
     let mut flat = array(failures, "failures")?.into_iter();
     while let (Some(item), Some(count)) = (flat.next(), flat.next()) {
+        let item = bytes(item, "failure item")?;
         let count = bytes(count, "failure count")?;
-        let count: u64 = std::str::from_utf8(&count)
+        match std::str::from_utf8(&count)
             .ok()
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| Error::Protocol("inspect: failure count is not a number".into()))?;
-        top_failures.push((bytes(item, "failure item")?, count));
+            .and_then(|c| c.parse::<u64>().ok())
+        {
+            Some(count) => top_failures.push((item, count)),
+            None => problems.push(Problem::NotANumber {
+                key: keys.failures().to_owned(),
+                field: item,
+            }),
+        }
     }
     top_failures.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     top_failures.truncate(limit);
     let depth = uint(&depth, "depth")?;
     let dirty = uint(&dirty, "dirty")?;
+    let processing_count = uint(&processing_count, "processing")?;
+    let parked = dirty.saturating_sub(depth);
+    if parked > processing_count {
+        // Parked items are dirty and leased, so never more than the leased.
+        problems.push(Problem::MoreParkedThanLeased {
+            parked,
+            leased: processing_count,
+        });
+    }
     Ok(QueueState {
         server_now_ms: uint(&now, "now")?,
         depth,
         dirty,
-        parked: dirty.saturating_sub(depth),
+        parked,
         delayed: uint(&delayed, "delayed")?,
         next_due,
-        processing_count: uint(&processing_count, "processing")?,
+        processing_count,
         processing,
         failures_tracked: uint(&tracked, "failures tracked")?,
         top_failures,
         seq: uint(&seq, "seq")?,
         lease_expired_total: uint(&expired, "lease_expired_total")?,
         retries_total: uint(&retries, "retries_total")?,
+        problems,
     })
 }

@@ -20,7 +20,7 @@
 //!   increments *before* its first write. A key or field that holds
 //!   something the scripts never write stops the script with
 //!   `REQUEUE_CORRUPT <key> <field> <problem>`, which the client reports
-//!   as [`Error::Corrupt`](crate::error::Error::Corrupt): the state is left
+//!   as [`Error::Corrupt`]: the state is left
 //!   exactly as it was, so nothing is lost. (`tests/corruption.rs`
 //!   corrupts every key and number field of a live queue and runs every
 //!   script against it.)
@@ -71,11 +71,13 @@ pub enum ScriptName {
     Inspect,
     /// client-go `Len`, after promoting due items.
     Len,
+    /// Read-only: every key's type and content, for diagnosis and repair.
+    Dump,
 }
 
 impl ScriptName {
     /// Every script, in a fixed order.
-    pub const ALL: [ScriptName; 12] = [
+    pub const ALL: [ScriptName; 13] = [
         ScriptName::Add,
         ScriptName::AddBatch,
         ScriptName::AddAfter,
@@ -88,6 +90,7 @@ impl ScriptName {
         ScriptName::Reap,
         ScriptName::Inspect,
         ScriptName::Len,
+        ScriptName::Dump,
     ];
 
     /// A stable snake_case name (for logs and a `script` metric label).
@@ -105,6 +108,7 @@ impl ScriptName {
             ScriptName::Reap => "reap",
             ScriptName::Inspect => "inspect",
             ScriptName::Len => "len",
+            ScriptName::Dump => "dump",
         }
     }
 
@@ -123,6 +127,7 @@ impl ScriptName {
             ScriptName::Reap => with_prelude!("reap.lua"),
             ScriptName::Inspect => with_prelude!("inspect.lua"),
             ScriptName::Len => with_prelude!("len.lua"),
+            ScriptName::Dump => with_prelude!("dump.lua"),
         }
     }
 
