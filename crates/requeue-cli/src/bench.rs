@@ -60,11 +60,14 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         let cases = opts
             .cases
             .iter()
-            .map(|name| Case::parse(name).with_context(|| format!("unknown workload `{name}`")))
+            .map(|name| {
+                Case::parse(name)
+                    .with_context(|| format!("unknown workload `{}`", crate::show::input(name)))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         return child(&cases, &scale);
     }
-    let cases = select(&opts.cases)?;
+    let cases = select(&opts.cases).map_err(anyhow::Error::msg)?;
     let go = opts.client_go.as_ref().map(ClientGo::new).transpose()?;
     let steps = plan(&cases, go.is_some());
     let runs = opts.runs.max(1);
@@ -179,15 +182,19 @@ fn plan(cases: &[Case], go: bool) -> Vec<Step> {
 }
 
 /// The cases named (all when none), each workload's channel floor run
-/// first so that every requeue figure has its ratio from the same run.
-fn select(names: &[String]) -> anyhow::Result<Vec<Case>> {
+/// first so that every requeue figure has its ratio from the same run. An
+/// unknown name is a one-line reason (`main` makes it a usage error).
+pub fn select(names: &[String]) -> Result<Vec<Case>, String> {
     if names.is_empty() {
         return Ok(order(Case::all()));
     }
     let mut cases = Vec::new();
     for name in names {
-        let case = Case::parse(name).with_context(|| {
-            format!("unknown workload `{name}` (try W1, W3/floor, W3/tasks, W6)")
+        let case = Case::parse(name).ok_or_else(|| {
+            format!(
+                "unknown workload `{}` (try W1, W3/floor, W3/tasks, W6)",
+                crate::show::input(name)
+            )
         })?;
         let floor = Case {
             engine: Engine::Channel,

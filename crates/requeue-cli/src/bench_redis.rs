@@ -2,21 +2,65 @@
 //! and 32 concurrent workers, each beside raw `LPUSH`/`RPOP` of the same
 //! number of items against the same server in the same run (the floor).
 
-use anyhow::{Context, bail};
-use requeue_bench::{REDIS_WORKERS, floor_redis, report, w1_redis, w3_redis};
+use crate::show::{self, RedisUrl};
+use anyhow::Context;
+use requeue_bench::{REDIS_WORKERS, Workload, floor_redis, report, w1_redis, w3_redis};
 use requeue_redis::local_server::{Fsync, LocalServer, LocalServerOptions};
+use std::time::Duration;
 
 /// Items per workload run: small enough that 32 workers × 3 runs finish
 /// in seconds on one core of Redis.
 const FULL_N: u64 = 20_000;
 const QUICK_N: u64 = 1_000;
+/// How long Redis may take to answer the first PING.
+const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Runs the Redis workloads against `url`, or a throwaway local
+/// The workloads of the Redis engine.
+const WORKLOADS: [&str; 2] = ["W1", "W3"];
+
+/// The workloads `names` select (both when empty), in run order; an
+/// unknown one, or one without a Redis version, is a one-line reason.
+pub fn select(names: &[String]) -> Result<Vec<&'static str>, String> {
+    let mut chosen = Vec::new();
+    for name in names {
+        let id = match Workload::parse(name) {
+            Some(w) if WORKLOADS.contains(&w.id()) => w.id(),
+            Some(w) => {
+                return Err(format!(
+                    "{} has no Redis version: --engine redis runs W1 and W3",
+                    w.id()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "unknown workload `{}`: --engine redis runs W1 and W3",
+                    show::input(name)
+                ));
+            }
+        };
+        if !chosen.contains(&id) {
+            chosen.push(id);
+        }
+    }
+    if chosen.is_empty() {
+        return Ok(WORKLOADS.to_vec());
+    }
+    chosen.sort_unstable();
+    Ok(chosen)
+}
+
+/// Runs `workloads` (W1, W3) against `url`, or a throwaway local
 /// `redis-server` (AOF off, as a cache-like bench setup) when `url` is `None`.
-pub fn run(url: Option<&str>, quick: bool, json: bool, runs: usize) -> anyhow::Result<()> {
+pub fn run(
+    url: Option<&RedisUrl>,
+    workloads: &[&'static str],
+    quick: bool,
+    json: bool,
+    runs: usize,
+) -> anyhow::Result<()> {
     let mut local = None;
     let url = match url {
-        Some(url) => url.to_string(),
+        Some(url) => url.clone(),
         None => {
             let options = LocalServerOptions {
                 appendonly: false,
@@ -26,7 +70,7 @@ pub fn run(url: Option<&str>, quick: bool, json: bool, runs: usize) -> anyhow::R
             let server = LocalServer::start_with(options).context(
                 "cannot start a local redis-server (is it installed? or pass --redis URL)",
             )?;
-            local.insert(server).url()
+            RedisUrl::from(local.insert(server).url())
         }
     };
     check_reachable(&url)?;
@@ -39,7 +83,7 @@ pub fn run(url: Option<&str>, quick: bool, json: bool, runs: usize) -> anyhow::R
         println!("|---|---|---|---|---|");
     }
     for workers in REDIS_WORKERS {
-        for workload in ["W1", "W3"] {
+        for &workload in workloads {
             let median =
                 |f: &dyn Fn() -> Result<requeue_bench::Measurement, requeue_bench::BenchError>| {
                     let mut measured = Vec::new();
@@ -49,13 +93,12 @@ pub fn run(url: Option<&str>, quick: bool, json: bool, runs: usize) -> anyhow::R
                     }
                     report::median(measured).context("no measurement")
                 };
+            let raw = url.expose();
             let engine = median(&|| match workload {
-                "W1" => w1_redis(&url, n, workers),
-                _ => w3_redis(&url, n, workers),
+                "W1" => w1_redis(raw, n, workers),
+                _ => w3_redis(raw, n, workers),
             })?;
-            let floor = median(&|| {
-                floor_redis(if workload == "W1" { "W1" } else { "W3" }, &url, n, workers)
-            })?;
+            let floor = median(&|| floor_redis(workload, raw, n, workers))?;
             let ratio = engine.ratio_to(&floor);
             if json {
                 for (m, ratio) in [(&engine, Some(ratio)), (&floor, None)] {
@@ -88,14 +131,54 @@ pub fn run(url: Option<&str>, quick: bool, json: bool, runs: usize) -> anyhow::R
     Ok(())
 }
 
-/// One clear line (and exit 1) when Redis cannot be reached.
-fn check_reachable(url: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
-    match client.get_connection_with_timeout(std::time::Duration::from_secs(2)) {
-        Ok(mut conn) => match redis::cmd("PING").query::<String>(&mut conn) {
-            Ok(_) => Ok(()),
-            Err(e) => bail!("Redis at {url} does not answer: {e}"),
-        },
-        Err(e) => bail!("cannot reach Redis at {url}: {e}"),
+/// One clear line (and exit 1) when Redis cannot be reached or does not
+/// answer within [`REACH_TIMEOUT`].
+fn check_reachable(url: &RedisUrl) -> anyhow::Result<()> {
+    let client =
+        redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(REACH_TIMEOUT))
+        .set_response_timeout(Some(REACH_TIMEOUT));
+    let ping = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| show::redis_failure(url, "cannot reach Redis at", e, REACH_TIMEOUT))?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| show::redis_failure(url, "PING failed at", e, REACH_TIMEOUT))?;
+        Ok(())
+    };
+    runtime.block_on(async {
+        tokio::time::timeout(REACH_TIMEOUT, ping)
+            .await
+            .unwrap_or_else(|_| Err(show::did_not_answer(url, REACH_TIMEOUT)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_w1_and_w3_have_a_redis_version() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(select(&[]), Ok(vec!["W1", "W3"]));
+        assert_eq!(select(&names(&["w3", "W1", "W3"])), Ok(vec!["W1", "W3"]));
+        assert_eq!(select(&names(&["mpmc"])), Ok(vec!["W3"]));
+        let unknown = select(&names(&["W99"])).expect_err("W99 is no workload");
+        assert!(unknown.contains("unknown workload `W99`"), "{unknown}");
+        let memory_only = select(&names(&["W5"])).expect_err("W5 is memory only");
+        assert!(
+            memory_only.contains("W5 has no Redis version"),
+            "{memory_only}"
+        );
+        let long = select(&names(&[&"W".repeat(10_000)])).expect_err("unknown");
+        assert!(long.len() < 200, "{long}");
     }
 }

@@ -4,6 +4,7 @@
 //! lifetime counters. One consistent snapshot (a read-only script), once
 //! or every second with `--watch`.
 
+use crate::show::{self, RedisUrl};
 use anyhow::Context;
 use requeue_redis::inspect::{QueueState, inspect};
 use requeue_redis::keys::QueueKeys;
@@ -11,11 +12,16 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one snapshot may take.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What `requeue inspect` was asked to do.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The Redis URL.
-    pub url: String,
+    pub url: RedisUrl,
     /// The queue name.
     pub queue: String,
     /// Refresh every second until interrupted.
@@ -26,27 +32,39 @@ pub struct Options {
 
 /// Prints the snapshot, once or (with `--watch`) every second.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
-    let keys = QueueKeys::new(&opts.queue).with_context(|| format!("queue {:?}", opts.queue))?;
+    // The error names the queue (shortened): no context that repeats it.
+    let keys = QueueKeys::new(&opts.queue)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start a runtime")?;
+    let url = &opts.url;
     runtime.block_on(async {
-        let client = redis::Client::open(opts.url.as_str())
-            .with_context(|| format!("invalid Redis URL {}", opts.url))?;
+        let client = redis::Client::open(url.expose())
+            .with_context(|| format!("invalid Redis URL {url}"))?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let mut conn = tokio::time::timeout(
-            Duration::from_secs(2),
-            client.get_multiplexed_async_connection(),
+            CONNECT_TIMEOUT,
+            client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
-        .map_err(|_| anyhow::anyhow!("cannot reach Redis at {}: timed out", opts.url))?
-        .with_context(|| format!("cannot reach Redis at {}", opts.url))?;
+        .map_err(|_| show::did_not_answer(url, CONNECT_TIMEOUT))?
+        .map_err(|e| show::redis_failure(url, "cannot reach Redis at", e, CONNECT_TIMEOUT))?;
         let tty = std::io::stdout().is_terminal();
         loop {
-            let state = inspect(&mut conn, &keys, opts.limit)
-                .await
-                .with_context(|| format!("cannot read queue {:?}", opts.queue))?;
-            let text = render(&opts.queue, &opts.url, &state);
+            let state = match inspect(&mut conn, &keys, opts.limit).await {
+                Ok(state) => state,
+                Err(requeue_redis::error::Error::Redis(e)) if e.is_timeout() => {
+                    return Err(show::did_not_answer(url, RESPONSE_TIMEOUT));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot read queue {}", show::input(&opts.queue))));
+                }
+            };
+            let text = render(&opts.queue, &url.to_string(), &state);
             if opts.watch && tty {
                 // Clear the screen and home the cursor: a steady, redrawn view.
                 print!("\x1b[2J\x1b[H{text}");
@@ -82,7 +100,7 @@ fn span(ms: i128) -> String {
     }
 }
 
-/// The snapshot as a small report.
+/// The snapshot as a small report; `url` as it may be shown (redacted).
 pub fn render(queue: &str, url: &str, s: &QueueState) -> String {
     let now = i128::from(s.server_now_ms);
     let mut out = String::new();

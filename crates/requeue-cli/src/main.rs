@@ -4,14 +4,27 @@ mod bench;
 mod bench_redis;
 mod demo;
 mod inspect;
+mod show;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use show::RedisUrl;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Kubernetes' controller primitives in Rust: see them run.
 #[derive(Debug, Parser)]
-#[command(name = "requeue", version, about)]
+#[command(
+    name = "requeue",
+    version,
+    about,
+    after_help = "\
+Environment:
+  REDIS_URL   the Redis URL when --redis is not given (inspect, demo, bench --engine redis)
+  RUST_LOG    which log lines reach stderr, e.g. `debug` or `requeue_redis=debug`
+              (default: warnings and errors; demo: not the simulated failures)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,27 +61,32 @@ enum Command {
         /// runs the Go side of a workload right before requeue's, and the
         /// table sets each requeue figure beside client-go's from the same
         /// rounds, with requeue's advantage ("x client-go").
-        #[arg(long, value_name = "PATH", conflicts_with_all = ["child", "redis"])]
+        #[arg(long, value_name = "PATH", conflicts_with = "child")]
         client_go: Option<PathBuf>,
         /// The engine: `memory` (W1–W8 against a plain channel) or `redis`
         /// (W1 and W3 with 1, 8 and 32 workers against raw LPUSH/RPOP).
         #[arg(long, value_enum, default_value_t = BenchEngine::Memory)]
         engine: BenchEngine,
-        /// The Redis to use with `--engine redis` (default: start a
-        /// throwaway redis-server on loopback).
-        #[arg(long, value_name = "URL")]
-        redis: Option<String>,
+        /// The Redis to use with `--engine redis`, e.g.
+        /// `redis://:PASSWORD@127.0.0.1:6379/` (default: `REDIS_URL` if set,
+        /// else a throwaway redis-server on loopback). Passwords are never
+        /// printed.
+        #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
+        redis: Option<RedisUrl>,
         /// Workloads to run, e.g. `W1 W3/floor W3/tasks` (default: all).
         /// Each workload's channel floor is added so that its ratio is known.
+        /// With `--engine redis`: `W1`, `W3` or both (the default).
         cases: Vec<String>,
     },
     /// Show what a Redis queue holds: depth, parked re-adds, delayed items
     /// (next due), leases in flight with the time they have left, the keys
     /// that failed most, and the queue's counters.
     Inspect {
-        /// The Redis URL, e.g. `redis://127.0.0.1:6379/`.
-        #[arg(long, value_name = "URL")]
-        redis: String,
+        /// The Redis URL, e.g. `redis://127.0.0.1:6379/` or
+        /// `redis://:PASSWORD@host:6379/0` (default: `REDIS_URL`). Passwords
+        /// are never printed.
+        #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
+        redis: RedisUrl,
         /// The queue name.
         #[arg(long)]
         queue: String,
@@ -107,29 +125,120 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
 }
 
-/// Flag combinations clap's declarations cannot express: a usage error (exit 2).
-fn check_combinations(cli: &Cli) {
-    if let Command::Bench {
-        engine: BenchEngine::Redis,
-        client_go: Some(_),
-        ..
-    } = &cli.command
-    {
-        let mut cli = Cli::command();
-        cli.build();
-        let message =
-            "--client-go compares the in-memory engine; it cannot be used with --engine redis";
-        let kind = clap::error::ErrorKind::ArgumentConflict;
-        match cli.find_subcommand_mut("bench") {
-            Some(bench) => bench.error(kind, message).exit(),
-            None => cli.error(kind, message).exit(),
+/// Parses the command line. A usage error is printed as clap would, but
+/// with any URL in it redacted (clap quotes the arguments it rejects).
+fn parse() -> (Cli, ArgMatches) {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+            if matches!(error.kind(), DisplayHelp | DisplayVersion) || !error.use_stderr() {
+                error.exit();
+            }
+            let rendered = error.render();
+            let text = if colours(&std::io::stderr()) {
+                rendered.ansi().to_string()
+            } else {
+                rendered.to_string()
+            };
+            eprint!("{}", show::redact_urls_in(&text));
+            std::process::exit(error.exit_code());
         }
     }
 }
 
+/// Whether to colour what goes to `stream`: a terminal, and `NO_COLOR` unset.
+fn colours(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Log lines (the library's `tracing` events) go to stderr, so that stdout
+/// (`--json`, `--plain`, a worker's reports) stays clean; `RUST_LOG`
+/// chooses them, by default warnings and errors. The demo's reconciles fail
+/// and panic on purpose and its view shows them: by default the
+/// controller's line per failure and panic is not logged there.
+fn init_logging(command: &Command) {
+    let default = match command {
+        Command::Demo(_) | Command::DemoWorker(_) => {
+            "warn,requeue::controller=off,requeue::crash=off"
+        }
+        _ => "warn",
+    };
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|spec| !spec.trim().is_empty());
+    let filter =
+        tracing_subscriber::EnvFilter::builder().parse_lossy(spec.as_deref().unwrap_or(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colours(&std::io::stderr()))
+        .try_init();
+}
+
+/// Exits with a usage error (code 2): `error: <why>`, the subcommand's
+/// usage line and the hint, as clap prints its own.
+fn usage_error(subcommand: &str, kind: clap::error::ErrorKind, why: &str) -> ! {
+    let mut cli = Cli::command();
+    cli.build(); // so that the usage line names the subcommand
+    match cli.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(kind, why).exit(),
+        None => cli.error(kind, why).exit(),
+    }
+}
+
+/// Flag combinations and values clap's declarations cannot check: a usage
+/// error (exit 2) before anything runs.
+fn check_combinations(cli: &Cli, matches: &ArgMatches) {
+    use clap::error::ErrorKind;
+    let Command::Bench {
+        engine,
+        client_go,
+        child,
+        cases,
+        ..
+    } = &cli.command
+    else {
+        return;
+    };
+    if *engine == BenchEngine::Redis && client_go.is_some() {
+        usage_error(
+            "bench",
+            ErrorKind::ArgumentConflict,
+            "--client-go compares the in-memory engine; it cannot be used with --engine redis",
+        );
+    }
+    // Given on the command line, not inherited from REDIS_URL: ignoring it
+    // would run something else than asked.
+    let redis_given = matches
+        .subcommand_matches("bench")
+        .and_then(|bench| bench.value_source("redis"))
+        == Some(ValueSource::CommandLine);
+    if *engine == BenchEngine::Memory && redis_given {
+        usage_error(
+            "bench",
+            ErrorKind::ArgumentConflict,
+            "--redis needs --engine redis (the default engine, memory, does not use Redis)",
+        );
+    }
+    let checked = match engine {
+        // The parent checked the cases it passes to its children.
+        BenchEngine::Memory if *child => Ok(()),
+        BenchEngine::Memory => bench::select(cases).map(drop),
+        BenchEngine::Redis => bench_redis::select(cases).map(drop),
+    };
+    if let Err(why) = checked {
+        usage_error("bench", ErrorKind::InvalidValue, &why);
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    check_combinations(&cli);
+    let (cli, matches) = parse();
+    init_logging(&cli.command);
+    check_combinations(&cli, &matches);
     // The demo contains panics on purpose; report them in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let message = requeue::crash::panic_message(info.payload());
@@ -155,8 +264,13 @@ fn main() -> std::process::ExitCode {
             json,
             runs,
             redis,
+            cases,
             ..
-        } => bench_redis::run(redis.as_deref(), quick, json, usize::from(runs)),
+        } => bench_redis::select(&cases)
+            .map_err(anyhow::Error::msg)
+            .and_then(|workloads| {
+                bench_redis::run(redis.as_ref(), &workloads, quick, json, usize::from(runs))
+            }),
         Command::Bench {
             quick,
             json,
@@ -177,8 +291,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            // One clear line (the causes joined), no backtrace.
-            eprintln!("error: {error:#}");
+            // One clear line: each cause once, no backtrace, no password.
+            eprintln!("error: {}", show::one_line(&error));
             std::process::ExitCode::FAILURE
         }
     }

@@ -2,8 +2,12 @@
 
 use std::process::Command;
 
+/// The binary, with no `REDIS_URL` or `RUST_LOG` from the caller's
+/// environment (they would change what it runs and logs).
 fn requeue() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_requeue"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_requeue"));
+    command.env_remove("REDIS_URL").env_remove("RUST_LOG");
+    command
 }
 
 #[test]
@@ -134,4 +138,83 @@ fn bench_redis_unreachable_is_one_clear_line_and_exit_1() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&url), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bench_arguments_are_checked_for_every_engine() {
+    for args in [
+        &["bench", "--engine", "redis", "W99"][..],
+        &["bench", "--engine", "redis", "W5"],
+        &["bench", "W99"],
+        // --redis with the memory engine would be ignored: refused.
+        &["bench", "--redis", "redis://x", "W1"],
+    ] {
+        let output = requeue().args(args).output().expect("run requeue");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "nothing ran: {args:?}");
+    }
+    // REDIS_URL in the environment is not a flag: the memory engine
+    // ignores it (here the unknown workload is the only complaint).
+    let output = requeue()
+        .env("REDIS_URL", "redis://127.0.0.1:1/")
+        .args(["bench", "W99"])
+        .output()
+        .expect("run requeue");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown workload `W99`"), "{stderr}");
+    // A long unknown name is shown once, cut short.
+    let long = "Z".repeat(10_000);
+    let output = requeue()
+        .args(["bench", "--engine", "redis", &long])
+        .output()
+        .expect("run requeue");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.matches('Z').count() <= 100, "{stderr}");
+}
+
+#[test]
+fn bench_redis_never_prints_the_password_and_names_a_timeout() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("redis://admin:s3cretpass@127.0.0.1:{closed}/");
+    let by_flag = requeue()
+        .args(["bench", "--engine", "redis", "--quick", "--redis", &url])
+        .output()
+        .expect("run requeue");
+    let by_env = requeue()
+        .env("REDIS_URL", &url)
+        .args(["bench", "--engine", "redis", "--quick"])
+        .output()
+        .expect("run requeue");
+    for output in [by_flag, by_env] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("s3cretpass"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("redis://***@127.0.0.1:{closed}/")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
+    }
+    // A server that accepts connections and never answers.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = frozen.local_addr().expect("port").port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let output = requeue()
+        .args(["bench", "--engine", "redis", "--quick", "--redis", &url])
+        .output()
+        .expect("run requeue");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Redis at {url} did not answer within 2 s")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("os error"), "{stderr}");
 }

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 fn requeue(args: &[&str]) -> Output {
     loop {
         let output = Command::new(env!("CARGO_BIN_EXE_requeue"))
+            .env_remove("REDIS_URL")
+            .env_remove("RUST_LOG")
             .args(args)
             .output()
             .expect("run requeue");

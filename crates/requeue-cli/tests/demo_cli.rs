@@ -7,8 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The binary, with no `REDIS_URL` or `RUST_LOG` from the caller's
+/// environment (they would change what it runs and logs).
 fn requeue() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_requeue"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_requeue"));
+    command.env_remove("REDIS_URL").env_remove("RUST_LOG");
+    command
 }
 
 /// The `key=value` fields of the final `summary:` line.
@@ -392,4 +396,101 @@ fn a_worker_process_that_dies_is_reported_not_waited_for() {
     // The survivor drained and reported: its keys are in the summary.
     let fields = summary_fields(&stdout);
     assert_eq!(fields["keys_reconciled"], "200/200", "{fields:?}");
+}
+
+#[test]
+fn library_warnings_reach_stderr_and_stdout_stays_clean() {
+    let run = |rust_log: Option<&str>| {
+        let mut command = requeue();
+        if let Some(filter) = rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        command
+            .args(["demo", "--duration", "1s", "--objects", "50", "--plain"])
+            .args(["--fail-rate", "0.5", "--panic-rate", "0"])
+            .output()
+            .expect("run requeue")
+    };
+    // The controller's `tracing::warn!` for each failed reconcile.
+    let output = run(Some("warn"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("reconcile failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "no colours into a pipe: {stderr}");
+    assert!(
+        !stdout.contains("WARN") && !stdout.contains("reconcile failed"),
+        "{stdout}"
+    );
+    // By default the demo does not log the failures it simulates (its
+    // view counts them); RUST_LOG is what turned them on above.
+    let output = run(None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("reconcile failed"), "{stderr}");
+}
+
+#[test]
+fn the_demo_never_prints_the_password() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("redis://admin:s3cretpass@127.0.0.1:{closed}/");
+    let by_flag = requeue()
+        .args(["demo", "--redis", &url, "--duration", "1s"])
+        .output()
+        .expect("run requeue");
+    // REDIS_URL alone puts the demo on Redis.
+    let by_env = requeue()
+        .env("REDIS_URL", &url)
+        .args(["demo", "--duration", "1s"])
+        .output()
+        .expect("run requeue");
+    for output in [by_flag, by_env] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("s3cretpass"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("redis://***@127.0.0.1:{closed}/")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
+    }
+    // A URL the client cannot parse: a usage error that still hides it.
+    let output = requeue()
+        .args(["demo", "--redis", "redis://u:s3cretpass@host:notaport/"])
+        .output()
+        .expect("run requeue");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains("s3cretpass") && stderr.contains("***"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn worker_processes_get_the_url_with_credentials_and_nothing_prints_it() {
+    let server = local_redis();
+    // Redis 7's default user has no password: AUTH with any one succeeds.
+    let url = format!("redis://default:s3cretpass@127.0.0.1:{}/", server.port());
+    let output = requeue()
+        .env("REDIS_URL", &url)
+        .args(["demo", "--workers-procs", "2"])
+        .args(["--duration", "2s", "--objects", "100", "--plain"])
+        .output()
+        .expect("run requeue");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("redis: redis://***@127.0.0.1:{}/", server.port())),
+        "{stdout}"
+    );
+    assert_eq!(summary_fields(&stdout)["keys_reconciled"], "100/100");
+    assert!(!format!("{stdout}{stderr}").contains("s3cretpass"));
 }

@@ -1,4 +1,18 @@
-//! The crate's error type.
+//! The crate's error type, and how to print an error chain.
+//!
+//! The rule for messages: an error's `Display` says what failed at its own
+//! layer and never repeats its [`source`](std::error::Error::source); the
+//! causes are reached through `source()` and printed once each, joined by
+//! `: ` (as [`Chain`] and `anyhow`'s `{:#}` do). Input a user gave (a
+//! queue name, a URL) is shown at most [`SHOWN_CHARS`] characters long,
+//! URLs without their credentials (see [`redact`](crate::redact)).
+
+use crate::redact::RedactedUrl;
+use std::borrow::Cow;
+use std::fmt;
+
+/// At most this many characters of a user's input appear in a message.
+pub const SHOWN_CHARS: usize = 100;
 
 /// What can go wrong talking to a queue in Redis.
 ///
@@ -9,7 +23,7 @@
 pub enum Error {
     /// The queue name cannot be used in a Redis key (see
     /// [`QueueKeys::new`](crate::keys::QueueKeys::new)).
-    #[error("invalid queue name {name:?}: {reason}")]
+    #[error("invalid queue name {}: {reason}", shorten_quoted(.name))]
     InvalidQueueName {
         /// The rejected name.
         name: String,
@@ -17,10 +31,10 @@ pub enum Error {
         reason: &'static str,
     },
     /// No connection to Redis could be made.
-    #[error("cannot connect to Redis at {url}")]
+    #[error("cannot connect to Redis at {}", shorten(.url.as_str()))]
     Connect {
-        /// The address tried.
-        url: String,
+        /// The address tried, without its credentials.
+        url: RedactedUrl,
         /// Why it failed.
         #[source]
         source: redis::RedisError,
@@ -54,16 +68,8 @@ pub enum Error {
 /// `key field "f" problem`, with a long field shortened.
 fn describe_corruption(key: &str, field: Option<&str>, problem: &str) -> String {
     match field {
-        Some(field) => format!("{key} field {:?} {problem}", shorten(field, 100)),
+        Some(field) => format!("{key} field {:?} {problem}", shorten(field)),
         None => format!("{key} {problem}"),
-    }
-}
-
-/// At most `max` characters of `text`, with `…` in place of the rest.
-pub(crate) fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(max.saturating_sub(1)) {
-        Some((cut, _)) if text.chars().count() > max => format!("{}…", &text[..cut]).into(),
-        _ => text.into(),
     }
 }
 
@@ -112,6 +118,78 @@ fn unhex(hex: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// `text`, cut to [`SHOWN_CHARS`] characters (the first 99 and `…`) when
+/// it is longer.
+///
+/// ```
+/// use requeue_redis::error::{SHOWN_CHARS, shorten};
+///
+/// assert_eq!(shorten("emails"), "emails");
+/// let long = "x".repeat(10_000);
+/// assert_eq!(shorten(&long).chars().count(), SHOWN_CHARS);
+/// assert!(shorten(&long).ends_with('…'));
+/// ```
+pub fn shorten(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => Cow::Borrowed(text),
+        Some(_) => {
+            let keep = text
+                .char_indices()
+                .nth(SHOWN_CHARS - 1)
+                .map_or(text.len(), |(i, _)| i);
+            Cow::Owned(format!("{}…", &text[..keep]))
+        }
+    }
+}
+
+/// `text` quoted and escaped as `{:?}` would, cut to at most
+/// [`SHOWN_CHARS`] characters.
+fn shorten_quoted(text: &str) -> String {
+    shorten(&format!("{text:?}")).into_owned()
+}
+
+/// An error and its causes on one line, each cause once: `Display` walks
+/// [`source`](std::error::Error::source) and joins the messages with `: `,
+/// skipping a cause whose message the previous one already ends with.
+///
+/// The skip is for errors of other crates that show their source in their
+/// own message *and* return it from `source()` — `redis::RedisError` does
+/// (an I/O failure displays as `Connection refused (os error 111)` and has
+/// that `io::Error` as its source), so a plain walk would print it twice.
+///
+/// ```
+/// use requeue_redis::error::Chain;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let redis = redis::RedisError::from(io);
+/// assert_eq!(Chain(&redis).to_string(), "refused");
+/// ```
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !text.is_empty() && !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,12 +214,49 @@ mod tests {
         assert!(Error::parse_corruption("").is_none());
     }
 
+    fn refused() -> redis::RedisError {
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )
+        .into()
+    }
+
     #[test]
-    fn long_text_is_shortened_to_the_limit() {
-        assert_eq!(shorten("abc", 100), "abc");
-        let long = "x".repeat(10_000);
-        let short = shorten(&long, 100);
-        assert_eq!(short.chars().count(), 100);
-        assert!(short.ends_with('…'));
+    fn each_cause_is_shown_once() {
+        let error = Error::Connect {
+            url: RedactedUrl::new("redis://admin:s3cretpass@127.0.0.1:1/"),
+            source: refused(),
+        };
+        let text = Chain(&error).to_string();
+        assert_eq!(
+            text,
+            "cannot connect to Redis at redis://***@127.0.0.1:1/: Connection refused (os error 111)"
+        );
+        let debug = format!("{error:?}");
+        assert!(!debug.contains("s3cretpass"), "{debug}");
+        assert!(!format!("{error}").contains("s3cretpass"));
+        // A transparent wrapper: once, not `X: X`.
+        let error = Error::Redis(refused());
+        assert_eq!(
+            Chain(&error).to_string(),
+            "Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn long_names_are_shown_once_and_short() {
+        let name = "q".repeat(10_000);
+        let error = Error::InvalidQueueName {
+            name: name.clone(),
+            reason: "it is longer than 200 bytes",
+        };
+        let text = Chain(&error).to_string();
+        assert!(text.len() < 200, "{text}");
+        assert_eq!(text.matches(&"q".repeat(50)).count(), 1, "{text}");
+        assert!(text.matches('q').count() <= 100, "{text}");
+        assert!(text.contains('…'), "{text}");
+        assert_eq!(shorten("é".repeat(150).as_str()).chars().count(), 100);
+        assert_eq!(shorten(&"é".repeat(100)), "é".repeat(100));
     }
 }

@@ -17,7 +17,8 @@
 //! | [`ops`] | typed async calls: [`add`](ops::add), [`get`](ops::get), [`done`](ops::done), [`extend`](ops::extend), … |
 //! | [`inspect`] | a consistent snapshot of a queue, and its invariants |
 //! | [`local_server`] | a throwaway `redis-server` for tests and benchmarks |
-//! | [`error`] | the crate's [`Error`](error::Error) |
+//! | [`redact`] | URLs without their passwords, for messages, logs and `Debug` |
+//! | [`error`] | the crate's [`Error`](error::Error), and [`Chain`](error::Chain) to print a cause chain once |
 //!
 //! ```no_run
 //! use requeue_redis::keys::QueueKeys;
@@ -47,6 +48,7 @@ pub mod keys;
 pub mod local_server;
 pub mod ops;
 pub mod queue;
+pub mod redact;
 pub mod scripts;
 
 pub use queue::{BlockingRedisQueue, RedisQueue, RedisQueueBuilder};

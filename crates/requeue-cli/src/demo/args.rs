@@ -1,6 +1,7 @@
 //! The flags of `requeue demo`, validated by clap so that a bad value is a
 //! usage error (exit code 2, with the usage line) before anything starts.
 
+use crate::show::{self, RedisUrl};
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Arg, Args, Command};
@@ -20,7 +21,11 @@ Engines:
 Examples:
   requeue demo --duration 10s
   requeue demo --redis local --workers-procs 3
-  requeue demo --redis redis://127.0.0.1:6379/ --plain")]
+  requeue demo --redis redis://127.0.0.1:6379/ --plain
+  REDIS_URL=redis://:PASSWORD@10.0.0.5:6379/ requeue demo --workers-procs 3
+
+Logs: RUST_LOG, on stderr (default: warnings and errors, except the controller's
+line per failed or panicked reconcile: those failures are simulated and counted above).")]
 pub struct DemoArgs {
     /// How long the controller runs, e.g. `30s`, `500ms` or `2m` (ctrl-c stops it earlier).
     #[arg(long, default_value = "30s", value_parser = Checked(positive_duration))]
@@ -58,8 +63,15 @@ pub struct DemoArgs {
     /// Run on the Redis engine: the queue lives at URL (e.g.
     /// `redis://127.0.0.1:6379/`) as `demo-<pid>`, deleted at the end. `local`
     /// starts a throwaway `redis-server` from PATH on a free loopback port,
-    /// stopped at the end. Unreachable: exit code 1.
-    #[arg(long, value_name = "URL", value_parser = Checked(redis_target))]
+    /// stopped at the end. Default: `REDIS_URL` if set (else in memory).
+    /// Passwords are never printed. Unreachable: exit code 1.
+    #[arg(
+        long,
+        value_name = "URL",
+        value_parser = Checked(redis_target),
+        env = "REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis: Option<RedisTarget>,
     /// Worker processes: above 1 (needs `--redis`), this program runs
     /// itself N times as workers sharing the Redis queue, each with
@@ -94,12 +106,13 @@ impl DemoArgs {
 pub enum RedisTarget {
     /// A throwaway `redis-server` started for the run.
     Local,
-    /// A Redis URL.
-    Url(String),
+    /// A Redis URL (its `Debug` shows no credentials).
+    Url(RedisUrl),
 }
 
 /// A value parser from a checking function whose error, unlike clap's
-/// own value errors, shows the usage line too.
+/// own value errors, shows the usage line too. The rejected value is shown
+/// as [`show::input`] shows input: short, and without credentials.
 #[derive(Clone)]
 struct Checked<T>(fn(&str) -> Result<T, String>);
 
@@ -112,7 +125,7 @@ impl<T: Clone + Send + Sync + 'static> TypedValueParser for Checked<T> {
             let arg = arg.map_or_else(|| "a flag".to_string(), |a| format!("'{a}'"));
             clap::Error::raw(
                 ErrorKind::ValueValidation,
-                format!("invalid value '{text}' for {arg}: {why}"),
+                format!("invalid value '{}' for {arg}: {why}", show::input(&text)),
             )
             .format(&mut cmd.clone())
         })
@@ -152,7 +165,7 @@ fn redis_target(text: &str) -> Result<RedisTarget, String> {
         return Ok(RedisTarget::Local);
     }
     redis::Client::open(text)
-        .map(|_| RedisTarget::Url(text.to_string()))
+        .map(|_| RedisTarget::Url(RedisUrl::from(text.to_string())))
         .map_err(|e| format!("not `local` or a Redis URL like redis://127.0.0.1:6379/ ({e})"))
 }
 
@@ -217,9 +230,21 @@ mod tests {
         assert_eq!(redis_target("local"), Ok(RedisTarget::Local));
         assert_eq!(
             redis_target("redis://127.0.0.1:6379/"),
-            Ok(RedisTarget::Url("redis://127.0.0.1:6379/".into()))
+            Ok(RedisTarget::Url(RedisUrl::from(
+                "redis://127.0.0.1:6379/".to_string()
+            )))
         );
         assert!(redis_target("nowhere").is_err());
+        let with_password = redis_target("redis://admin:s3cretpass@127.0.0.1:6379/")
+            .expect("a URL with credentials");
+        let debug = format!("{with_password:?}");
+        assert!(
+            !debug.contains("s3cretpass") && debug.contains("***"),
+            "{debug}"
+        );
+        let refused =
+            redis_target("redis://admin:s3cretpass@127.0.0.1:notaport/").expect_err("not a port");
+        assert!(!refused.contains("s3cretpass"), "{refused}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::{Engine, RedisQueue, background};
 use crate::error::Error;
 use crate::keys::QueueKeys;
 use crate::ops::{GetArgs, LimiterSpec};
+use crate::redact::RedactedUrl;
 use crate::scripts::Scripts;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -22,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 /// The default lease: as BullMQ's `lockDuration`, asynq's and NATS's.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// Builds a [`RedisQueue`]; see [`RedisQueue::builder`].
+/// Builds a [`RedisQueue`]; see [`RedisQueue::builder`]. Its `Debug`
+/// shows the URL without credentials.
 pub struct RedisQueueBuilder<T> {
     url: String,
     name: String,
@@ -37,9 +39,26 @@ pub struct RedisQueueBuilder<T> {
     metrics: Option<Arc<dyn MetricsProvider>>,
 }
 
+impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueueBuilder")
+            .field("url", &RedactedUrl::new(&self.url))
+            .field("name", &self.name)
+            .field("lease", &self.lease)
+            .field("limiter", &self.limiter)
+            .field("fake_time", &self.fake_time)
+            .field("batch", &self.batch)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T: Key> RedisQueue<T> {
     /// A builder for the queue `name` on the Redis at `url`
-    /// (`redis://host:port/db`), with `T`'s natural codec.
+    /// (`redis://host:port/db`, `redis://user:password@host:port/db`),
+    /// with `T`'s natural codec. The queue's `Debug`, errors and log lines
+    /// show the URL without its credentials.
     pub fn builder(url: impl Into<String>, name: impl Into<String>) -> RedisQueueBuilder<T>
     where
         T: DefaultCodec,
@@ -132,7 +151,8 @@ impl<T: Key> RedisQueueBuilder<T> {
 
     /// Connects (within the connect timeout), loads the scripts and starts
     /// this process's renewer and marker waiter. Redis unreachable →
-    /// [`Error::Connect`] naming the URL.
+    /// [`Error::Connect`] naming the URL (without its credentials: see
+    /// [`redact`](crate::redact)).
     pub async fn build(self) -> Result<RedisQueue<T>, Error> {
         let (runtime, prepared) = self.prepare()?;
         let connected = runtime
@@ -166,7 +186,7 @@ impl<T: Key> RedisQueueBuilder<T> {
             return Err(Error::InvalidConfig("the batch must be at least 1".into()));
         }
         let client = redis::Client::open(self.url.as_str()).map_err(|source| Error::Connect {
-            url: self.url.clone(),
+            url: RedactedUrl::new(&self.url),
             source,
         })?;
         // One small runtime per queue runs every Redis call and the
@@ -226,7 +246,7 @@ pub(super) struct Connected<T> {
 impl<T: Key> Prepared<T> {
     async fn connect(self) -> Result<Connected<T>, Error> {
         let b = self.builder;
-        let url = b.url.clone();
+        let url = RedactedUrl::new(&b.url);
         let refused = |source| Error::Connect {
             url: url.clone(),
             source,
@@ -259,7 +279,7 @@ impl<T: Key> Prepared<T> {
         };
         let shared = Arc::new(Shared {
             name: b.name.clone(),
-            url: b.url,
+            url,
             keys: self.keys,
             conn,
             codec: b.codec,

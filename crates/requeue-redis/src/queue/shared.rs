@@ -76,7 +76,8 @@ pub(crate) struct Stats {
 /// The process-local side of one queue.
 pub(crate) struct Shared<T> {
     pub(crate) name: String,
-    pub(crate) url: String,
+    /// For logs and `Debug`: without credentials.
+    pub(crate) url: crate::redact::RedactedUrl,
     pub(crate) keys: QueueKeys,
     pub(crate) conn: ConnectionManager,
     pub(crate) codec: Arc<dyn KeyCodec<T>>,

@@ -71,7 +71,7 @@ enum Crew {
 pub fn run(args: &DemoArgs, target: &RedisTarget, live: bool, signal: &Stop) -> anyhow::Result<()> {
     let stop = signal.child();
     let target = Target::resolve(target)?;
-    let url = target.url.as_str();
+    let url = &target.url;
     // Per process, so that runs sharing a Redis never meet.
     let name = format!("demo-{}", std::process::id());
     let keys = QueueKeys::new(&name)?;
@@ -211,7 +211,7 @@ pub fn run(args: &DemoArgs, target: &RedisTarget, live: bool, signal: &Stop) -> 
 /// The controller here (N = 1) or N worker processes, connected and ready.
 fn start_crew(
     args: &DemoArgs,
-    url: &str,
+    url: &crate::show::RedisUrl,
     name: &str,
     queue: &RedisQueue<String>,
     fleet: &Arc<Fleet>,

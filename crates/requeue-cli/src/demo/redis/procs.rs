@@ -113,7 +113,7 @@ pub struct Procs {
 
 /// What every worker is started with.
 pub struct Spec<'a> {
-    pub url: &'a str,
+    pub url: &'a crate::show::RedisUrl,
     pub queue: &'a str,
     pub args: &'a DemoArgs,
 }
@@ -130,7 +130,10 @@ impl Procs {
             let a = spec.args;
             let mut child = Command::new(&exe)
                 .arg("demo-worker")
-                .args(["--redis", spec.url, "--queue", spec.queue])
+                // In the environment, not the arguments: `ps` shows
+                // arguments, and the URL may hold a password.
+                .env("REDIS_URL", spec.url.expose())
+                .args(["--queue", spec.queue])
                 .args(["--objects", &a.objects.to_string()])
                 .args(["--workers", &a.workers.to_string()])
                 .args(["--seed", &a.seed.to_string()])

@@ -4,6 +4,7 @@
 //! the URL in one line.
 
 use super::super::args::RedisTarget;
+use crate::show::{self, RedisUrl};
 use anyhow::Context;
 use redis::aio::MultiplexedConnection;
 use requeue::metrics::MetricsProvider;
@@ -24,7 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The Redis the demo runs on; a local server stops when this is dropped.
 #[derive(Debug)]
 pub struct Target {
-    pub url: String,
+    /// Shown without credentials.
+    pub url: RedisUrl,
     /// Whether `url` is a server started for this run.
     pub local: bool,
     _server: Option<LocalServer>,
@@ -49,7 +51,7 @@ impl Target {
                 let server = LocalServer::start_with(options)
                     .context("--redis local: cannot start a redis-server")?;
                 Ok(Target {
-                    url: server.url(),
+                    url: RedisUrl::from(server.url()),
                     local: true,
                     _server: Some(server),
                 })
@@ -71,13 +73,14 @@ pub fn limiter() -> LimiterSpec {
     }
 }
 
-/// Connects to the queue `name` at `url`. Unreachable: one line naming the URL.
+/// Connects to the queue `name` at `url`. Unreachable: one line naming the
+/// URL (without credentials) and why.
 pub async fn queue(
-    url: &str,
+    url: &RedisUrl,
     name: &str,
     metrics: Option<Arc<dyn MetricsProvider>>,
 ) -> anyhow::Result<RedisQueue<String>> {
-    let mut builder = RedisQueue::builder(url, name)
+    let mut builder = RedisQueue::builder(url.expose(), name)
         .lease(LEASE)
         .limiter(limiter());
     if let Some(metrics) = metrics {
@@ -85,32 +88,37 @@ pub async fn queue(
     }
     match tokio::time::timeout(CONNECT_TIMEOUT, builder.build()).await {
         Ok(Ok(queue)) => Ok(queue),
-        Ok(Err(error)) => Err(unreachable(url, &error)),
-        Err(_) => Err(anyhow::anyhow!(
-            "cannot connect to Redis at {url}: no answer within {CONNECT_TIMEOUT:?}"
-        )),
+        Ok(Err(error)) => Err(unreachable(url, error)),
+        Err(_) => Err(show::did_not_answer(url, CONNECT_TIMEOUT)),
     }
 }
 
 /// A connection of its own (for reading the queue's state).
-pub async fn connection(url: &str) -> anyhow::Result<MultiplexedConnection> {
-    let client = redis::Client::open(url).with_context(|| format!("invalid Redis URL {url}"))?;
+pub async fn connection(url: &RedisUrl) -> anyhow::Result<MultiplexedConnection> {
+    let client =
+        redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
     match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(error)) => Err(anyhow::anyhow!("cannot connect to Redis at {url}: {error}")),
-        Err(_) => Err(anyhow::anyhow!(
-            "cannot connect to Redis at {url}: no answer within {CONNECT_TIMEOUT:?}"
+        Ok(Err(error)) => Err(show::redis_failure(
+            url,
+            "cannot connect to Redis at",
+            error,
+            CONNECT_TIMEOUT,
         )),
+        Err(_) => Err(show::did_not_answer(url, CONNECT_TIMEOUT)),
     }
 }
 
-/// One line with the URL and the cause (the library error names the URL;
-/// its source says why).
-fn unreachable(url: &str, error: &Error) -> anyhow::Error {
-    let cause = std::error::Error::source(error).map_or_else(String::new, |s| format!(": {s}"));
+/// The library's error as one: it names the URL itself when it could not
+/// connect (a timeout then says so); any other error gets the URL as context.
+fn unreachable(url: &RedisUrl, error: Error) -> anyhow::Error {
     match error {
-        Error::Connect { .. } => anyhow::anyhow!("{error}{cause}"),
-        other => anyhow::anyhow!("Redis at {url}: {other}{cause}"),
+        Error::Connect { source, .. } if source.is_timeout() => {
+            show::did_not_answer(url, CONNECT_TIMEOUT)
+        }
+        Error::Redis(source) if source.is_timeout() => show::did_not_answer(url, CONNECT_TIMEOUT),
+        error @ Error::Connect { .. } => anyhow::Error::new(error),
+        other => anyhow::Error::new(other).context(format!("Redis at {url}")),
     }
 }
 
@@ -136,12 +144,17 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let url = &format!("redis://127.0.0.1:{port}/");
+        let url = RedisUrl::from(format!("redis://admin:s3cretpass@127.0.0.1:{port}/"));
         let error = runtime
-            .block_on(queue(url, "demo-test", None))
+            .block_on(queue(&url, "demo-test", None))
             .expect_err("nothing listens on port 1");
-        let text = format!("{error:#}");
-        assert!(text.contains(url.as_str()), "{text}");
+        let text = show::one_line(&error);
+        assert!(
+            text.contains(&format!("redis://***@127.0.0.1:{port}/")),
+            "{text}"
+        );
+        assert!(!text.contains("s3cretpass"), "{text}");
         assert!(!text.contains('\n'), "{text}");
+        assert_eq!(text.matches("refused").count(), 1, "{text}");
     }
 }

@@ -23,9 +23,9 @@ const REPORT_EVERY: Duration = Duration::from_millis(200);
 /// Flags of `requeue demo-worker`, set by the parent `requeue demo`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// The Redis URL.
-    #[arg(long)]
-    pub redis: String,
+    /// The Redis URL (the parent passes it as `REDIS_URL`).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis: crate::show::RedisUrl,
     /// The queue name.
     #[arg(long)]
     pub queue: String,

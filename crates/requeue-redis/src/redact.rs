@@ -1,0 +1,207 @@
+//! Redis URLs without their credentials, for messages, logs and `Debug`.
+//!
+//! A Redis URL may carry a password (`redis://user:password@host:6379/0`,
+//! `redis://:password@host`, or `?pass=…` on a Unix socket URL). Every
+//! message, log line, error value and `Debug` output of this crate shows
+//! URLs through [`redact_url`] or [`RedactedUrl`]; use them too wherever
+//! your program prints a URL it was given.
+//!
+//! ```
+//! use requeue_redis::redact::{RedactedUrl, redact_url};
+//!
+//! assert_eq!(
+//!     redact_url("rediss://admin:s3cret@cache.internal:6380/2"),
+//!     "rediss://***@cache.internal:6380/2"
+//! );
+//! assert_eq!(redact_url("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+//!
+//! let url = RedactedUrl::new("redis://:s3cret@127.0.0.1/");
+//! assert_eq!(url.to_string(), "redis://***@127.0.0.1/");
+//! assert!(!format!("{url:?}").contains("s3cret"));
+//! ```
+
+use std::fmt;
+
+/// What replaces credentials.
+const MASK: &str = "***";
+
+/// Query parameters that carry credentials (Unix socket URLs:
+/// `redis+unix:///run/redis.sock?user=…&pass=…`).
+const SECRET_PARAMS: [&str; 4] = ["pass", "password", "user", "username"];
+
+/// `url` with its credentials replaced by `***`: the user info (everything
+/// between `://` and the last `@`) and the values of the `pass`,
+/// `password`, `user` and `username` query parameters. The scheme, host,
+/// port, database and other parameters stay, so the result still says
+/// which server is meant.
+///
+/// The string need not parse as a URL: a malformed one is redacted by the
+/// same rule (a string without `://` loses everything before its last
+/// `@`), so nothing that could be a password is ever shown. A URL whose
+/// query or fragment contains an `@` loses its host too: over-redacting is
+/// the safe side.
+///
+/// ```
+/// use requeue_redis::redact::redact_url;
+///
+/// assert_eq!(redact_url("redis://:pw@10.0.0.5:6379"), "redis://***@10.0.0.5:6379");
+/// assert_eq!(redact_url("redis://user:p@ss@host/"), "redis://***@host/");
+/// assert_eq!(redact_url("admin:pw@host:6379"), "***@host:6379");
+/// assert_eq!(
+///     redact_url("redis+unix:///tmp/redis.sock?db=1&pass=pw"),
+///     "redis+unix:///tmp/redis.sock?db=1&pass=***"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            out.push_str(MASK);
+            &rest[at..]
+        }
+        None => rest,
+    };
+    let (before_fragment, fragment) = match rest.find('#') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match pair.split_once('=') {
+                    Some((name, _))
+                        if SECRET_PARAMS.iter().any(|s| name.eq_ignore_ascii_case(s)) =>
+                    {
+                        out.push_str(name);
+                        out.push('=');
+                        out.push_str(MASK);
+                    }
+                    _ => out.push_str(pair),
+                }
+            }
+        }
+        None => out.push_str(before_fragment),
+    }
+    out.push_str(fragment);
+    out
+}
+
+/// A Redis URL with its credentials already removed (see [`redact_url`]):
+/// safe to keep in error values, log fields and structs that derive
+/// `Debug`. It holds only the redacted text, so it cannot leak the
+/// password even through [`as_str`](Self::as_str); it is for showing, not
+/// for connecting.
+///
+/// ```
+/// use requeue_redis::redact::RedactedUrl;
+///
+/// let url = RedactedUrl::new("redis://admin:s3cret@127.0.0.1:6379/0");
+/// assert_eq!(url.as_str(), "redis://***@127.0.0.1:6379/0");
+/// assert_eq!(format!("{url}"), "redis://***@127.0.0.1:6379/0");
+/// assert_eq!(format!("{url:?}"), "\"redis://***@127.0.0.1:6379/0\"");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RedactedUrl(String);
+
+impl RedactedUrl {
+    /// Redacts `url`.
+    pub fn new(url: &str) -> Self {
+        RedactedUrl(redact_url(url))
+    }
+
+    /// The redacted text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RedactedUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl From<&str> for RedactedUrl {
+    fn from(url: &str) -> Self {
+        RedactedUrl::new(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_survive() {
+        for (url, want) in [
+            (
+                "redis://admin:s3cretpass@127.0.0.1:1/",
+                "redis://***@127.0.0.1:1/",
+            ),
+            ("redis://:s3cretpass@host", "redis://***@host"),
+            (
+                "rediss://user:s3cretpass@host:6380/3",
+                "rediss://***@host:6380/3",
+            ),
+            ("redis://user@host/", "redis://***@host/"),
+            (
+                "valkey://u:s3cretpass@[::1]:7000",
+                "valkey://***@[::1]:7000",
+            ),
+            // Not URLs the client accepts: still nothing of the password.
+            ("redis://u:s3cretpass@", "redis://***@"),
+            ("redis://u:s3c/ret?pass@host:x", "redis://***@host:x"),
+            (
+                "redis://u:s3cretpass@host:notaport",
+                "redis://***@host:notaport",
+            ),
+            ("u:s3cretpass@host", "***@host"),
+            ("://u:s3cretpass@host", "://***@host"),
+            (
+                "redis+unix:///tmp/r.sock?db=2&user=u&PASS=s3cretpass#x",
+                "redis+unix:///tmp/r.sock?db=2&user=***&PASS=***#x",
+            ),
+            (
+                "unix:///tmp/r.sock?password=s3cretpass",
+                "unix:///tmp/r.sock?password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+            assert!(!redact_url(url).contains("s3cret"), "{url}");
+            let shown = RedactedUrl::new(url);
+            assert!(!format!("{shown} {shown:?}").contains("s3cret"), "{url}");
+        }
+    }
+
+    #[test]
+    fn urls_without_credentials_are_unchanged() {
+        for url in [
+            "redis://127.0.0.1:6379/",
+            "redis://127.0.0.1",
+            "rediss://cache.internal:6380/2#insecure",
+            "redis://127.0.0.1/?protocol=resp3",
+            "redis+unix:///tmp/r.sock?db=1",
+            "local",
+            "",
+            "not a url",
+        ] {
+            assert_eq!(redact_url(url), url);
+        }
+    }
+}
