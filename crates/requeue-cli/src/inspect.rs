@@ -6,7 +6,7 @@
 
 use crate::show::{self, RedisUrl};
 use anyhow::Context;
-use requeue_redis::inspect::{QueueState, inspect};
+use requeue_redis::inspect::{QueueState, diagnose, inspect};
 use requeue_redis::keys::QueueKeys;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -30,8 +30,16 @@ pub struct Options {
     pub limit: usize,
 }
 
-/// Prints the snapshot, once or (with `--watch`) every second.
-pub fn run(opts: &Options) -> anyhow::Result<()> {
+/// Above this many stored items, `inspect` checks only what its snapshot
+/// shows; the full check reads everything (`requeue repair` does it).
+const FULL_CHECK_MAX: u64 = 100_000;
+
+/// Prints the snapshot, once or (with `--watch`) every second. Returns
+/// whether the queue's state broke a rule (once: the exit code says so).
+///
+/// With `--watch`, a lost connection is reported on stderr (once per
+/// outage) and the view resumes when Redis is back.
+pub fn run(opts: &Options) -> anyhow::Result<bool> {
     // The error names the queue (shortened): no context that repeats it.
     let keys = QueueKeys::new(&opts.queue)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -40,30 +48,29 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .context("cannot start a runtime")?;
     let url = &opts.url;
     runtime.block_on(async {
-        let client = redis::Client::open(url.expose())
-            .with_context(|| format!("invalid Redis URL {url}"))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let mut conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| show::did_not_answer(url, CONNECT_TIMEOUT))?
-        .map_err(|e| show::redis_failure(url, "cannot reach Redis at", e, CONNECT_TIMEOUT))?;
+        let mut conn = connect(url, RESPONSE_TIMEOUT).await?;
         let tty = std::io::stdout().is_terminal();
+        let mut down = false;
         loop {
-            let state = match inspect(&mut conn, &keys, opts.limit).await {
+            let state = match snapshot(&mut conn, &keys, opts).await {
                 Ok(state) => state,
-                Err(requeue_redis::error::Error::Redis(e)) if e.is_timeout() => {
-                    return Err(show::did_not_answer(url, RESPONSE_TIMEOUT));
+                Err(error) if opts.watch => {
+                    if !down {
+                        eprintln!("warning: {error:#}; retrying every second");
+                        down = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(fresh) = connect(url, RESPONSE_TIMEOUT).await {
+                        conn = fresh;
+                    }
+                    continue;
                 }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("cannot read queue {}", show::input(&opts.queue))));
-                }
+                Err(error) => return Err(error),
             };
+            if down {
+                eprintln!("Redis at {url} answers again");
+                down = false;
+            }
             let text = render(&opts.queue, &url.to_string(), &state);
             if opts.watch && tty {
                 // Clear the screen and home the cursor: a steady, redrawn view.
@@ -72,12 +79,56 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
                 print!("{text}");
             }
             if !opts.watch {
-                return Ok(());
+                return Ok(!state.problems.is_empty());
             }
             println!();
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+/// One snapshot, with every rule checked when the queue is small enough
+/// to read whole.
+async fn snapshot(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &QueueKeys,
+    opts: &Options,
+) -> anyhow::Result<QueueState> {
+    let url = &opts.url;
+    let read_failed = |e: requeue_redis::error::Error| match e {
+        requeue_redis::error::Error::Redis(e) if e.is_timeout() => {
+            show::did_not_answer(url, RESPONSE_TIMEOUT)
+        }
+        e => {
+            anyhow::Error::new(e).context(format!("cannot read queue {}", show::input(&opts.queue)))
+        }
+    };
+    let mut state = inspect(conn, keys, opts.limit).await.map_err(read_failed)?;
+    let stored = state.depth + state.dirty + state.delayed + state.processing_count;
+    if stored <= FULL_CHECK_MAX {
+        state.problems = diagnose(conn, keys).await.map_err(read_failed)?.problems;
+    }
+    Ok(state)
+}
+
+/// A connection to the Redis at `url`, within [`CONNECT_TIMEOUT`], whose
+/// calls time out after `response`.
+pub async fn connect(
+    url: &RedisUrl,
+    response: Duration,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let client =
+        redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response));
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    .map_err(|_| show::did_not_answer(url, CONNECT_TIMEOUT))?
+    .map_err(|e| show::redis_failure(url, "cannot reach Redis at", e, CONNECT_TIMEOUT))
 }
 
 /// Bytes as text: UTF-8 when it is, else escaped.
@@ -137,6 +188,16 @@ pub fn render(queue: &str, url: &str, s: &QueueState) -> String {
                 show(&lease.item),
                 span(left)
             );
+        }
+    }
+    if !s.problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPROBLEMS ({}; `requeue repair --apply` fixes them):",
+            s.problems.len()
+        );
+        for problem in &s.problems {
+            let _ = writeln!(out, "  {problem}");
         }
     }
     if !s.top_failures.is_empty() {

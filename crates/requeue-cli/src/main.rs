@@ -4,6 +4,7 @@ mod bench;
 mod bench_redis;
 mod demo;
 mod inspect;
+mod repair;
 mod show;
 
 use clap::parser::ValueSource;
@@ -97,7 +98,26 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// Check every rule of a Redis queue's stored state (a full read) and
+    /// say what is wrong; with `--apply`, fix what can be fixed safely, in
+    /// one transaction that changes nothing if a worker touched the queue
+    /// meanwhile. Exit 0: healthy or repaired; 3: problems found (dry run).
+    Repair {
+        /// The Redis URL (default: `REDIS_URL`). Passwords are never printed.
+        #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
+        redis: RedisUrl,
+        /// The queue name.
+        #[arg(long)]
+        queue: String,
+        /// Make the changes (without it, a dry run that only reports).
+        #[arg(long)]
+        apply: bool,
+    },
 }
+
+/// The exit code of `inspect` and `repair` when the queue's state breaks
+/// a rule (and nothing was repaired).
+const EXIT_PROBLEMS: u8 = 3;
 
 /// Which engine `requeue bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -252,12 +272,27 @@ fn main() -> std::process::ExitCode {
             queue,
             watch,
             limit,
-        } => inspect::run(&inspect::Options {
+        } => match inspect::run(&inspect::Options {
             url: redis,
             queue,
             watch,
             limit,
-        }),
+        }) {
+            Ok(true) => return std::process::ExitCode::from(EXIT_PROBLEMS),
+            other => other.map(drop),
+        },
+        Command::Repair {
+            redis,
+            queue,
+            apply,
+        } => match repair::run(&repair::Options {
+            url: redis,
+            queue,
+            apply,
+        }) {
+            Ok(repair::Outcome::Found) => return std::process::ExitCode::from(EXIT_PROBLEMS),
+            other => other.map(drop),
+        },
         Command::Bench {
             engine: BenchEngine::Redis,
             quick,
