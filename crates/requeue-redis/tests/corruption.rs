@@ -72,18 +72,22 @@ enum Corruption {
     WrongType(&'static str),
     /// Field `field` of hash `part` set to a value that is not a number.
     NotANumber(&'static str, &'static str),
+    /// Key `part` deleted.
+    Missing(&'static str),
 }
 
 impl Corruption {
     fn part(&self) -> &'static str {
         match self {
-            Corruption::WrongType(part) | Corruption::NotANumber(part, _) => part,
+            Corruption::WrongType(part)
+            | Corruption::NotANumber(part, _)
+            | Corruption::Missing(part) => part,
         }
     }
 
     fn field(&self) -> Option<&'static str> {
         match self {
-            Corruption::WrongType(_) => None,
+            Corruption::WrongType(_) | Corruption::Missing(_) => None,
             Corruption::NotANumber(_, field) => Some(field),
         }
     }
@@ -159,8 +163,22 @@ async fn populated(conn: &mut MultiplexedConnection, keys: &QueueKeys) -> (Lease
     (c, e)
 }
 
-/// The corruptions: every key of the layout of the wrong type, and every
-/// number a script reads or increments not a number.
+/// The parts of a queue's keys.
+const PARTS: [&str; 10] = [
+    "queue",
+    "dirty",
+    "processing",
+    "owners",
+    "delayed",
+    "failures",
+    "limiter",
+    "meta",
+    "marker",
+    "added_at",
+];
+
+/// The corruptions: every key of the layout of the wrong type, and
+/// missing, and every number a script reads or increments not a number.
 fn corruptions() -> Vec<Corruption> {
     let mut all: Vec<Corruption> = [
         "queue",
@@ -177,6 +195,7 @@ fn corruptions() -> Vec<Corruption> {
     .into_iter()
     .map(Corruption::WrongType)
     .collect();
+    all.extend(PARTS.map(Corruption::Missing));
     all.extend([
         Corruption::NotANumber("meta", "seq"),
         Corruption::NotANumber("meta", "lease_expired_total"),
@@ -204,6 +223,9 @@ async fn corrupt(conn: &mut MultiplexedConnection, keys: &QueueKeys, how: &Corru
                 .await
                 .unwrap();
         }
+        Corruption::Missing(_) => {
+            let _: () = redis::cmd("DEL").arg(&key).query_async(conn).await.unwrap();
+        }
         Corruption::NotANumber(_, field) => {
             let _: () = redis::cmd("HSET")
                 .arg(&key)
@@ -226,7 +248,7 @@ async fn undo(
     let key = key_of(keys, how.part());
     let index = keys.all().iter().position(|k| *k == key).unwrap();
     match how {
-        Corruption::WrongType(_) => {
+        Corruption::WrongType(_) | Corruption::Missing(_) => {
             let _: () = redis::cmd("DEL").arg(&key).query_async(conn).await.unwrap();
             let (kind, content) = &before[index];
             let mut cmd = match kind.as_str() {
@@ -389,8 +411,10 @@ async fn every_corruption_of_every_key_leaves_the_state_as_it_was() {
         corrupt(&mut conn, &keys, &how).await;
 
         let seen = every_script(&mut conn, &keys, &leases).await;
+        // A missing key is an empty one to the scripts: nothing to refuse
+        // (what it breaks, `diagnose` finds and `repair` fixes).
         assert!(
-            !seen.is_empty(),
+            !seen.is_empty() || matches!(how, Corruption::Missing(_)),
             "{how:?}: no script noticed the corruption"
         );
         for (k, field) in &seen {
@@ -401,6 +425,11 @@ async fn every_corruption_of_every_key_leaves_the_state_as_it_was() {
         }
 
         // Undone, the queue is whole: every rule holds.
+        if matches!(how, Corruption::Missing(_)) {
+            // The scripts that worked built on the empty key: putting the
+            // old one back cannot make a whole state. `repair` does (below).
+            continue;
+        }
         if let Corruption::NotANumber(_, field) = &how {
             // Only the field: the scripts that worked moved the others on.
             let old = saved_hash.iter().find(|(f, _)| f == field.as_bytes());
@@ -610,10 +639,24 @@ async fn repair_fixes_every_corruption_so_that_every_script_works_again() {
         // A diagnosis names it and changes nothing.
         let before = dump(&mut conn, &keys).await;
         let found = inspect::diagnose(&mut conn, &keys).await.unwrap();
-        assert!(!found.is_healthy(), "{how:?}: not found");
+        if found.is_healthy() {
+            // Deleting these loses what they held (delays, counts, the
+            // limiter's state, wake-ups) but breaks no rule.
+            assert!(
+                matches!(
+                    how,
+                    Corruption::Missing("delayed" | "failures" | "limiter" | "marker")
+                ),
+                "{how:?}: not found"
+            );
+            assert!(every_script(&mut conn, &keys, &leases).await.is_empty());
+            inspect::check_invariants(&mut conn, &keys).await.unwrap();
+            continue;
+        }
         let key = key_of(&keys, how.part());
         assert!(
-            found.problems.iter().any(|p| p.to_string().contains(&key)),
+            matches!(how, Corruption::Missing(_))
+                || found.problems.iter().any(|p| p.to_string().contains(&key)),
             "{how:?}: {:?}",
             found.problems
         );
@@ -624,7 +667,10 @@ async fn repair_fixes_every_corruption_so_that_every_script_works_again() {
         );
         // So does the cheap overview.
         let overview = inspect::inspect(&mut conn, &keys, 10).await.unwrap();
-        if !matches!(how, Corruption::NotANumber("failures" | "limiter", _)) {
+        if !matches!(
+            how,
+            Corruption::NotANumber("failures" | "limiter", _) | Corruption::Missing(_)
+        ) {
             assert!(
                 !overview.problems.is_empty(),
                 "{how:?}: overview saw nothing"
