@@ -559,13 +559,14 @@ fn plan(
     // A lost or unreadable seq restarts above every epoch that can have
     // been handed out (one per hand-out since 1970 at up to a million a
     // second), so epochs keep growing for whoever relies on them.
-    let floor = if seq_bad {
+    let seq_lost = seq_bad || (seq.is_none() && newest_epoch > 0);
+    let floor = if seq_lost {
         now_ms.saturating_mul(1000)
     } else {
         0
     };
     let target = newest_epoch.max(seq.unwrap_or(0)).max(floor);
-    if seq_bad || seq.unwrap_or(0) < target {
+    if seq_lost || seq.unwrap_or(0) < target {
         pipe.cmd("HSET")
             .arg(keys.meta())
             .arg("seq")
