@@ -758,3 +758,42 @@ async fn a_deleted_ready_list_strands_dirty_items_until_repair_queues_them() {
     }
     assert_eq!(got, 19, "every stranded item is handed out again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_meets_corrupt_state_does_not_stall_gets() {
+    // A failed renewal used to mark the connection unhealthy, and gets
+    // wait for a healthy connection: with corrupt state that never came,
+    // so every get hung in silence. Now gets go on and report it.
+    use requeue::engine::QueueError;
+    use requeue_redis::queue::RedisQueue;
+    use std::time::Duration;
+    let clock = requeue::clock::FakeClock::new();
+    let queue: RedisQueue<String> = RedisQueue::builder(server().url(), unique("corrupt-renew"))
+        .fake_time(clock.clone())
+        .lease(Duration::from_secs(3))
+        .build()
+        .await
+        .unwrap();
+    let keys = QueueKeys::new(queue.name()).unwrap();
+    let mut conn = connect(&server().url()).await;
+    queue.add("held".to_string()).await.unwrap();
+    queue.add("next".to_string()).await.unwrap();
+    let _held = queue.get().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(keys.owners())
+        .arg("garbage")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Renewals run every lease/3 on the queue's clock.
+    for _ in 0..5 {
+        clock.advance(Duration::from_millis(1_100));
+        match tokio::time::timeout(Duration::from_secs(5), queue.get()).await {
+            Ok(Err(QueueError::Corrupt { key, .. })) => assert_eq!(key, keys.owners()),
+            Ok(other) => panic!("expected Corrupt, got {:?}", other.map(|i| i.clone())),
+            Err(_) => panic!("get stalled after a renewal met corrupt state"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // let the renewer run
+    }
+    queue.shut_down();
+}

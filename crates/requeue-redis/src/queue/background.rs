@@ -39,6 +39,17 @@ pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationTo
                     shared.healthy.send_replace(true);
                     break;
                 }
+                Err(error @ crate::error::Error::Corrupt { .. }) => {
+                    // The connection is fine: gets go on (and report the
+                    // same corruption to their callers); the leases held
+                    // here run out unless the state is repaired in time.
+                    tracing::error!(queue = %shared.name, %error, "cannot renew leases: the queue's state needs repair; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
                 Err(error) => {
                     shared.healthy.send_replace(false);
                     tracing::warn!(queue = %shared.name, url = %shared.url, %error, "cannot renew leases; retrying");
