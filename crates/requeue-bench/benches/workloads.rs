@@ -1,5 +1,6 @@
-//! Criterion benches of WORKLOADS.md's W1–W8 on requeue, W1/W3/W4 through
-//! an unbounded crossbeam channel (the floor), and W1/W3 with metrics on.
+//! Criterion benches of the workloads W1–W8 (docs/benchmarks.md) on
+//! requeue, W1/W3/W4 through an unbounded crossbeam channel (the floor),
+//! and W1/W3 with metrics on.
 //!
 //! Every sample runs the workload function of `requeue-bench` once and
 //! reports its own timed span (`iter_custom`), so set-up such as building

@@ -5,7 +5,7 @@
 use crate::{BenchError, Figure, Measurement, Scale};
 use std::time::Duration;
 
-/// One of WORKLOADS.md's workloads.
+/// One of the benchmark workloads (docs/benchmarks.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Workload {
     /// fifo-single.
@@ -98,7 +98,7 @@ impl Workload {
             .find(|w| w.id().eq_ignore_ascii_case(s) || w.name() == s)
     }
 
-    /// WORKLOADS.md's short name.
+    /// The workload's short name (docs/benchmarks.md §2).
     pub const fn name(self) -> &'static str {
         match self {
             Workload::W1 => "fifo-single",
@@ -154,7 +154,8 @@ impl Workload {
     }
 
     /// The real client-go work queue's median on this machine (v0.30.14,
-    /// Go 1.19), as WORKLOADS.md records it: a reference figure, not one
+    /// Go 1.19), as stored when the targets were set (docs/benchmarks.md §6):
+    /// a reference figure, not one
     /// measured here (`requeue bench --client-go PATH` measures it).
     pub const fn client_go(self) -> &'static str {
         match self {
@@ -186,7 +187,7 @@ impl Workload {
         }
     }
 
-    /// requeue's target, as WORKLOADS.md words it.
+    /// requeue's target, in words (docs/benchmarks.md §6).
     pub const fn target_text(self) -> &'static str {
         match self {
             Workload::W1 => ">= 18 M ops/s (5x client-go), peak RSS <= 110 MiB",
@@ -248,7 +249,8 @@ impl Workload {
         }
     }
 
-    /// Whether WORKLOADS.md measures this workload through the channel floor too.
+    /// Whether this workload also runs through the channel floor
+    /// (docs/benchmarks.md §3.3).
     pub const fn has_floor(self) -> bool {
         matches!(self, Workload::W1 | Workload::W3 | Workload::W4)
     }

@@ -1,7 +1,7 @@
 //! The real client-go work queue, measured in the same run as requeue.
 //!
 //! The client-go reference harness builds a `wqbench` binary that runs
-//! WORKLOADS.md's workloads on the unmodified client-go work queue
+//! the workloads of docs/benchmarks.md on the unmodified client-go work queue
 //! (v0.30.14), plus Go-channel floors for W1, W3 and W4, one workload per
 //! process: `wqbench -w W3` prints one line of `key=value` figures.
 //! [`ClientGo`] runs it and turns that line into a [`Measurement`] with the
@@ -24,7 +24,8 @@ pub const CLIENT_GO: &str = "client-go";
 /// The engine name of the Go channel floor (`wqbench -w W1chan` …).
 pub const GO_CHANNEL: &str = "go-channel";
 
-/// N of wqbench's W1, W3, W4, W6 and W7 (fixed: WORKLOADS.md's N).
+/// N of wqbench's W1, W3, W4, W6 and W7 (fixed: the full N of
+/// docs/benchmarks.md §1).
 pub const WQBENCH_N: u64 = 1_000_000;
 
 /// One run of wqbench: a workload on client-go's queue or through a Go channel.

@@ -103,7 +103,7 @@ impl Hot {
 }
 
 /// W5 hot-requeue: 1 producer re-adds keys 0..999 round-robin for
-/// `duration` (2 s in WORKLOADS.md), then shuts the queue down; 2
+/// `duration` (2 s at full size, docs/benchmarks.md §1), then shuts the queue down; 2
 /// consumers get, mark the key in hand (failing if it is already marked),
 /// spin 10 µs, unmark, done. ops = items processed; wall runs until the
 /// consumers have drained the queue.

@@ -1,8 +1,9 @@
 //! The benchmark workloads of requeue's work queue, in one place.
 //!
-//! `shared/bench/WORKLOADS.md` defines eight workloads (W1–W8) that are run
-//! the same way on every implementation, so that figures compare side by
-//! side with the real client-go work queue. This crate is their only
+//! Eight workloads (W1–W8, defined in `docs/benchmarks.md` in the
+//! repository) are run the same way on every implementation, so that
+//! figures compare side by side with the real client-go work queue. This
+//! crate is their only
 //! implementation: the criterion benches (`benches/workloads.rs`), the
 //! `report` example and the `requeue bench` command all call the functions
 //! below.
@@ -119,7 +120,7 @@ pub fn key_index(key: &str) -> Option<usize> {
     index.parse().ok()
 }
 
-/// The splitmix64 generator that WORKLOADS.md fixes for W6's delays.
+/// The splitmix64 generator of W6's delays (docs/benchmarks.md §2.5).
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,
@@ -161,7 +162,8 @@ pub struct Scale {
 }
 
 impl Scale {
-    /// The sizes of WORKLOADS.md: N = 1,000,000, W2 1,000 × 1,000, W5 2 s, W8 10,000 keys.
+    /// The full sizes (docs/benchmarks.md §1): N = 1,000,000, W2 1,000 ×
+    /// 1,000, W5 2 s, W8 10,000 keys.
     pub const FULL: Scale = Scale {
         n: DEFAULT_N,
         dedup_keys: 1_000,

@@ -13,7 +13,7 @@ pub struct Measurement {
     /// `"crossbeam-channel"`), or for wqbench's figures
     /// [`CLIENT_GO`](crate::CLIENT_GO) or [`GO_CHANNEL`](crate::GO_CHANNEL).
     pub engine: &'static str,
-    /// The operations the rate counts, as WORKLOADS.md defines them
+    /// The operations the rate counts, as docs/benchmarks.md §2 defines them
     /// (W1: 3N; W3/W4: N items; W5: items processed; W6: adds; W8: keys).
     pub ops: u64,
     /// Distinct items moved through the engine (compares an engine with the floor).

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// W3 mpmc: `producers` threads add N distinct keys in total (N / producers
 /// contiguous keys each); `consumers` threads get + done until N items were
-/// seen, then shut down. WORKLOADS.md: 2 and 2.
+/// seen, then shut down. W3 runs 2 and 2 (docs/benchmarks.md §2.3).
 pub fn w3_mpmc(n: usize, producers: usize, consumers: usize) -> Result<Measurement, BenchError> {
     mpmc_on(plain_queue(), "W3", "requeue", n, producers, consumers)
 }

@@ -239,11 +239,12 @@ pub fn comparison(results: &[Measurement]) -> String {
     out
 }
 
-/// A Markdown table of every workload's definition, client-go's reference
-/// figure as WORKLOADS.md records it (not measured here) and requeue's target.
+/// A Markdown table of every workload's definition, client-go's stored
+/// reference figure (docs/benchmarks.md §6; not measured here) and
+/// requeue's target.
 pub fn references() -> String {
     let mut out = String::from(
-        "| id | name | definition | client-go (WORKLOADS.md reference) | requeue target |\n|---|---|---|---|---|\n",
+        "| id | name | definition | client-go (stored reference) | requeue target |\n|---|---|---|---|---|\n",
     );
     for w in Workload::ALL {
         let _ = writeln!(

@@ -16,7 +16,7 @@ pub const W8_ATTEMPTS: u32 = 4;
 const CONSUMERS: usize = 2;
 
 /// W8 ratelimited-queue: a queue with an item-exponential limiter (1 ms,
-/// 10 ms) gets `n` keys up front (10,000 in WORKLOADS.md); 2 consumers
+/// 10 ms) gets `n` keys up front (10,000 at full size); 2 consumers
 /// retry attempts 1–3 (`add_rate_limited` + done) and forget + done on
 /// attempt 4. Every key must succeed once, after exactly 4 attempts.
 /// ops = keys; wall and CPU cover the adds and all attempts.

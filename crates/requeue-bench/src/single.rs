@@ -101,7 +101,8 @@ pub fn floor_w1(n: usize) -> Result<Measurement, BenchError> {
 
 /// W2 dedup: one thread; each of `rounds` rounds adds all `distinct` keys,
 /// then the queue is drained with get + done, which must take exactly
-/// `distinct` gets. ops = adds + gets + dones. WORKLOADS.md: 1,000 × 1,000.
+/// `distinct` gets. ops = adds + gets + dones. Full size: 1,000 × 1,000
+/// (docs/benchmarks.md §1).
 ///
 /// Each round's keys are cloned before the clock runs (the items are built
 /// before timing), so only the adds are timed; with the clock stopped

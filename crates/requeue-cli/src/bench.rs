@@ -1,4 +1,4 @@
-//! `requeue bench`: the WORKLOADS.md workloads (shared with the criterion
+//! `requeue bench`: the workloads of docs/benchmarks.md (shared with the criterion
 //! benches through the `requeue-bench` crate, not copied), each run in a
 //! fresh child process of this binary so that peak RSS is per workload and
 //! one workload's allocations do not warm the next one's.

@@ -39,7 +39,7 @@ enum Command {
     /// Internal: one worker process of `demo --redis URL --workers-procs N`.
     #[command(hide = true)]
     DemoWorker(demo::WorkerArgs),
-    /// Run the benchmark workloads W1–W8 (see shared/bench/WORKLOADS.md),
+    /// Run the benchmark workloads W1–W8 (see docs/benchmarks.md),
     /// each in its own process, and print median figures with the ratio to
     /// a plain channel measured in the same run (and, with `--client-go`,
     /// to the real client-go work queue measured in the same rounds).

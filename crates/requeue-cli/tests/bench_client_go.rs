@@ -73,7 +73,8 @@ impl Drop for Scratch {
     }
 }
 
-/// A fake wqbench: client-go's figures from WORKLOADS.md, one line per `-w ID`.
+/// A fake wqbench: client-go's stored reference figures (docs/benchmarks.md
+/// §6), one line per `-w ID`.
 fn fake_wqbench(dir: &Scratch) -> (PathBuf, PathBuf) {
     let log = dir.0.join("calls.log");
     let body = format!(

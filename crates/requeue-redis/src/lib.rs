@@ -8,7 +8,7 @@
 //!
 //! This is the low-level layer: one atomic Lua script per state transition
 //! and typed calls for them. The design, with the reasons behind it, is in
-//! the project's `REDIS.md`.
+//! `docs/redis.md` in the repository.
 //!
 //! | module | what it gives you |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! Multi-process and crash tests of `RedisQueue` (REDIS.md §5.2): worker
+//! Multi-process and crash tests of `RedisQueue` (docs/redis.md §7, §12): worker
 //! processes sharing hot keys, a worker killed or paused while it holds a
 //! key, Redis killed and restarted from its AOF, connections killed
 //! mid-run.
@@ -381,7 +381,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     }
 }
 
-/// REDIS.md §4.9 across processes: 4 workers (2 tasks each) share 100 hot
+/// docs/redis.md §7 across processes: 4 workers (2 tasks each) share 100 hot
 /// keys that the parent re-adds for 3 s and the workers sometimes re-add
 /// while processing (or end with `Then::Requeue`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! One test per rule of the scripts (REDIS.md §4.3), against a real
+//! One test per rule of the scripts (docs/redis.md §3), against a real
 //! redis-server with fake time; invariants are checked after every step.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 

@@ -46,7 +46,9 @@
 //! | `wait.Until`, `wait.PollUntilContextTimeout`, `wait.Backoff` … | [`wait::until`], [`wait::poll_until_timeout`], [`wait::Backoff`] … (the same names, snake_case; the README maps every one) |
 //!
 //! The [`queue`] module lists every client-go name and the ten places where
-//! requeue deliberately behaves better.
+//! requeue deliberately behaves better. The repository's `docs/` directory
+//! holds the design, the full behaviour contract, the Redis engine's design
+//! and the benchmark method.
 #![deny(missing_docs)]
 
 pub mod clock;

@@ -1,6 +1,6 @@
 //! Model-based property tests of the rate limiters: random sequences of
 //! `when` / `forget` / `num_requeues` (and fake-clock advances for the token
-//! bucket) checked against the formulas of SPEC.md §3.6, computed here
+//! bucket) checked against the formulas of docs/behaviour.md §4, computed here
 //! independently (saturating doubling; exact integer token arithmetic).
 //!
 //! Failing cases are persisted under `crates/requeue/proptest-regressions/`.

@@ -1,4 +1,4 @@
-//! client-go's workqueue tests (SPEC §6.3), re-stated for requeue.
+//! client-go's workqueue tests (docs/behaviour.md §8.2), re-stated for requeue.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 

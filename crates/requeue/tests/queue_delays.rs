@@ -1,6 +1,7 @@
 //! Delays and rate-limited re-adds (client-go's delaying and rate-limiting
-//! queue tests, SPEC §6.3), on a FakeClock: `advance` promotes due items
-//! before it returns, so no test waits on real time.
+//! queue tests, docs/behaviour.md §3.7, §3.8, §8.2), on a FakeClock:
+//! `advance` promotes due items before it returns, so no test waits on
+//! real time.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 

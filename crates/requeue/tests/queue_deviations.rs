@@ -1,4 +1,6 @@
-//! One test per deliberate deviation from client-go (SPEC.md, top).
+//! One test per deliberate deviation from client-go, numbered as in
+//! docs/behaviour.md ("Deliberate deviations from client-go"):
+//! `deviation_N_…` tests deviation N.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -17,6 +19,7 @@ fn fake() -> (FakeClock, WorkQueue<&'static str>) {
     (clock.clone(), WorkQueue::builder().clock(clock).build())
 }
 
+/// Deviation 1 (docs/behaviour.md): drain means drained.
 #[test]
 fn deviation_1_drain_waits_for_queued_items_and_wakes_every_drain_waiter() {
     let (_c, q) = fake();
@@ -41,6 +44,7 @@ fn deviation_1_drain_waits_for_queued_items_and_wakes_every_drain_waiter() {
     }
 }
 
+/// Deviation 2 (docs/behaviour.md): a stray `done` is harmless.
 #[test]
 fn deviation_2_a_stray_done_is_harmless() {
     let (_c, q) = fake();
@@ -60,6 +64,7 @@ fn deviation_2_a_stray_done_is_harmless() {
     assert!(second.done());
 }
 
+/// Deviation 3 (docs/behaviour.md): an immediate add wins over a pending delay.
 #[test]
 fn deviation_3_an_immediate_add_wins_over_a_pending_delay() {
     let (clock, q) = fake();
@@ -80,6 +85,8 @@ fn deviation_3_an_immediate_add_wins_over_a_pending_delay() {
     );
 }
 
+/// Deviation 4 (docs/behaviour.md): shutdown stops everything at once and
+/// hands back delayed items.
 #[test]
 fn deviation_4_shutdown_stops_the_timer_and_hands_back_delayed_items() {
     let (clock, q) = fake();
@@ -100,6 +107,7 @@ fn deviation_4_shutdown_stops_the_timer_and_hands_back_delayed_items() {
     );
 }
 
+/// Deviation 5 (docs/behaviour.md): nothing blocks a producer.
 #[test]
 fn deviation_5_producers_never_block_and_refused_adds_hand_the_item_back() {
     let (_c, q) = fake();
@@ -120,6 +128,7 @@ fn deviation_5_producers_never_block_and_refused_adds_hand_the_item_back() {
     );
 }
 
+/// Deviation 6 (docs/behaviour.md): time never overflows.
 #[test]
 fn deviation_6_time_never_overflows() {
     let (clock, q) = fake();
@@ -132,6 +141,7 @@ fn deviation_6_time_never_overflows() {
     assert_eq!(q.get_timeout(Duration::MAX).map(|i| *i), Ok("max"));
 }
 
+/// Deviation 7 (docs/behaviour.md): waiting can end without shutting down.
 #[test]
 fn deviation_7_waits_end_by_deadline_or_stop_without_shutting_down() {
     let (clock, q) = fake();
@@ -150,6 +160,7 @@ fn deviation_7_waits_end_by_deadline_or_stop_without_shutting_down() {
     assert!(!q.is_shutting_down());
 }
 
+/// Deviation 7 (docs/behaviour.md): waiting can end without shutting down.
 #[test]
 fn deviation_7_a_dropped_get_future_passes_its_wake_up_on() {
     let (_c, q) = fake();
@@ -165,6 +176,7 @@ fn deviation_7_a_dropped_get_future_passes_its_wake_up_on() {
     assert_eq!(second.finish().map(|i| *i), Some("only"));
 }
 
+/// Deviation 8 (docs/behaviour.md): done cannot be forgotten.
 #[test]
 fn deviation_8_dropping_the_guard_marks_done() {
     let (_c, q) = fake();
@@ -177,6 +189,7 @@ fn deviation_8_dropping_the_guard_marks_done() {
     assert_eq!(q.len(), 1, "re-added during processing: queued at drop");
 }
 
+/// Deviation 9 (docs/behaviour.md): priorities without starvation.
 #[test]
 fn deviation_9_fairness_bounds_how_long_a_low_priority_item_waits() {
     let q: WorkQueue<u32> = WorkQueue::builder()
@@ -203,6 +216,7 @@ impl RateLimiter<&'static str> for Exploding {
     }
 }
 
+/// Deviation 10 (docs/behaviour.md): panics are contained.
 #[test]
 fn deviation_10_a_panicking_rate_limiter_leaves_the_queue_usable() {
     let q: WorkQueue<&str> = WorkQueue::builder()

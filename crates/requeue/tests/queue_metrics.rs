@@ -1,4 +1,4 @@
-//! The metric update points of SPEC §3.7 (client-go's TestMetrics and
+//! The metric update points of docs/behaviour.md §5.1 (client-go's TestMetrics and
 //! TestMetricShutdown), on a FakeClock with the in-memory provider.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test

@@ -1,6 +1,6 @@
 //! Model-based property tests: random operation sequences applied both to a
 //! real `WorkQueue` on a `FakeClock` and to a small reference model written
-//! from SPEC.md (§3.3–§3.6, §4.4 and the deviations list), comparing every
+//! from docs/behaviour.md (§3.2–§3.9, §4 and the deviations), comparing every
 //! observable after every step.
 //!
 //! The model is deliberately naive: one record per key, the ready items found
@@ -200,7 +200,8 @@ impl Model {
     }
 
     fn add(&mut self, key: u8, opts: AddOpts) -> Result<Added, ShutDown<u8>> {
-        // The limiter is asked (and counts) even when the add is refused (§3.5).
+        // The limiter is asked (and counts) even when the add is refused
+        // (docs/behaviour.md §3.8).
         let mut delay = opts.after;
         if opts.rate_limited {
             let limited = self.limiter_when(key);

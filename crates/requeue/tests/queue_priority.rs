@@ -1,4 +1,5 @@
-//! Priorities (controller-runtime's priority queue tests, SPEC §6.4) and
+//! Priorities (controller-runtime's priority queue tests, docs/behaviour.md
+//! §3.9 and §8.3) and
 //! requeue's anti-starvation rule (deviation 9).
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test

@@ -1,4 +1,4 @@
-//! Polling (SPEC §2.11, §2.12, §6.1, §6.2): the modern loop's ordering, the
+//! Polling (docs/behaviour.md §2.6–§2.8, §8.1): the modern loop's ordering, the
 //! legacy functions' timing, `wait_for` with tick streams, and typed errors.
 
 mod support;

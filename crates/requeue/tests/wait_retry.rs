@@ -1,4 +1,4 @@
-//! `exponential_backoff` and friends (SPEC §2.10, §6.1).
+//! `exponential_backoff` and friends (docs/behaviour.md §2.5, §8.1).
 
 mod support;
 

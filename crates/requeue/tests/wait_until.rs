@@ -1,4 +1,4 @@
-//! The `until` family (SPEC §2.8, §6.1): run at once, stop checked before
+//! The `until` family (docs/behaviour.md §2.3, §8.1): run at once, stop checked before
 //! each run and after each wait, sliding vs non-sliding periods, jitter,
 //! panics. Deterministic on `FakeClock`.
 

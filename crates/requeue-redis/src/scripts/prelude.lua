@@ -141,7 +141,8 @@ local function add_core(item)
   return 1
 end
 
--- An immediate add wins over a pending delay (SPEC deviation 3): the
+-- An immediate add wins over a pending delay (docs/behaviour.md,
+-- deviation 3): the
 -- waiting entry goes, the item is added now.
 local function add_now(item)
   redis.call('ZREM', DELAYED, item)

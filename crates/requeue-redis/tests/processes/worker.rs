@@ -675,7 +675,7 @@ impl History {
 
     /// Pairs of intervals of one key that overlap: (violations, excused).
     /// An overlap is excused when one side's end reported `LeaseLost`
-    /// (REDIS.md §4.9: only a holder that lost its lease may overlap).
+    /// (docs/redis.md §7: only a holder that lost its lease may overlap).
     pub fn overlaps(&self) -> (Vec<String>, Vec<String>) {
         let mut by_key: BTreeMap<&str, Vec<&Interval>> = BTreeMap::new();
         for interval in &self.intervals {
@@ -702,7 +702,7 @@ impl History {
     }
 
     /// Keys whose last add was not followed by a processing that started
-    /// after it (REDIS.md §4.9, third row).
+    /// after it (docs/redis.md §7, third row).
     pub fn unserved_adds(&self) -> Vec<String> {
         let mut last_start: HashMap<&str, u64> = HashMap::new();
         for interval in &self.intervals {

@@ -1,6 +1,6 @@
 //! The behaviours every [`AsyncQueue`] engine must show, as test bodies
 //! an engine's own tests call (feature `conformance`). They follow
-//! client-go's workqueue tests (SPEC §6.3) and requeue's deviations, so
+//! client-go's workqueue tests (docs/behaviour.md §8.2) and requeue's deviations, so
 //! the in-memory and Redis engines are held to one text.
 //!
 //! Each check takes a fresh, empty queue on a [`FakeClock`] that drives the

@@ -1,4 +1,4 @@
-//! The broadcaster and recorder (SPEC §6.5: TestBroadcasterShutdown,
+//! The broadcaster and recorder (docs/behaviour.md §8.4: TestBroadcasterShutdown,
 //! TestNonRacyShutdown, TestEventf's create-then-patch, TestLotsOfEvents) and
 //! the bounded hand-off under a burst.
 

@@ -1,5 +1,5 @@
 //! The event correlator: aggregator → logger (dedup) → spam filter, as
-//! client-go's `EventCorrelator` (SPEC §5.4).
+//! client-go's `EventCorrelator` (docs/behaviour.md §7.4).
 //!
 //! - The **aggregator** groups events that differ only in their message
 //!   (same source, object, type and reason): once `max_events` distinct

@@ -1,4 +1,4 @@
-//! client-go's correlator tests (SPEC §6.5: TestEventCorrelator,
+//! client-go's correlator tests (docs/behaviour.md §8.4: TestEventCorrelator,
 //! TestEventAggregatorByReasonFunc/MessageFunc, TestEventSpamFilter) on a FakeClock.
 
 use super::*;

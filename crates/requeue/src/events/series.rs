@@ -1,5 +1,5 @@
 //! client-go's `tools/events` (events.k8s.io/v1) series semantics over the
-//! core/v1 [`Event`] (SPEC §5.5): isomorphic events are folded into one
+//! core/v1 [`Event`] (docs/behaviour.md §7.5): isomorphic events are folded into one
 //! object whose `series` counts them, and two periodic jobs refresh and
 //! finish those series.
 //!

@@ -1,4 +1,4 @@
-//! client-go's `tools/events` tests (SPEC §6.5): TestRecordEventToSink,
+//! client-go's `tools/events` tests (docs/behaviour.md §8.4): TestRecordEventToSink,
 //! TestEventf, TestEventSeriesf, TestFinishSeries,
 //! TestRefreshExistingEventSeries, TestEventSeriesWithEventSinkImplRace, on a
 //! FakeClock.

@@ -1,5 +1,5 @@
 //! Where events go: the [`EventSink`] trait, the retry rules of client-go's
-//! `recordToSink` (SPEC §5.3), and an in-memory sink for tests.
+//! `recordToSink` (docs/behaviour.md §7.3), and an in-memory sink for tests.
 
 use super::{Correlator, Event};
 use crate::clock::SharedClock;

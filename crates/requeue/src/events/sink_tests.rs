@@ -1,4 +1,4 @@
-//! client-go's sink tests (SPEC §6.5: TestWriteEventError,
+//! client-go's sink tests (docs/behaviour.md §8.4: TestWriteEventError,
 //! TestUpdateExpiredEvent, TestCancelEvent, TestMultiSinkCache, TestEventf's
 //! create-then-patch) with the retry waits on a FakeClock.
 

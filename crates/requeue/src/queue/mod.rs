@@ -70,6 +70,9 @@
 //!
 //! ## Where requeue deliberately differs
 //!
+//! Numbered as in `docs/behaviour.md` in the repository, which describes
+//! each in full; `tests/queue_deviations.rs` has one test per item.
+//!
 //! 1. **Drain means drained**: [`shut_down_with_drain`](WorkQueue::shut_down_with_drain)
 //!    returns once nothing is queued or processing (or a plain `shut_down`
 //!    is called), and wakes every drain waiter.
