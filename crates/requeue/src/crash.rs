@@ -80,6 +80,8 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
 pub type PanicHandler = Arc<dyn Fn(&PanicReport<'_>) + Send + Sync>;
 
 static REALLY_CRASH: AtomicBool = AtomicBool::new(true);
+/// One per [`add_panic_handler`] call: a program installs a few at start-up
+/// (as with Kubernetes' `PanicHandlers`), never per event.
 static HANDLERS: RwLock<Vec<PanicHandler>> = RwLock::new(Vec::new());
 
 /// Sets the process-wide default for re-raising caught panics (Kubernetes'
@@ -108,6 +110,7 @@ pub fn add_panic_handler(handler: impl Fn(&PanicReport<'_>) + Send + Sync + 'sta
 #[derive(Clone, Default)]
 pub struct PanicPolicy {
     really_crash: Option<bool>,
+    /// One per [`on_panic`](PanicPolicy::on_panic) call while the policy is built.
     handlers: Vec<PanicHandler>,
 }
 

@@ -13,6 +13,9 @@ use std::task::Waker;
 /// Wakers indexed by a never-reused key.
 #[derive(Debug, Default)]
 pub(crate) struct WakerSet {
+    /// One per waiter pending now: every user removes its entry when its
+    /// wait ends or its future is dropped (`Stopped`, `AllFinished`, the
+    /// queue's drain wait), and `drain` empties it when they are all woken.
     wakers: HashMap<u64, Waker>,
     next_key: u64,
 }

@@ -251,6 +251,11 @@ pub struct RepairReport {
 
 /// Everything stored under a queue's keys, read at one instant (under
 /// `WATCH`), with each key of the wrong type read as empty.
+///
+/// A whole copy of the queue, on purpose (every rule is checked): it lives
+/// for one `diagnose` or `repair` call and is O(queue size). Callers decide
+/// whether a queue is small enough; `requeue inspect` reads it only up to
+/// 100,000 items.
 #[derive(Debug, Default)]
 struct Stored {
     wrong: Vec<(usize, String)>,

@@ -89,6 +89,10 @@ pub(crate) struct Shared<T> {
     pub(crate) get_args: GetArgs,
     /// The runtime every Redis call runs on (see `RedisQueue`'s docs).
     pub(crate) runtime: tokio::runtime::Handle,
+    /// One per item this process holds a lease on: inserted at hand-out,
+    /// removed when the item's guard ends the lease (whatever the outcome)
+    /// or by `shut_down_and_release`. So the guards alive (the caller's
+    /// workers) bound it, and `renew_once` sends it in `MAX_BATCH` chunks.
     pub(crate) held: Mutex<HashMap<Vec<u8>, Held>>,
     /// Signalled whenever a lease leaves the table (drain waits on it).
     pub(crate) released: Notify,

@@ -43,7 +43,10 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     now: Instant,
+    /// One per registration not yet fired or cancelled (both remove it),
+    /// as for the real clock.
     timers: BTreeMap<(Instant, u64), Waker>,
+    /// The same registrations, by id (for cancelling).
     deadlines: HashMap<u64, Instant>,
     next_id: u64,
 }

@@ -67,8 +67,13 @@ struct TimerThread {
 
 #[derive(Default)]
 struct TimerState {
-    /// Deadlines in order; entries whose id left `wakers` are stale.
+    /// Deadlines in order; entries whose id left `wakers` are stale. A
+    /// fired entry is popped; cancelled ones are dropped by a rebuild once
+    /// they make the heap more than 64 long and twice `wakers`.
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// One per timer registered and not yet fired or cancelled: each
+    /// `Sleep` cancels its own when dropped, and a queue keeps at most its
+    /// promotion timer and its metrics tick.
     wakers: HashMap<u64, (Instant, Waker)>,
     next_id: u64,
 }

@@ -47,8 +47,12 @@ impl Default for BroadcasterOptions {
 }
 
 struct Watcher {
+    /// At most `queue_capacity` events wait in it; `action` drops (and
+    /// counts) what does not fit rather than wait.
     sender: SyncSender<Event>,
-    thread: JoinHandle<()>,
+    /// The thread that hands queued events to a handler; `None` for a
+    /// [`Broadcaster::watch`] channel, read by the caller directly.
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
@@ -60,6 +64,8 @@ impl Drop for Inner {
 
 struct Inner {
     options: BroadcasterOptions,
+    /// One per `start_*` or `watch` call, all set up by the caller (a
+    /// handful per program), kept until shutdown.
     watchers: Mutex<Vec<Watcher>>,
     /// False once shut down.
     open: Mutex<bool>,
@@ -147,18 +153,31 @@ impl Broadcaster {
         let thread = std::thread::Builder::new()
             .name("requeue-events".into())
             .spawn(move || receiver.iter().for_each(|event| handler(&event)))?;
-        lock(&self.inner.watchers).push(Watcher { sender, thread });
+        lock(&self.inner.watchers).push(Watcher {
+            sender,
+            thread: Some(thread),
+        });
         Ok(())
     }
 
     /// Delivers every event into the returned channel (for code that would
-    /// rather receive than be called). The channel ends after
-    /// [`shutdown`](Broadcaster::shutdown); a receiver dropped early is fine.
+    /// rather receive than be called; client-go's `Watch`). The channel ends
+    /// after [`shutdown`](Broadcaster::shutdown); a receiver dropped early
+    /// is fine.
+    ///
+    /// The channel is the watcher's own queue: it holds at most
+    /// [`queue_capacity`](BroadcasterOptions::queue_capacity) events, and
+    /// while it is full new events are dropped for it (counted in
+    /// [`dropped`](Broadcaster::dropped) and logged), as for every watcher,
+    /// so a receiver that falls behind costs a bounded amount of memory.
+    /// It never fails (the `Result` is kept for callers written when it
+    /// started a thread).
     pub fn watch(&self) -> std::io::Result<Receiver<Event>> {
-        let (sender, receiver) = std::sync::mpsc::channel();
-        self.start_event_watcher(move |event| {
-            let _ = sender.send(event.clone());
-        })?;
+        let (sender, receiver) = sync_channel(self.inner.options.queue_capacity.max(1));
+        lock(&self.inner.watchers).push(Watcher {
+            sender,
+            thread: None,
+        });
         Ok(receiver)
     }
 
@@ -208,10 +227,13 @@ impl Broadcaster {
             self.inner.dropped.fetch_add(1, Ordering::SeqCst);
             return;
         }
-        let watchers = lock(&self.inner.watchers);
-        for watcher in watchers.iter() {
+        lock(&self.inner.watchers).retain(|watcher| {
             match watcher.sender.try_send(event.clone()) {
                 Ok(()) => {}
+                // A `watch` receiver was dropped: that caller stopped
+                // watching, so the watcher goes (nothing is missed).
+                Err(TrySendError::Disconnected(_)) if watcher.thread.is_none() => return false,
+                // A full queue, or a handler thread that died (panicked).
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                     let dropped = self.inner.dropped.fetch_add(1, Ordering::SeqCst) + 1;
                     if dropped.is_power_of_two() {
@@ -219,7 +241,8 @@ impl Broadcaster {
                     }
                 }
             }
-        }
+            true
+        });
     }
 
     /// Stops accepting events, lets every watcher finish the events already
@@ -230,7 +253,7 @@ impl Broadcaster {
         let watchers = std::mem::take(&mut *lock(&self.inner.watchers));
         for Watcher { sender, thread } in watchers {
             drop(sender);
-            if thread.join().is_err() {
+            if thread.is_some_and(|thread| thread.join().is_err()) {
                 tracing::error!("an event watcher panicked");
             }
         }

@@ -337,3 +337,46 @@ async fn tasks_record_without_blocking_the_runtime() {
     assert_eq!(sink.events().len(), 8 * 10);
     assert_eq!(b.dropped(), 0);
 }
+
+/// A `watch` channel nobody reads holds at most the queue's capacity; the
+/// rest is dropped and counted (and logged). Before, a thread forwarded
+/// the watcher's queue into an unbounded channel that kept every event:
+/// nothing was dropped and memory grew with every event recorded.
+#[test]
+fn an_unread_watch_channel_holds_at_most_the_queue_capacity() {
+    let shared: SharedClock = Arc::new(FakeClock::new());
+    let b = Broadcaster::new(BroadcasterOptions {
+        queue_capacity: 10,
+        clock: shared.clone(),
+        correlator: CorrelatorOptions {
+            clock: shared,
+            ..CorrelatorOptions::default()
+        },
+        ..BroadcasterOptions::default()
+    });
+    let events = b.watch().expect("a channel");
+    let recorder = b.recorder(EventSource::new("c", ""));
+    const RECORDED: u64 = 10_000;
+    for i in 0..RECORDED {
+        recorder.eventf(&POD, EventType::Normal, "Tick", format_args!("{i}"));
+    }
+    assert_eq!(b.dropped(), RECORDED - 10);
+    b.shutdown();
+    let kept: Vec<String> = events.iter().map(|e| e.message).collect();
+    assert_eq!(kept, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+/// A `watch` receiver dropped early takes its watcher with it: its events
+/// are not counted as dropped, and the broadcaster keeps no dead watcher.
+#[test]
+fn a_dropped_watch_receiver_is_forgotten() {
+    let b = broadcaster(&FakeClock::new());
+    let recorder = b.recorder(EventSource::new("c", ""));
+    for i in 0..100 {
+        drop(b.watch().expect("a channel"));
+        recorder.eventf(&POD, EventType::Normal, "Tick", format_args!("{i}"));
+    }
+    assert_eq!(b.dropped(), 0);
+    assert_eq!(lock(&b.inner.watchers).len(), 0);
+    b.shutdown();
+}

@@ -173,6 +173,8 @@ pub struct Correlation {
 
 #[derive(Debug)]
 struct Aggregate {
+    /// At most `max_events`: cut back to `max_events - 1` each time it
+    /// reaches it (the aggregate is emitted then).
     local_keys: HashSet<String>,
     last: Instant,
 }
@@ -189,8 +191,14 @@ struct Observation {
 /// (dedup), then spam filter (see the [`events`](crate::events) module docs).
 pub struct Correlator {
     options: CorrelatorOptions,
+    /// At most `lru_cache_size` keys (client-go's 4096): the least recently
+    /// used is evicted, as upstream, and a similar event seen again starts
+    /// a fresh aggregate.
     aggregates: Mutex<Lru<String, Aggregate>>,
+    /// At most `lru_cache_size` keys, evicting as above: a repeat of an
+    /// evicted event is created anew instead of patched.
     observations: Mutex<Lru<String, Observation>>,
+    /// At most `lru_cache_size` buckets, evicting as above.
     spam: Mutex<SpamFilter>,
 }
 

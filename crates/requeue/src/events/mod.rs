@@ -114,8 +114,10 @@
 //! [`record_to_sink`] applies client-go's retry rules to any [`EventSink`];
 //! [`MemorySink`] keeps events in memory for tests. Recording never blocks:
 //! each watcher has a bounded queue ([`DEFAULT_QUEUE_CAPACITY`]) and a
-//! thread; a full queue drops the event, counted in
-//! [`Broadcaster::dropped`] and logged. [`JsonLinesSink`] appends events to a
+//! thread (a [`Broadcaster::watch`] channel is that queue itself); a full
+//! queue drops the event, counted in [`Broadcaster::dropped`] and logged.
+//! A [`SeriesRecorder`] caches at most [`DEFAULT_SERIES_CACHE_SIZE`]
+//! series, evicting (and finishing) the least recently observed. [`JsonLinesSink`] appends events to a
 //! file (see [`Fsync`] for durability), [`TracingSink`] logs them.
 
 mod broadcaster;
@@ -143,7 +145,9 @@ pub use model::{
 };
 pub use reference::{DNS1123_SUBDOMAIN_MAX_LENGTH, Involved, event_name, is_dns1123_subdomain};
 pub use selector::{UnknownEventsApi, field_selector};
-pub use series::{FINISH_TIME, REFRESH_PERIOD, SeriesKey, SeriesRecorder};
+pub use series::{
+    DEFAULT_SERIES_CACHE_SIZE, FINISH_TIME, REFRESH_PERIOD, SeriesKey, SeriesRecorder,
+};
 pub use sink::{
     DEFAULT_RETRY_SLEEP, Delivery, EventSink, MAX_TRIES_PER_EVENT, MemorySink, SinkError,
     record_to_sink,

@@ -8,7 +8,7 @@
 //! sink, and write back (or delete) only if the entry did not change
 //! meanwhile.
 
-use std::collections::HashMap;
+use super::lru::Lru;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,6 +29,10 @@ pub const FINISH_TIME: Duration = Duration::from_secs(6 * 60);
 /// How often client-go runs [`SeriesRecorder::refresh_existing_series`]
 /// (`refreshTime`, 30 minutes).
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(30 * 60);
+
+/// How many isomorphism keys a [`SeriesRecorder`] caches by default (the
+/// size of the correlator's caches, client-go's `maxLruCacheEntries`).
+pub const DEFAULT_SERIES_CACHE_SIZE: usize = 4096;
 
 /// What makes two events isomorphic (client-go's `getKey`): type, action,
 /// reason, reporting controller and instance, regarding and related object.
@@ -93,13 +97,35 @@ impl SeriesKey {
 /// ```
 ///
 /// Clones share the cache (and the sink and clock).
+///
+/// # Memory
+///
+/// The cache holds one event per isomorphism key seen lately: the jobs
+/// forget a key [`FINISH_TIME`] after its last occurrence. client-go's
+/// cache has no other limit, so a burst of events about many objects (or
+/// a recorder whose jobs never run) grows it without bound. This one holds
+/// at most [`DEFAULT_SERIES_CACHE_SIZE`] keys (see
+/// [`with_cache_capacity`](Self::with_cache_capacity)); a new key in a full
+/// cache evicts the key observed least recently, finishing it first as
+/// [`finish_series`](Self::finish_series) would (a series is sent once more
+/// with its final count). Evictions are counted ([`evicted`](Self::evicted))
+/// and logged; a later occurrence of an evicted key starts a new event.
 #[derive(Clone)]
 pub struct SeriesRecorder {
     sink: Arc<dyn EventSink>,
     reporting_controller: String,
     reporting_instance: String,
     clock: SharedClock,
-    cache: Arc<Mutex<HashMap<SeriesKey, Event>>>,
+    cache: Arc<Mutex<SeriesCache>>,
+}
+
+/// The recorder's cache and what it evicted.
+struct SeriesCache {
+    /// At most its capacity ([`DEFAULT_SERIES_CACHE_SIZE`] unless set):
+    /// a new key in a full cache evicts the least recently observed one.
+    events: Lru<SeriesKey, Event>,
+    /// How many keys were evicted to stay within the capacity.
+    evicted: u64,
 }
 
 impl fmt::Debug for SeriesRecorder {
@@ -107,7 +133,7 @@ impl fmt::Debug for SeriesRecorder {
         f.debug_struct("SeriesRecorder")
             .field("reporting_controller", &self.reporting_controller)
             .field("reporting_instance", &self.reporting_instance)
-            .field("cached", &lock(&self.cache).len())
+            .field("cached", &lock(&self.cache).events.len())
             .finish_non_exhaustive()
     }
 }
@@ -127,7 +153,41 @@ impl SeriesRecorder {
             reporting_controller: reporting_controller.into(),
             reporting_instance: reporting_instance.into(),
             clock,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::new(Mutex::new(SeriesCache {
+                events: Lru::new(DEFAULT_SERIES_CACHE_SIZE),
+                evicted: 0,
+            })),
+        }
+    }
+
+    /// Caps the cache at `capacity` isomorphism keys (at least one) instead
+    /// of [`DEFAULT_SERIES_CACHE_SIZE`]; clones share the cap. Keys beyond
+    /// it are evicted (and finished) at once, least recently observed first.
+    pub fn with_cache_capacity(self, capacity: usize) -> Self {
+        let evicted = {
+            let mut cache = lock(&self.cache);
+            let evicted = cache.events.set_capacity(capacity);
+            cache.evicted += evicted.len() as u64;
+            evicted
+        };
+        for (_, event) in evicted {
+            self.finish_evicted(&event);
+        }
+        self
+    }
+
+    /// How many isomorphism keys were evicted from the full cache so far
+    /// (see the type's docs on memory).
+    pub fn evicted(&self) -> u64 {
+        lock(&self.cache).evicted
+    }
+
+    /// An evicted entry's last write: a series is sent with its final
+    /// count, as [`finish_series`](Self::finish_series) does; a singleton
+    /// was written when it was created and needs nothing.
+    fn finish_evicted(&self, event: &Event) {
+        if event.series.is_some() {
+            let _ = self.send(event);
         }
     }
 
@@ -170,9 +230,10 @@ impl SeriesRecorder {
     /// The series rules for one occurrence of `event` seen at `now`.
     fn record(&self, event: Event, now: SystemTime) {
         let key = SeriesKey::of(&event);
+        let mut evicted = None;
         let to_send = {
             let mut cache = lock(&self.cache);
-            match cache.get_mut(&key) {
+            match cache.events.get(&key) {
                 Some(cached) => match cached.series.as_mut() {
                     Some(series) => {
                         series.count = series.count.saturating_add(1);
@@ -188,11 +249,24 @@ impl SeriesRecorder {
                     }
                 },
                 None => {
-                    cache.insert(key.clone(), event.clone());
+                    evicted = cache.events.add(key.clone(), event.clone());
+                    if evicted.is_some() {
+                        cache.evicted += 1;
+                        if cache.evicted.is_power_of_two() {
+                            tracing::warn!(
+                                evicted = cache.evicted,
+                                capacity = cache.events.len(),
+                                "event series cache full; finishing the series observed least recently"
+                            );
+                        }
+                    }
                     Some(event)
                 }
             }
         };
+        if let Some((_, old)) = evicted {
+            self.finish_evicted(&old);
+        }
         if let Some(sent) = to_send
             && let Ok(stored) = self.send(&sent)
         {
@@ -215,8 +289,11 @@ impl SeriesRecorder {
         };
         let finished: Vec<(SeriesKey, Event)> = {
             let mut cache = lock(&self.cache);
-            cache.retain(|_, event| event.series.is_some() || !event.event_time.is_some_and(stale));
             cache
+                .events
+                .retain(|_, event| event.series.is_some() || !event.event_time.is_some_and(stale));
+            cache
+                .events
                 .iter()
                 .filter(|(_, event)| {
                     event
@@ -230,8 +307,8 @@ impl SeriesRecorder {
         for (key, event) in finished {
             let _ = self.send(&event);
             let mut cache = lock(&self.cache);
-            if cache.get(&key) == Some(&event) {
-                cache.remove(&key);
+            if cache.events.peek(&key) == Some(&event) {
+                cache.events.remove(&key);
             }
         }
     }
@@ -242,6 +319,7 @@ impl SeriesRecorder {
     /// entry is kept as it is.
     pub fn refresh_existing_series(&self) {
         let series: Vec<(SeriesKey, Event)> = lock(&self.cache)
+            .events
             .iter()
             .filter(|(_, event)| event.series.is_some())
             .map(|(key, event)| (key.clone(), event.clone()))
@@ -279,18 +357,22 @@ impl SeriesRecorder {
 
     /// The cached events (one per isomorphism key), in no particular order.
     pub fn cached_events(&self) -> Vec<Event> {
-        lock(&self.cache).values().cloned().collect()
+        lock(&self.cache)
+            .events
+            .iter()
+            .map(|(_, event)| event.clone())
+            .collect()
     }
 
     /// The cached event for `key`, if any.
     pub fn cached(&self, key: &SeriesKey) -> Option<Event> {
-        lock(&self.cache).get(key).cloned()
+        lock(&self.cache).events.peek(key).cloned()
     }
 
     /// Stores the server's copy of `sent` unless the entry moved on.
     fn replace_if_unchanged(&self, key: &SeriesKey, sent: &Event, stored: Event) {
         let mut cache = lock(&self.cache);
-        if let Some(entry) = cache.get_mut(key).filter(|entry| **entry == *sent) {
+        if let Some(entry) = cache.events.peek_mut(key).filter(|entry| **entry == *sent) {
             *entry = stored;
         }
     }

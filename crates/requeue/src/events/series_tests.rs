@@ -322,7 +322,7 @@ fn refresh_existing_series_resends_and_keeps_the_server_copy() {
     let key = SeriesKey::of(&before[0]);
     let mut local = recorder.cached(&key).expect("cached");
     local.metadata.annotations.clear();
-    lock(&recorder.cache).insert(key.clone(), local.clone());
+    lock(&recorder.cache).events.add(key.clone(), local.clone());
     recorder.refresh_existing_series();
     let patches = lock(&sink.patches).clone();
     assert_eq!(patches.len(), 3);
@@ -387,4 +387,43 @@ fn spawn_jobs_finishes_series_on_the_clock_and_stops() {
     stop.stop();
     group.wait();
     assert_eq!(sink.events()[0].series.as_ref().map(|s| s.count), Some(2));
+}
+
+/// Events about more objects than the cache holds keep it at its
+/// capacity: the key observed least recently is evicted, counted, and, if
+/// it is a series, sent once more with its final count. Before the cap,
+/// the cache kept all 1,000 keys until the finish job ran.
+#[test]
+fn the_cache_stays_within_its_capacity_and_finishes_what_it_evicts() {
+    let clock = FakeClock::new();
+    let sink = Arc::new(ServerSink::default());
+    let recorder = recorder(sink.clone(), &clock).with_cache_capacity(8);
+    for _ in 0..3 {
+        backoff(&recorder); // a series of 3, observed first of all
+    }
+    let series_calls = lock(&sink.patches).len();
+    for i in 1..1000 {
+        let pod = ("Pod", "shop", format!("web-{i}"), format!("uid-{i}"));
+        recorder.eventf(
+            &pod,
+            None,
+            EventType::Normal,
+            "Scheduled",
+            "Binding",
+            format_args!("assigned"),
+        );
+        assert!(recorder.cached_events().len() <= 8);
+    }
+    assert_eq!(recorder.cached_events().len(), 8);
+    assert_eq!(recorder.evicted(), 1000 - 8);
+    let patches = lock(&sink.patches);
+    assert_eq!(
+        patches.len(),
+        series_calls + 1,
+        "the evicted series was finished with one more write"
+    );
+    assert_eq!(
+        patches.last().map(|p| p["series"]["count"].clone()),
+        Some(3.into())
+    );
 }

@@ -23,6 +23,7 @@ struct Bucket {
 /// key evicted and seen again starts full, as upstream.
 #[derive(Debug)]
 pub(crate) struct SpamFilter {
+    /// At most `cache_size` keys (client-go's 4096), least recently used evicted.
     buckets: Lru<String, Bucket>,
     qps: f64,
     burst: f64,

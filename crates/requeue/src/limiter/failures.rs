@@ -448,6 +448,10 @@ fn choose(vacant: u32, preferred: usize) -> usize {
 #[derive(Default)]
 struct Table {
     /// Empty until the first insert: an idle shard allocates nothing.
+    /// One slot per item that failed since it was last forgotten, at a
+    /// load between 1/8 and 3/4 (it shrinks as `forget` empties it): the
+    /// caller's `forget` bounds it, exactly as it bounds client-go's
+    /// `failures` map, and an entry is 16 bytes whatever the item.
     buckets: Vec<Bucket>,
     /// How many slots hold an item.
     len: usize,

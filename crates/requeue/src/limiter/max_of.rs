@@ -31,6 +31,7 @@ use std::time::Duration;
 /// assert_eq!(same.when(&"item"), ms(5));
 /// ```
 pub struct MaxOf<T> {
+    /// Given at construction ([`new`](MaxOf::new), [`with`](MaxOf::with)); never grows after.
     limiters: Vec<Box<dyn RateLimiter<T>>>,
 }
 

@@ -55,7 +55,7 @@ mod prometheus_controller;
 #[cfg(feature = "prometheus")]
 mod serve;
 
-pub use memory::{InMemoryMetrics, QueueRecord};
+pub use memory::{DEFAULT_MAX_OBSERVATIONS, InMemoryMetrics, QueueRecord};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusMetrics, encode_text};
 #[cfg(feature = "prometheus")]

@@ -71,6 +71,10 @@ fn seconds_histogram() -> Histogram {
 }
 
 /// The seven families; cloning shares them.
+///
+/// Each family holds one series per queue name a queue was built with
+/// (never removed, as in client-go): the program's set of queue names
+/// bounds them. Names are chosen by the program, not by its input.
 #[derive(Clone, Debug)]
 struct Families {
     depth: Family<QueueLabels, Gauge>,

@@ -96,12 +96,18 @@ pub(crate) struct Order {
 // on their own cache line.
 #[repr(align(128))]
 pub(crate) struct Shared<T: Key> {
+    /// Exactly [`SHARDS`], made at construction.
     pub(crate) shards: Box<[ShardCell<T>]>,
     hasher: KeyHasher,
+    /// One handle per ready key (see [`Fifo`]).
     pub(crate) fifo: Fifo,
     /// Set once, when the first item with a priority other than 0 arrives.
     pub(crate) ordered: AtomicBool,
+    /// Ready keys in priority mode, plus stale entries swept once they
+    /// outnumber the live ones (see [`ReadyQueue`]).
     pub(crate) order: QueueMutex<Order>,
+    /// Delayed keys, plus stale entries swept once they outnumber the
+    /// live ones (see [`super::delayed::DelayHeap`]).
     pub(crate) delays: QueueMutex<Delays>,
     /// The delay heap's head (on the scale of [`nanos_since`]), or [`NONE_DUE`]; may be
     /// early (a stale entry), never late.
@@ -109,7 +115,10 @@ pub(crate) struct Shared<T: Key> {
     pub(crate) promoting: AtomicBool,
     /// A promotion was asked for while another thread was promoting.
     pub(crate) promote_again: AtomicBool,
+    /// One entry per `get` waiting now.
     pub(crate) line: Line,
+    /// One waker per `shut_down_with_drain` waiting now; each withdraws
+    /// its own when it returns or is dropped.
     pub(crate) drain_waiters: QueueMutex<WakerSet>,
     shutting_down: AtomicBool,
     draining: AtomicBool,
@@ -263,6 +272,7 @@ impl<T: Key> Shared<T> {
         if readied {
             self.line.wake(1);
         }
+        self.sweep_if_asked(&delays);
         if merged {
             self.give_way();
         }
@@ -356,6 +366,7 @@ impl<T: Key> Shared<T> {
         if let Some(plan) = delays.plan.take() {
             self.arm(plan);
         }
+        self.sweep_if_asked(&delays);
         Ok(Admission { added, duplicate })
     }
 

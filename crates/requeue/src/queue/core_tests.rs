@@ -101,3 +101,51 @@ fn invariants_hold_through_random_operations() {
 fn invariants_hold_through_random_operations_with_priorities() {
     run(0xFEED, true);
 }
+
+/// An add that withdraws a long delay leaves a stale entry in the delay
+/// heap. Promotion passes sweep such entries, but with nothing coming due
+/// for an hour none runs: without a sweep triggered by the adds
+/// themselves, this loop left one entry per round (20,000) in the heap.
+#[test]
+fn withdrawn_delays_do_not_pile_up_while_nothing_comes_due() {
+    let clock = FakeClock::new();
+    let queue: WorkQueue<u8> = WorkQueue::builder().clock(clock.clone()).build();
+    const ROUNDS: u32 = 20_000;
+    for round in 0..ROUNDS {
+        // A resync an hour away, overtaken at once by a change.
+        queue
+            .add_after((round % 4) as u8, Duration::from_secs(3600))
+            .expect("running");
+        queue.add((round % 4) as u8).expect("running");
+        drop(queue.try_get().expect("the change is ready"));
+        let stored = queue.shared.delays.lock().heap.stored();
+        assert!(
+            stored <= 1025,
+            "round {round}: {stored} heap entries for no live delay"
+        );
+    }
+    check(&queue);
+    assert_eq!(queue.snapshot().delayed, 0);
+    // The sweep kept live delays: one still comes due on time.
+    queue.add_after(7, Duration::from_secs(1)).expect("running");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(queue.try_get().map(|item| *item).ok(), Some(7));
+}
+
+/// A drain future dropped before the queue drained withdraws its waker:
+/// before, each of these 1,000 attempts left one behind until the drain.
+#[test]
+fn abandoned_drain_waits_leave_no_waker_behind() {
+    use std::future::Future;
+    let queue: WorkQueue<u32> = WorkQueue::builder().clock(FakeClock::new()).build();
+    queue.add(1).expect("running");
+    let held = queue.try_get().expect("ready");
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..1000 {
+        let mut drain = std::pin::pin!(queue.shut_down_with_drain_async());
+        assert!(drain.as_mut().poll(&mut cx).is_pending(), "an item is held");
+    }
+    assert_eq!(queue.shared.drain_waiters.lock().len(), 0);
+    drop(held);
+    assert!(queue.shared.drain_finished());
+}

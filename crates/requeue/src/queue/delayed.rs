@@ -43,6 +43,12 @@ const NANOS_PER_TICK: Nanos = 1_000_000;
 /// Items waiting for their due time.
 #[derive(Debug)]
 pub(crate) struct DelayHeap<T> {
+    /// With `front`, `stored` entries: one live entry per delayed key (the
+    /// user's items) plus stale ones, swept once there are more than 1024
+    /// of them and more than live ones (by a promotion pass, or by the add
+    /// that tipped the balance: `Shared::sweep_if_asked`). So at most
+    /// `live + max(1024, live) + 1` entries, and a bucket per distinct
+    /// millisecond among them.
     buckets: BTreeMap<Nanos, Bucket<T>>,
     /// The bucket being taken from, sorted latest-first (the next is last).
     front: Vec<Waiting<T>>,

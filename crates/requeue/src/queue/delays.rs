@@ -130,6 +130,10 @@ pub(crate) struct DelayCtx<'a> {
     epoch: Instant,
     /// A timer (re-)arming to carry out once every lock is released.
     pub(crate) plan: Option<ArmPlan>,
+    /// Stale heap entries now dominate: the caller sweeps them once every
+    /// lock is released ([`Shared::sweep_if_asked`]). Sweeping needs the
+    /// shards' locks, which cannot be taken inside this one's.
+    pub(crate) sweep: bool,
 }
 
 impl<'a> DelayCtx<'a> {
@@ -143,6 +147,7 @@ impl<'a> DelayCtx<'a> {
             next_due,
             epoch,
             plan: None,
+            sweep: false,
         }
     }
 
@@ -161,7 +166,9 @@ impl<'a> DelayCtx<'a> {
     /// Records that a live heap entry went stale (its key was made ready
     /// or re-delayed).
     pub(crate) fn cancel(&mut self) {
-        self.delays.lock().heap.forget_live(1);
+        let mut d = self.delays.lock();
+        d.heap.forget_live(1);
+        self.sweep |= d.heap.wants_sweep();
     }
 }
 
@@ -176,6 +183,22 @@ impl<T: Key> Shared<T> {
     pub(crate) fn next_due_at(&self) -> Option<Instant> {
         let due = self.next_due.load(Ordering::Acquire);
         (due < NONE_DUE - 1).then(|| instant_at(self.epoch, unhint(due)))
+    }
+
+    /// Sweeps the delay heap's stale entries if a transition asked for it
+    /// (see [`DelayCtx::sweep`]); call with no lock held.
+    ///
+    /// Promotion passes sweep too, but they run only when something comes
+    /// due: an add that withdraws a long delay (a resync an hour away,
+    /// overtaken by a change) leaves an entry that nothing would reach for
+    /// an hour, so a busy queue could pile up one per add until then. Here
+    /// the add that tips the balance runs a pass itself, which sweeps, so
+    /// the heap holds its live entries plus at most max(1024, live) + 1
+    /// stale ones.
+    pub(crate) fn sweep_if_asked(&self, delays: &DelayCtx<'_>) {
+        if delays.sweep {
+            self.promote_due();
+        }
     }
 
     /// Moves due items into the ready line if the head of the delay heap is

@@ -14,6 +14,10 @@ use super::shard::Handle;
 /// A FIFO of handles, safe to push and pop from any thread.
 #[derive(Debug)]
 pub(crate) struct Fifo {
+    /// One handle per ready key: a key is pushed when it becomes ready
+    /// (never while it already is) and popped when it is handed out. So
+    /// it holds the queue's own contents, which the user's workload
+    /// bounds, as in client-go; it is never capped (that would lose items).
     #[cfg(not(requeue_loom))]
     line: crossbeam_queue::SegQueue<Handle>,
     /// loom cannot see inside crossbeam; a locked deque is linearizable

@@ -21,6 +21,8 @@ struct Stamps {
 #[derive(Debug)]
 pub(crate) struct ShardTimes {
     epoch: Instant,
+    /// Grows to the highest slot stamped, so at most the shard's slab
+    /// length; cleared when the shard gives its slab back.
     stamps: Vec<Stamps>,
 }
 

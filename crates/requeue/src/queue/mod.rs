@@ -391,21 +391,38 @@ impl<T: Key> WorkQueue<T> {
     }
 
     async fn drained(&self) {
-        let mut key = None;
-        poll_fn(|cx| {
-            if self.shared.drain_finished() {
-                if let Some(k) = key.take() {
+        // The registration is withdrawn however the wait ends: a drain
+        // future dropped before the queue drained (a timeout around
+        // `shut_down_with_drain_async`, retried in a loop) would otherwise
+        // leave its waker behind, one more per attempt, until the drain.
+        struct Registration<'a, T: Key> {
+            shared: &'a Shared<T>,
+            key: Option<u64>,
+        }
+        impl<T: Key> Drop for Registration<'_, T> {
+            fn drop(&mut self) {
+                if let Some(k) = self.key.take() {
                     self.shared.drain_waiters.lock().remove(k);
                 }
+            }
+        }
+        let mut registration = Registration {
+            shared: &self.shared,
+            key: None,
+        };
+        poll_fn(|cx| {
+            if self.shared.drain_finished() {
                 return Poll::Ready(());
             }
-            key = Some(self.shared.drain_waiters.lock().register(key, cx.waker()));
+            registration.key = Some(
+                self.shared
+                    .drain_waiters
+                    .lock()
+                    .register(registration.key, cx.waker()),
+            );
             // Checked again after registering: a done that emptied the
             // queue in between either saw the registration or is seen here.
             if self.shared.drain_finished() {
-                if let Some(k) = key.take() {
-                    self.shared.drain_waiters.lock().remove(k);
-                }
                 return Poll::Ready(());
             }
             Poll::Pending

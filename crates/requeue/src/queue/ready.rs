@@ -15,7 +15,9 @@ const SHRINK_ABOVE: usize = 4096;
 /// live entries.
 #[derive(Debug)]
 pub(crate) struct ReadyQueue<T> {
-    /// Sorted by priority, highest first. Level 0 always exists.
+    /// Sorted by priority, highest first. Level 0 always exists; another
+    /// is dropped once empty, so there is one per priority among the
+    /// entries (at most one per entry).
     levels: Vec<Level<T>>,
     live: usize,
     stale: usize,
@@ -29,6 +31,9 @@ pub(crate) struct ReadyQueue<T> {
 #[derive(Debug)]
 struct Level<T> {
     priority: i32,
+    /// Live entries (one per ready key of this priority: the user's items)
+    /// and stale ones, which [`ReadyQueue::sweep`] drops once there are
+    /// more than 1024 of them and more than live ones.
     entries: VecDeque<(u64, T)>,
 }
 

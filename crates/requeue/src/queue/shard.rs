@@ -151,19 +151,27 @@ const PURGE_AT: usize = 64;
 #[derive(Debug)]
 pub(crate) struct Shard<T> {
     number: usize,
+    /// One slot per key the shard holds (queued, processing or delayed:
+    /// the user's own items, bounded by their workload as in client-go),
+    /// plus emptied slots kept for reuse (`free`, `dead`), which a new key
+    /// takes before the slab grows. So its length is the shard's peak key
+    /// count; a shard that empties gives a slab above [`KEEP_CAPACITY`] back.
     slots: Vec<Slot<T>>,
-    /// Slots ready for reuse.
+    /// Slots ready for reuse: at most `slots.len()`.
     free: Vec<u32>,
-    /// Emptied slots whose table entries are not purged yet.
+    /// Emptied slots whose table entries are not purged yet: purged (moved
+    /// to `free`) on reaching max([`PURGE_AT`], table capacity / 4).
     dead: Vec<u32>,
+    /// One entry per occupied or dead slot: at most `slots.len()`.
     table: HashTable<u32>,
-    /// Parallel to `slots` once any delay was used in this shard (`delays_on`).
+    /// Parallel to `slots` (same length) once any delay was used in this
+    /// shard (`delays_on`).
     pub(crate) delay_marks: Vec<DelayMark>,
     delays_on: bool,
-    /// Parallel to `slots` in priority mode (`order_on`).
+    /// Parallel to `slots` (same length) in priority mode (`order_on`).
     pub(crate) order_marks: Vec<OrderMark>,
     order_on: bool,
-    /// Per-slot timestamps when the queue has metrics.
+    /// Per-slot timestamps when the queue has metrics (at most one per slot).
     pub(crate) times: Option<ShardTimes>,
     pub(crate) counts: Counts,
 }

@@ -29,6 +29,8 @@ use std::task::Waker;
 
 #[derive(Debug, Default)]
 struct Waiters {
+    /// One per `get` waiting now: a waiter leaves when it is woken, takes
+    /// an item, or is dropped (`Waiting`'s and `ItemStream`'s `Drop`).
     line: VecDeque<(u64, Waker)>,
     next_id: u64,
 }

@@ -38,6 +38,7 @@ pub struct Group {
 #[derive(Default)]
 struct Members {
     running: usize,
+    /// One per `wait` pending now (each withdraws its own when dropped).
     waiters: WakerSet,
     panic: Option<Box<dyn Any + Send>>,
 }

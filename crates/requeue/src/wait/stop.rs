@@ -45,6 +45,9 @@ struct Inner {
 #[derive(Default)]
 struct Waiting {
     wakers: WakerSet,
+    /// Dead children are pruned at every [`Stop::child`] call, so it holds
+    /// the children alive at the last call plus the one it added; emptied
+    /// when the signal fires.
     children: Vec<Weak<Inner>>,
 }
 
