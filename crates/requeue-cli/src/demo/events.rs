@@ -52,8 +52,13 @@ impl Stored {
 impl Events {
     /// Starts the sink's and the counter's watcher threads.
     pub fn start() -> anyhow::Result<Self> {
+        Self::keeping(EVENTS_KEPT)
+    }
+
+    /// As [`start`](Events::start), with a sink that keeps the last `kept` events.
+    fn keeping(kept: usize) -> anyhow::Result<Self> {
         let broadcaster = Broadcaster::default();
-        let sink = Arc::new(MemorySink::with_capacity(EVENTS_KEPT));
+        let sink = Arc::new(MemorySink::with_capacity(kept));
         broadcaster.start_recording_to_sink(sink.clone())?;
         let recorded = Arc::new(AtomicU64::new(0));
         let counter = recorded.clone();
@@ -113,5 +118,24 @@ mod tests {
         assert_eq!(stored.filtered(), 0);
         let stored = events.stored_events();
         assert_eq!((stored.len(), stored[0].count), (1, 5));
+    }
+
+    #[test]
+    fn the_sink_keeps_only_the_last_events_but_counts_them_all() {
+        let events = Events::keeping(3).expect("threads");
+        let recorder = events.recorder();
+        for i in 0..10 {
+            let object = ObjectReference::new("Widget", "ns-0", format!("obj-{i}"));
+            recorder.event(&object, EventType::Warning, "ReconcileError", "boom");
+        }
+        events.shutdown();
+        let stored = events.stored();
+        assert_eq!((stored.recorded, stored.created), (10, 10));
+        let kept: Vec<String> = events
+            .stored_events()
+            .into_iter()
+            .map(|e| e.involved_object.name)
+            .collect();
+        assert_eq!(kept, ["obj-7", "obj-8", "obj-9"]);
     }
 }

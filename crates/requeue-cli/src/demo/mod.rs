@@ -167,10 +167,11 @@ fn in_memory(args: &DemoArgs, live: bool, signal: &Stop) -> anyhow::Result<Ended
         start,
     );
 
+    let mut stopped_at = Duration::ZERO;
     let summary = std::thread::scope(|s| {
         let run = s.spawn(|| controller.run(&stop, |key: &String| reconciler.reconcile(key)));
         s.spawn(|| updates::run(&fleet, &queue, args.workers, args.seed, &updates, &stop));
-        watch(&stop, args.duration, start, &mut view, &mut probe, &health);
+        stopped_at = watch(&stop, args.duration, start, &mut view, &mut probe, &health);
         // The runner lets every worker finish its key, then shuts the queue down.
         run.join()
     })
@@ -205,6 +206,7 @@ fn in_memory(args: &DemoArgs, live: bool, signal: &Stop) -> anyhow::Result<Ended
         ending: &ending,
         checks: &checks,
         notes: &[],
+        stopped_at,
     };
     report.print();
     if let Some(served) = metrics {
@@ -220,7 +222,7 @@ fn in_memory(args: &DemoArgs, live: bool, signal: &Stop) -> anyhow::Result<Ended
 
 /// Shows samples until `duration` has passed since `start` (then fires
 /// `stop`) or `stop` fires; watches them for a stall and prints what
-/// `health` has to tell.
+/// `health` has to tell. Returns the run time at the stop.
 fn watch(
     stop: &Stop,
     duration: Duration,
@@ -228,7 +230,7 @@ fn watch(
     view: &mut View,
     probe: &mut Probe<'_>,
     health: &Health,
-) {
+) -> Duration {
     // If this loop panics (stdout closed, say), the caller waits for the
     // workers: stop them, or it waits forever.
     let _stop_on_unwind = StopOnDrop(stop);
@@ -238,7 +240,7 @@ fn watch(
             stop.stop();
         }
         if stop.wait_timeout(view.period().min(remaining)) {
-            break;
+            return start.elapsed();
         }
         let sample = probe.sample();
         health.observe(&sample);

@@ -148,6 +148,7 @@ pub struct Sources<'a> {
 pub struct Probe<'a> {
     sources: Sources<'a>,
     start: Instant,
+    /// The samples of the last [`RATE_WINDOW`] only (trimmed at each sample).
     history: VecDeque<(Instant, u64)>,
 }
 

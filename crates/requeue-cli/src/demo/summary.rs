@@ -7,6 +7,7 @@ use super::sample::{Sample, percent, thousands};
 use requeue::controller::Summary;
 use requeue::events::Event;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Aggregated events listed.
 const TOP_EVENTS: usize = 8;
@@ -39,6 +40,9 @@ pub struct Report<'a> {
     pub checks: &'a [Check],
     /// Said under the figures (e.g. that Redis' are as last read).
     pub notes: &'a [String],
+    /// The run time when the stop fired (the sample's is taken after the
+    /// workers stopped).
+    pub stopped_at: Duration,
 }
 
 /// One more line under "invariants".
@@ -87,11 +91,21 @@ impl Report<'_> {
             println!("  {label:<22} {:>12}   {note}", thousands(value));
         };
         println!();
+        // Stopping takes milliseconds; when it took longer (a frozen
+        // Redis), say so rather than fold it into the run time.
+        let stopping = x.elapsed.saturating_sub(self.stopped_at);
+        let ran = if stopping >= Duration::from_millis(500) {
+            format!(
+                "ran {:.1} s (and {:.1} s to stop)",
+                self.stopped_at.as_secs_f64(),
+                stopping.as_secs_f64()
+            )
+        } else {
+            format!("ran {:.1} s", x.elapsed.as_secs_f64())
+        };
         println!(
-            "summary: ran {:.1} s, stopped by {}; {}",
-            x.elapsed.as_secs_f64(),
-            self.stopped_by,
-            self.ending
+            "summary: {ran}, stopped by {}; {}",
+            self.stopped_by, self.ending
         );
         row("attempted", self.attempted, "handler calls".into());
         row(

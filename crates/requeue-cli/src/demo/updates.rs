@@ -168,6 +168,7 @@ pub async fn run_async<Q: AsyncQueue<String>>(
     stop: &Stop,
 ) {
     let mut plan = Plan::new(fleet, per_second, seed);
+    // Reused; at most a second's worth of updates plus a rollout (see `tick`).
     let mut batch = Vec::new();
     loop {
         let next = tokio::time::Instant::from_std(plan.next_tick());

@@ -201,6 +201,7 @@ pub fn run(
     );
     let rate = STEADY_PER_WORKER * u64::from(args.workers) * procs_n as u64;
 
+    let mut stopped_at = Duration::ZERO;
     let drained = std::thread::scope(|s| {
         let background = s.spawn(|| {
             runtime.block_on(async {
@@ -226,7 +227,7 @@ pub fn run(
                 }
             })
         });
-        super::watch(&stop, args.duration, start, &mut view, &mut probe, &health);
+        stopped_at = super::watch(&stop, args.duration, start, &mut view, &mut probe, &health);
         background.join()
     })
     .map_err(|_| anyhow::anyhow!("the update stream or the controller panicked"))?;
@@ -350,6 +351,7 @@ pub fn run(
         ending: &ending,
         checks: &checks,
         notes: &notes,
+        stopped_at,
     };
     report.print();
     if let Some(served) = metrics {

@@ -39,7 +39,7 @@ struct State {
     closed: bool,
     /// A line that was not a report (a bug), kept for the report.
     garbage: Option<String>,
-    /// The tail of its stderr.
+    /// The tail of its stderr (the last [`STDERR_TAIL`] lines).
     stderr: VecDeque<String>,
 }
 
