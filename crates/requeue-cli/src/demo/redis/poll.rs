@@ -26,9 +26,6 @@ use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How often the TTL of the queue's keys is set again.
-const TTL_EVERY: Duration = Duration::from_secs(1);
-
 /// The latest reading.
 #[derive(Debug, Default)]
 struct Reading {
@@ -143,15 +140,15 @@ impl Polled {
         Ok(())
     }
 
-    /// Reads every `period`, and sets the keys' TTL every [`TTL_EVERY`],
-    /// until `stop` fires (a call under way when it fires is dropped).
+    /// Sets the keys' TTL and reads the queue every `period` until `stop`
+    /// fires (a call under way when it fires is dropped). The scripts
+    /// delete a key that empties (the leases' two keys, say, whenever no
+    /// key is in flight) and make it anew without a TTL, so the TTL is set
+    /// at every round: a key goes without one for at most a period.
     pub async fn run(&self, conn: ConnectionManager, fleet: &Fleet, period: Duration, stop: &Stop) {
-        let mut next_ttl = Instant::now();
         loop {
             let round = async {
-                if Instant::now() >= next_ttl && self.expire(&conn).await {
-                    next_ttl = Instant::now() + TTL_EVERY;
-                }
+                self.expire(&conn).await;
                 // A failed read keeps the previous numbers; the next may succeed.
                 self.read(&conn, fleet).await;
                 tokio::time::sleep(period).await;
