@@ -18,6 +18,16 @@ Engines:
                              from Redis, and leases lost/reaped are shown too
   --workers-procs N          with --redis: the controller runs in N worker processes
 
+Exit codes:
+  0  the run finished and every check held
+  1  it could not start (e.g. Redis unreachable), or an invariant was violated
+     (counts that do not add up, a key lost, a worker process that died)
+  2  usage error
+  3  the run was unhealthy: processing stalled and did not recover, the queue's
+     state in Redis is corrupt, Redis was unreachable at the end, or keys were
+     left leased after every worker stopped (takes precedence over 1: when Redis
+     fails, the invariants cannot hold)
+
 Examples:
   requeue demo --duration 10s
   requeue demo --redis local --workers-procs 3
@@ -80,6 +90,11 @@ pub struct DemoArgs {
     /// in this process.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = Checked(procs))]
     pub workers_procs: u32,
+    /// With `--redis`: leave the queue's keys in Redis at the end (they
+    /// still expire a minute after the planned end), so that tests can
+    /// compare the summary with Redis' own counters.
+    #[arg(long, hide = true)]
+    pub keep_queue: bool,
 }
 
 impl DemoArgs {

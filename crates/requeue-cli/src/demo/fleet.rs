@@ -13,6 +13,8 @@ const KIND: &str = "Widget";
 const API_VERSION: &str = "demo.requeue.dev/v1";
 
 /// The fleet and its per-key tallies (shared by the workers and the view).
+/// Every vector and the index are sized by `--objects` when it is built;
+/// nothing in it grows with run time (the tallies are fixed-size atomics).
 #[derive(Debug)]
 pub struct Fleet {
     keys: Vec<String>,

@@ -16,7 +16,8 @@
 //! | `fleet` | the keys and what happened to each |
 //! | `reconcile` | the simulated handler (blocking, and async on any engine) |
 //! | `updates` | the update stream (hot keys, rollouts), blocking and async |
-//! | `events` | broadcaster → correlator → memory sink |
+//! | `events` | broadcaster → correlator → memory sink (the last 10,000 events) |
+//! | `health` | stalls, Redis outages, corruption: told when they happen, and the exit code |
 //! | `panics` | a quiet panic hook for the simulated panics |
 //! | `metrics` | `--metrics-addr`: the registry and its HTTP server |
 //! | `sample`, `view` | the numbers, live or one line per second |
@@ -26,6 +27,7 @@
 mod args;
 mod events;
 mod fleet;
+mod health;
 mod metrics;
 mod panics;
 mod reconcile;
@@ -40,6 +42,7 @@ pub use redis::worker::{WorkerArgs, run as run_worker};
 
 use events::Events;
 use fleet::Fleet;
+use health::{Health, Verdict};
 use panics::{PanicLog, QuietPanics};
 use reconcile::Reconciler;
 use requeue::controller::{Controller, stop_on_signals};
@@ -48,16 +51,27 @@ use requeue::queue::WorkQueue;
 use requeue::wait::Stop;
 use sample::{InProcess, Probe, Sources};
 use std::collections::HashSet;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use summary::Report;
+use summary::{Check, Report};
 use updates::UpdateCounts;
 use view::View;
 
 /// The queue's (and the metrics') name.
 const NAME: &str = "fleet";
+
+/// Exit code of a run that ended unhealthy (documented in `--help`).
+pub const UNHEALTHY: i32 = 3;
+
+/// How a run that printed its report ended (a violated invariant is an
+/// error: exit code 1).
+enum Ended {
+    Clean,
+    /// Exit code [`UNHEALTHY`], for these reasons.
+    Unhealthy(Vec<String>),
+}
 
 /// Runs the demo until `--duration` passes or ctrl-c/SIGTERM arrives.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -66,9 +80,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let live = !args.plain && std::io::stdout().is_terminal();
     let signal = stop_on_signals()?;
-    if let Some(target) = &args.redis {
-        return redis::run(&args, target, live, &signal);
+    let ended = match &args.redis {
+        Some(target) => redis::run(&args, target, live, &signal)?,
+        None => in_memory(&args, live, &signal)?,
+    };
+    if let Ended::Unhealthy(why) = ended {
+        // Everything the run owned is dropped by now (a throwaway
+        // redis-server stopped), so exiting here skips nothing.
+        let _ = std::io::stdout().flush();
+        eprintln!("error: the run was unhealthy: {}", why.join("; "));
+        std::process::exit(UNHEALTHY);
     }
+    Ok(())
+}
+
+/// The in-memory demo: the controller's threads in this process.
+fn in_memory(args: &DemoArgs, live: bool, signal: &Stop) -> anyhow::Result<Ended> {
     let stop = signal.child();
     let fleet = Arc::new(Fleet::new(args.objects as usize, args.fail_rate, args.seed));
 
@@ -119,8 +146,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(served) = &metrics {
         println!("metrics: http://{}/metrics", served.server.addr());
     }
-    let mut view = View::new(live, &header(&args, &fleet), args.duration);
+    let mut view = View::new(live, &header(args, &fleet), args.duration);
     let start = Instant::now();
+    let health = Health::new();
+    health.begin(start);
     let workers = InProcess {
         controller: &controller,
         requeued_after: &reconciler.requeued_after,
@@ -138,10 +167,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         start,
     );
 
+    let mut stopped_at = Duration::ZERO;
     let summary = std::thread::scope(|s| {
         let run = s.spawn(|| controller.run(&stop, |key: &String| reconciler.reconcile(key)));
         s.spawn(|| updates::run(&fleet, &queue, args.workers, args.seed, &updates, &stop));
-        watch(&stop, args.duration, start, &mut view, &mut probe);
+        stopped_at = watch(&stop, args.duration, start, &mut view, &mut probe, &health);
         // The runner lets every worker finish its key, then shuts the queue down.
         run.join()
     })
@@ -149,9 +179,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     events.shutdown(); // deliver the queued events before counting them
     drop(quiet);
     view.finish();
+    for line in health.take_notices() {
+        eprintln!("{line}");
+    }
 
     let sample = probe.sample();
     let left = drain(&queue);
+    let verdict = health.verdict();
+    let problems = verdict.problems();
+    let ending = ending(&problems);
+    let checks = [stall_check(&verdict)];
     let report = Report {
         summary: &summary,
         sample: &sample,
@@ -166,19 +203,34 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         fleet: &fleet,
         processes: 0,
         problems: &[],
+        ending: &ending,
+        checks: &checks,
+        notes: &[],
+        stopped_at,
     };
     report.print();
     if let Some(served) = metrics {
         served.server.stop();
     }
+    if !problems.is_empty() {
+        return Ok(Ended::Unhealthy(problems));
+    }
     anyhow::ensure!(report.counts_add_up(), "the counts do not add up");
     anyhow::ensure!(report.no_key_lost(), "a key was lost");
-    Ok(())
+    Ok(Ended::Clean)
 }
 
 /// Shows samples until `duration` has passed since `start` (then fires
-/// `stop`) or `stop` fires.
-fn watch(stop: &Stop, duration: Duration, start: Instant, view: &mut View, probe: &mut Probe<'_>) {
+/// `stop`) or `stop` fires; watches them for a stall and prints what
+/// `health` has to tell. Returns the run time at the stop.
+fn watch(
+    stop: &Stop,
+    duration: Duration,
+    start: Instant,
+    view: &mut View,
+    probe: &mut Probe<'_>,
+    health: &Health,
+) -> Duration {
     // If this loop panics (stdout closed, say), the caller waits for the
     // workers: stop them, or it waits forever.
     let _stop_on_unwind = StopOnDrop(stop);
@@ -188,9 +240,45 @@ fn watch(stop: &Stop, duration: Duration, start: Instant, view: &mut View, probe
             stop.stop();
         }
         if stop.wait_timeout(view.period().min(remaining)) {
-            break;
+            return start.elapsed();
         }
-        view.show(&probe.sample());
+        let sample = probe.sample();
+        health.observe(&sample);
+        for line in health.take_notices() {
+            view.notice(&line);
+        }
+        view.show(&sample);
+    }
+}
+
+/// The summary's headline after "stopped by …": what went wrong, or that
+/// all went well.
+fn ending(problems: &[String]) -> String {
+    if problems.is_empty() {
+        "workers drained their keys in hand".to_string()
+    } else {
+        problems.join("; ")
+    }
+}
+
+/// Whether processing stalled, and whether it recovered.
+fn stall_check(verdict: &Verdict) -> Check {
+    let label = format!(
+        "no stall ({} s with keys waiting, none done)",
+        health::STALL_WINDOW.as_secs()
+    );
+    match (verdict.stalled_since, verdict.stalls) {
+        (Some(since), _) => Check::new(
+            &label,
+            format!("stalled since t={:.1}s", since.as_secs_f64()),
+            false,
+        ),
+        (None, 0) => Check::new(&label, "none", true),
+        (None, n) => Check::new(
+            &label,
+            format!("{n} stall{}, recovered", plural(n as usize)),
+            true,
+        ),
     }
 }
 

@@ -15,7 +15,7 @@ type Hook = Arc<dyn Fn(&PanicHookInfo<'_>) + Send + Sync>;
 /// In plain mode, how many simulated panics are printed before going quiet.
 const PRINTED_IN_PLAIN_MODE: u64 = 3;
 
-/// What the hook saw.
+/// What the hook saw: a count and the latest message only (bounded).
 #[derive(Debug, Default)]
 pub struct PanicLog {
     seen: AtomicU64,

@@ -51,6 +51,8 @@ pub struct RedisNumbers {
     pub leases_lost: u64,
     /// Expired leases reaped, ever (the queue's own counter in Redis).
     pub leases_reaped: u64,
+    /// Rate-limited re-adds (retries), ever (the queue's own counter in Redis).
+    pub retries_total: u64,
     /// Per worker process (empty when the workers run in this process):
     /// handler calls so far, and whether it is still running.
     pub processes: Vec<(u64, bool)>,
@@ -93,8 +95,9 @@ pub trait Gauge: Sync {
     fn snapshot(&self) -> QueueSnapshot;
     /// `key`'s retries since its last success.
     fn num_requeues(&self, key: &str) -> u32;
-    /// Expired leases reaped so far; `None` for an engine without leases.
-    fn leases_reaped(&self) -> Option<u64> {
+    /// Redis' own counters as last read, (leases reaped, retries);
+    /// `None` for an engine without them.
+    fn redis_counters(&self) -> Option<(u64, u64)> {
         None
     }
 }
@@ -145,6 +148,7 @@ pub struct Sources<'a> {
 pub struct Probe<'a> {
     sources: Sources<'a>,
     start: Instant,
+    /// The samples of the last [`RATE_WINDOW`] only (trimmed at each sample).
     history: VecDeque<(Instant, u64)>,
 }
 
@@ -187,11 +191,14 @@ impl<'a> Probe<'a> {
                 (key.to_string(), failures, now)
             })
             .collect();
-        let redis = queue.leases_reaped().map(|leases_reaped| RedisNumbers {
-            leases_lost: counts.lease_lost,
-            leases_reaped,
-            processes: src.workers.processes(),
-        });
+        let redis = queue
+            .redis_counters()
+            .map(|(leases_reaped, retries_total)| RedisNumbers {
+                leases_lost: counts.lease_lost,
+                leases_reaped,
+                retries_total,
+                processes: src.workers.processes(),
+            });
         Sample {
             elapsed: now - self.start,
             counts,

@@ -1,12 +1,13 @@
 //! The end of the demo: what the run did, the events the correlator made
 //! of its errors, the invariants, and one machine-readable line.
 
-use super::events::Events;
+use super::events::{EVENTS_KEPT, Events};
 use super::fleet::Fleet;
 use super::sample::{Sample, percent, thousands};
 use requeue::controller::Summary;
 use requeue::events::Event;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Aggregated events listed.
 const TOP_EVENTS: usize = 8;
@@ -31,6 +32,37 @@ pub struct Report<'a> {
     pub processes: usize,
     /// One line per worker process that did not drain and report cleanly.
     pub problems: &'a [String],
+    /// How the run ended, after "stopped by …" in the headline: that the
+    /// workers drained their keys, or what went wrong.
+    pub ending: &'a str,
+    /// More checks under "invariants": the run's health (stalls, Redis,
+    /// the queue's state, keys left leased).
+    pub checks: &'a [Check],
+    /// Said under the figures (e.g. that Redis' are as last read).
+    pub notes: &'a [String],
+    /// The run time when the stop fired (the sample's is taken after the
+    /// workers stopped).
+    pub stopped_at: Duration,
+}
+
+/// One more line under "invariants".
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// What holds, e.g. "processing never stalled".
+    pub label: String,
+    /// What was seen.
+    pub seen: String,
+    pub ok: bool,
+}
+
+impl Check {
+    pub fn new(label: &str, seen: impl Into<String>, ok: bool) -> Self {
+        Check {
+            label: label.to_string(),
+            seen: seen.into(),
+            ok,
+        }
+    }
 }
 
 impl Report<'_> {
@@ -59,10 +91,21 @@ impl Report<'_> {
             println!("  {label:<22} {:>12}   {note}", thousands(value));
         };
         println!();
+        // Stopping takes milliseconds; when it took longer (a frozen
+        // Redis), say so rather than fold it into the run time.
+        let stopping = x.elapsed.saturating_sub(self.stopped_at);
+        let ran = if stopping >= Duration::from_millis(500) {
+            format!(
+                "ran {:.1} s (and {:.1} s to stop)",
+                self.stopped_at.as_secs_f64(),
+                stopping.as_secs_f64()
+            )
+        } else {
+            format!("ran {:.1} s", x.elapsed.as_secs_f64())
+        };
         println!(
-            "summary: ran {:.1} s, stopped by {}; workers drained their keys in hand",
-            x.elapsed.as_secs_f64(),
-            self.stopped_by
+            "summary: {ran}, stopped by {}; {}",
+            self.stopped_by, self.ending
         );
         row("attempted", self.attempted, "handler calls".into());
         row(
@@ -143,7 +186,12 @@ impl Report<'_> {
             row(
                 "leases reaped",
                 r.leases_reaped,
-                "expired leases, their keys handed out again".into(),
+                "expired leases, their keys handed out again (Redis' count)".into(),
+            );
+            row(
+                "retries (Redis)",
+                r.retries_total,
+                "rate-limited re-adds, as Redis counted them".into(),
             );
             if self.processes > 0 {
                 let each: Vec<String> = r.processes.iter().map(|p| thousands(p.0)).collect();
@@ -154,15 +202,19 @@ impl Report<'_> {
                 );
             }
         }
+        for note in self.notes {
+            println!("  ({note})");
+        }
         self.print_most_retried();
         self.print_events();
         self.print_invariants();
         let mut engine = String::new();
         if let Some(r) = &x.redis {
             engine = format!(
-                " leases_lost={} leases_reaped={} procs={}",
+                " leases_lost={} leases_reaped={} retries_total={} procs={}",
                 r.leases_lost,
                 r.leases_reaped,
+                r.retries_total,
                 self.processes.max(1)
             );
         }
@@ -221,8 +273,14 @@ impl Report<'_> {
         println!(
             "aggregated events: {} Warning events recorded became {} events in the sink",
             thousands(e.recorded),
-            thousands(total as u64)
+            thousands(e.created.max(total as u64))
         );
+        if (total as u64) < e.created {
+            println!(
+                "  (the sink keeps the last {}; the list below is drawn from those)",
+                thousands(EVENTS_KEPT as u64)
+            );
+        }
         println!(
             "  (correlator: {} repeats counted into an existing event, {} skipped by the spam filter, {} dropped)",
             thousands(e.patched),
@@ -302,6 +360,14 @@ impl Report<'_> {
                 self.processes - self.problems.len(),
                 self.processes,
                 mark(self.no_worker_lost())
+            );
+        }
+        for check in self.checks {
+            println!(
+                "  {:<46} {}  {}",
+                format!("{}:", check.label),
+                check.seen,
+                mark(check.ok)
             );
         }
     }

@@ -103,6 +103,10 @@ impl<'a> Plan<'a> {
         // Catch up to the rate the elapsed time allows, so a late tick
         // does not lower the rate.
         let due = (self.start.elapsed().as_secs_f64() * self.per_second as f64) as u64;
+        // But not more than a second's worth at once: a stream held up for
+        // long (a frozen Redis) skips what it missed instead of sending a
+        // burst, and the batch stays bounded however long the hold-up.
+        self.sent = self.sent.max(due.saturating_sub(self.per_second));
         for _ in self.sent..due {
             // A hot object's changes come in bursts (its status is written
             // by several parties); any other object changes once.
@@ -164,6 +168,7 @@ pub async fn run_async<Q: AsyncQueue<String>>(
     stop: &Stop,
 ) {
     let mut plan = Plan::new(fleet, per_second, seed);
+    // Reused; at most a second's worth of updates plus a rollout (see `tick`).
     let mut batch = Vec::new();
     loop {
         let next = tokio::time::Instant::from_std(plan.next_tick());
@@ -200,15 +205,21 @@ pub async fn add_all<Q: AsyncQueue<String>>(
 ) -> bool {
     let mut adds = futures_util::stream::iter(keys.map(|key| queue.add_with(key, opts)))
         .buffer_unordered(ADDS_IN_FLIGHT);
-    while let Some(result) = adds.next().await {
+    loop {
+        // The stop ends the adds under way too: on a frozen Redis each
+        // would wait for its timeout.
+        let result = tokio::select! {
+            biased;
+            _ = stop.stopped() => return false,
+            next = adds.next() => match next {
+                Some(result) => result,
+                None => return true,
+            },
+        };
         match result {
             Ok(added) => took(added),
             Err(refused) if matches!(refused.error, QueueError::ShutDown) => return false,
             Err(_) => {}
         }
-        if stop.is_stopped() {
-            return false;
-        }
     }
-    true
 }

@@ -45,6 +45,15 @@ impl View {
         }
     }
 
+    /// Prints `line` on stderr: above the live block (which is redrawn
+    /// below it), or between the plain lines.
+    pub fn notice(&self, line: &str) {
+        match self {
+            View::Live(live) => live.multi.suspend(|| eprintln!("{line}")),
+            View::Plain { .. } => eprintln!("{line}"),
+        }
+    }
+
     /// Removes the live block (the summary follows).
     pub fn finish(self) {
         if let View::Live(live) = self {
@@ -287,6 +296,7 @@ mod tests {
         s.redis = Some(RedisNumbers {
             leases_lost: 1,
             leases_reaped: 2,
+            retries_total: 3,
             processes: vec![(10, true), (20, false)],
         });
         assert_eq!(live_lines(&s).len(), live_lines(&sample(TOP)).len() + 2);

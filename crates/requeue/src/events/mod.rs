@@ -112,7 +112,8 @@
 //! separate locks and reads time only from its injected clock, so windows
 //! and spam buckets are tested on a [`FakeClock`](crate::clock::FakeClock).
 //! [`record_to_sink`] applies client-go's retry rules to any [`EventSink`];
-//! [`MemorySink`] keeps events in memory for tests. Recording never blocks:
+//! [`MemorySink`] keeps events in memory for tests (with
+//! [`MemorySink::with_capacity`], only the last N). Recording never blocks:
 //! each watcher has a bounded queue ([`DEFAULT_QUEUE_CAPACITY`]) and a
 //! thread (a [`Broadcaster::watch`] channel is that queue itself); a full
 //! queue drops the event, counted in [`Broadcaster::dropped`] and logged.
@@ -149,8 +150,8 @@ pub use series::{
     DEFAULT_SERIES_CACHE_SIZE, FINISH_TIME, REFRESH_PERIOD, SeriesKey, SeriesRecorder,
 };
 pub use sink::{
-    DEFAULT_RETRY_SLEEP, Delivery, EventSink, MAX_TRIES_PER_EVENT, MemorySink, SinkError,
-    record_to_sink,
+    DEFAULT_RETRY_SLEEP, Delivery, EventSink, MAX_TRIES_PER_EVENT, MemorySink, SinkCalls,
+    SinkError, record_to_sink,
 };
 pub use spam::{DEFAULT_SPAM_BURST, DEFAULT_SPAM_QPS};
 pub use time::{MicroTime, Time};

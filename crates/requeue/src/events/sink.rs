@@ -5,6 +5,7 @@ use super::{Correlator, Event};
 use crate::clock::SharedClock;
 use crate::sync::{Mutex, lock};
 use crate::wait::Stop;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// Why a sink could not write an event. The variant decides what happens
@@ -150,48 +151,143 @@ fn write_once(
     }
 }
 
-/// Keeps every event in memory, by name: a sink for tests and demos.
+/// Keeps events in memory, by name: a sink for tests and demos.
+///
+/// [`MemorySink::new`] keeps every event and every call, which suits a
+/// test. A long-running program should use [`MemorySink::with_capacity`]:
+/// it keeps the last `capacity` events created (a new one drops the oldest)
+/// and the last `capacity` calls, so its memory stays bounded however long
+/// it runs, while [`call_counts`](MemorySink::call_counts) still counts
+/// every call. A repeat of a dropped event is answered 404 on its patch,
+/// and [`record_to_sink`] then creates it again, as client-go does when
+/// the API server has expired an event.
+///
+/// ```
+/// use requeue::events::{Event, EventSink, EventSource, EventType, MemorySink, ObjectReference};
+/// use std::time::SystemTime;
+///
+/// let sink = MemorySink::with_capacity(2);
+/// for name in ["a", "b", "c"] {
+///     let object = ObjectReference::new("Pod", "default", name);
+///     let mut event = Event::new(object, EventType::Normal, "Started", "ok",
+///         EventSource::new("ctrl", ""), SystemTime::now());
+///     event.metadata.name = name.to_string();
+///     sink.create(&event)?;
+/// }
+/// // The oldest event made room; every call is still counted.
+/// let names: Vec<String> = sink.events().into_iter().map(|e| e.metadata.name).collect();
+/// assert_eq!(names, ["b", "c"]);
+/// assert_eq!(sink.call_counts().created, 3);
+/// assert_eq!(sink.calls().len(), 2);
+/// # Ok::<(), requeue::events::SinkError>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct MemorySink {
     state: Mutex<MemoryState>,
 }
 
+/// How many calls a [`MemorySink`] has answered, by kind (failed calls
+/// included), over its whole life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkCalls {
+    /// `create` calls.
+    pub created: u64,
+    /// `update` calls.
+    pub updated: u64,
+    /// `patch` calls.
+    pub patched: u64,
+}
+
 #[derive(Debug, Default)]
 struct MemoryState {
-    events: Vec<Event>,
+    /// The stored events in creation order; `events[0]` is the
+    /// `first`-th event ever created.
+    events: VecDeque<Event>,
+    /// (namespace, name) → creation number, so that a lookup does not scan.
+    index: HashMap<(String, String), u64>,
+    first: u64,
     next_version: u64,
-    calls: Vec<&'static str>,
+    /// The calls made, the last `capacity` of them when bounded.
+    calls: VecDeque<&'static str>,
+    counts: SinkCalls,
+    /// `None`: unbounded.
+    capacity: Option<usize>,
 }
 
 impl MemorySink {
-    /// An empty sink.
+    /// An empty sink that keeps every event and call.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The stored events, in creation order.
-    pub fn events(&self) -> Vec<Event> {
-        lock(&self.state).events.clone()
+    /// An empty sink that keeps at most `capacity` events (dropping the
+    /// oldest created to make room) and the last `capacity` calls. A
+    /// capacity of zero is taken as one.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemorySink {
+            state: Mutex::new(MemoryState {
+                capacity: Some(capacity.max(1)),
+                ..MemoryState::default()
+            }),
+        }
     }
 
-    /// The calls made so far: `"create"`, `"update"` or `"patch"`.
+    /// The stored events, in creation order.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.state).events.iter().cloned().collect()
+    }
+
+    /// The calls made so far (with a capacity, the last `capacity` of
+    /// them): `"create"`, `"update"` or `"patch"`.
     pub fn calls(&self) -> Vec<&'static str> {
-        lock(&self.state).calls.clone()
+        lock(&self.state).calls.iter().copied().collect()
+    }
+
+    /// Every call made so far, counted by kind (cheap: no copy of the log).
+    pub fn call_counts(&self) -> SinkCalls {
+        lock(&self.state).counts
     }
 
     fn store(&self, call: &'static str, event: &Event, replace: bool) -> Result<Event, SinkError> {
-        let mut state = lock(&self.state);
-        state.calls.push(call);
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        match call {
+            "create" => state.counts.created += 1,
+            "update" => state.counts.updated += 1,
+            _ => state.counts.patched += 1,
+        }
+        if state.capacity.is_some_and(|c| state.calls.len() >= c) {
+            state.calls.pop_front();
+        }
+        state.calls.push_back(call);
         state.next_version += 1;
         let mut stored = event.clone();
         stored.metadata.resource_version = state.next_version.to_string();
-        let slot = state.events.iter_mut().find(|e| {
-            e.metadata.name == event.metadata.name
-                && e.metadata.namespace == event.metadata.namespace
-        });
+        let name = (
+            event.metadata.namespace.clone(),
+            event.metadata.name.clone(),
+        );
+        let slot = state.index.get(&name).copied();
         match (slot, replace) {
-            (Some(existing), true) => *existing = stored.clone(),
-            (None, false) => state.events.push(stored.clone()),
+            (Some(n), true) => {
+                // Every indexed number is at or past `first` (see below).
+                let at = usize::try_from(n - state.first).unwrap_or(usize::MAX);
+                if let Some(existing) = state.events.get_mut(at) {
+                    *existing = stored.clone();
+                }
+            }
+            (None, false) => {
+                if state.capacity.is_some_and(|c| state.events.len() >= c)
+                    && let Some(oldest) = state.events.pop_front()
+                {
+                    let key = (oldest.metadata.namespace, oldest.metadata.name);
+                    state.index.remove(&key);
+                    state.first += 1;
+                }
+                let n = state.first + state.events.len() as u64;
+                state.index.insert(name, n);
+                state.events.push_back(stored.clone());
+            }
             (Some(_), false) => {
                 return Err(SinkError::Status {
                     code: 409,

@@ -168,3 +168,75 @@ fn two_sinks_keep_independent_counts() {
     record_to_sink(&b, &cb, &event("x"), DEFAULT_RETRY_SLEEP, &shared, &stop);
     assert_eq!((a.events()[0].count, b.events()[0].count), (3, 1));
 }
+
+#[test]
+fn a_bounded_sink_keeps_the_last_events_and_counts_every_call() {
+    let clock = FakeClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let sink = MemorySink::with_capacity(3);
+    let c = correlator(&clock);
+    let stop = Stop::never();
+    let on = |name: &str| {
+        Event::new(
+            ObjectReference::new("Pod", "default", name),
+            EventType::Warning,
+            "Failed",
+            format!("{name} failed"),
+            EventSource::new("ctrl", ""),
+            SystemTime::now(),
+        )
+    };
+    for i in 0..10 {
+        let e = on(&format!("web-{i}"));
+        assert_eq!(
+            record_to_sink(&sink, &c, &e, DEFAULT_RETRY_SLEEP, &shared, &stop),
+            Delivery::Written { attempts: 1 }
+        );
+    }
+    let kept: Vec<String> = sink
+        .events()
+        .into_iter()
+        .map(|e| e.involved_object.name)
+        .collect();
+    assert_eq!(kept, ["web-7", "web-8", "web-9"], "the oldest made room");
+    // A kept event's repeat patches it in place.
+    record_to_sink(&sink, &c, &on("web-8"), DEFAULT_RETRY_SLEEP, &shared, &stop);
+    assert_eq!(sink.events()[1].count, 2);
+    // A dropped event's repeat is answered 404 and created again.
+    record_to_sink(&sink, &c, &on("web-0"), DEFAULT_RETRY_SLEEP, &shared, &stop);
+    let kept: Vec<(String, i32)> = sink
+        .events()
+        .into_iter()
+        .map(|e| (e.involved_object.name, e.count))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("web-8".into(), 2),
+            ("web-9".into(), 1),
+            ("web-0".into(), 2)
+        ]
+    );
+    assert_eq!(
+        sink.call_counts(),
+        SinkCalls {
+            created: 11,
+            updated: 0,
+            patched: 2
+        }
+    );
+    assert_eq!(sink.calls(), ["patch", "patch", "create"], "the last 3");
+}
+
+#[test]
+fn an_unbounded_sink_keeps_everything() {
+    let sink = MemorySink::new();
+    for i in 0..100 {
+        let mut e = event("x");
+        e.metadata.name = format!("e-{i}");
+        sink.create(&e).expect("new name");
+    }
+    assert_eq!((sink.events().len(), sink.calls().len()), (100, 100));
+    assert_eq!(sink.call_counts().created, 100);
+    assert!(sink.create(&sink.events()[0]).is_err(), "409 on a repeat");
+}

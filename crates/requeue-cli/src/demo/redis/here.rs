@@ -6,23 +6,23 @@ use super::super::fleet::{self, Fleet};
 use super::super::panics::PanicLog;
 use super::super::reconcile::{AsyncReconciler, Odds};
 use super::super::sample::InProcess;
+use super::DemoQueue;
 use requeue::controller::{Controller, ControllerMetrics, Summary};
 use requeue::events::Recorder;
 use requeue::wait::Stop;
-use requeue_redis::RedisQueue;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// The controller and its reconciler.
 pub struct Here {
-    controller: Controller<String, RedisQueue<String>>,
-    reconciler: Arc<AsyncReconciler<RedisQueue<String>>>,
+    controller: Controller<String, DemoQueue>,
+    reconciler: Arc<AsyncReconciler<DemoQueue>>,
 }
 
 impl Here {
     /// `--workers` workers over `queue`, recording errors with `recorder`.
     pub fn new(
-        queue: &RedisQueue<String>,
+        queue: &DemoQueue,
         fleet: &Arc<Fleet>,
         args: &DemoArgs,
         recorder: Recorder,
@@ -60,7 +60,7 @@ impl Here {
     }
 
     /// The view's source of the workers' numbers.
-    pub fn workers<'a>(&'a self, panics: &'a PanicLog) -> InProcess<'a, RedisQueue<String>> {
+    pub fn workers<'a>(&'a self, panics: &'a PanicLog) -> InProcess<'a, DemoQueue> {
         InProcess {
             controller: &self.controller,
             requeued_after: &self.reconciler.requeued_after,

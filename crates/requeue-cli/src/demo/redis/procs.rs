@@ -9,6 +9,7 @@
 
 use super::super::args::DemoArgs;
 use super::super::fleet::{self, Fleet};
+use super::super::health::Health;
 use super::super::sample::Workers;
 use super::wire::Line;
 use anyhow::Context;
@@ -38,7 +39,7 @@ struct State {
     closed: bool,
     /// A line that was not a report (a bug), kept for the report.
     garbage: Option<String>,
-    /// The tail of its stderr.
+    /// The tail of its stderr (the last [`STDERR_TAIL`] lines).
     stderr: VecDeque<String>,
 }
 
@@ -120,13 +121,19 @@ pub struct Spec<'a> {
 
 impl Procs {
     /// Starts `--workers-procs` workers; their reports feed `fleet` and `recorder`.
-    pub fn spawn(spec: &Spec<'_>, fleet: &Arc<Fleet>, recorder: &Recorder) -> anyhow::Result<Self> {
+    /// Errors they report go to `health`.
+    pub fn spawn(
+        spec: &Spec<'_>,
+        fleet: &Arc<Fleet>,
+        recorder: &Recorder,
+        health: &Arc<Health>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("cannot find this program to start workers")?;
         let mut procs = Procs {
             procs: Vec::new(),
             last_panic: Arc::default(),
         };
-        for _ in 0..spec.args.workers_procs {
+        for n in 1..=spec.args.workers_procs {
             let a = spec.args;
             let mut child = Command::new(&exe)
                 .arg("demo-worker")
@@ -149,9 +156,18 @@ impl Procs {
             let mut readers = Vec::new();
             if let Some(stdout) = child.stdout.take() {
                 let (state, fleet, recorder) = (state.clone(), fleet.clone(), recorder.clone());
-                let last_panic = procs.last_panic.clone();
+                let (last_panic, health) = (procs.last_panic.clone(), health.clone());
+                let who = format!("worker process {n}");
                 readers.push(std::thread::spawn(move || {
-                    read_lines(stdout, &state, &fleet, &recorder, &last_panic);
+                    let to = Destinations {
+                        state: &state,
+                        fleet: &fleet,
+                        recorder: &recorder,
+                        last_panic: &last_panic,
+                        health: &health,
+                        who: &who,
+                    };
+                    read_lines(stdout, &to);
                 }));
             }
             if let Some(stderr) = child.stderr.take() {
@@ -305,14 +321,20 @@ impl Drop for Procs {
     }
 }
 
+/// Where a worker's lines go.
+struct Destinations<'a> {
+    state: &'a Mutex<State>,
+    fleet: &'a Fleet,
+    recorder: &'a Recorder,
+    last_panic: &'a Mutex<Option<String>>,
+    health: &'a Health,
+    /// "worker process N", for the errors it reports.
+    who: &'a str,
+}
+
 /// Applies a worker's lines as they come.
-fn read_lines(
-    stdout: impl Read,
-    state: &Mutex<State>,
-    fleet: &Fleet,
-    recorder: &Recorder,
-    last_panic: &Mutex<Option<String>>,
-) {
+fn read_lines(stdout: impl Read, to: &Destinations<'_>) {
+    let (state, fleet, recorder, last_panic) = (to.state, to.fleet, to.recorder, to.last_panic);
     for text in BufReader::new(stdout).lines().map_while(Result::ok) {
         let line = match Line::decode(&text) {
             Ok(line) => line,
@@ -333,6 +355,14 @@ fn read_lines(
             let object = fleet::object_of(fleet.key(*i));
             recorder.event(&object, EventType::Warning, reason, message);
         }
+        for error in &line.errors {
+            if error.corrupt {
+                to.health.corrupt(&error.text, Some(to.who));
+            } else {
+                to.health
+                    .warn_once(format!("warning: {}: {}", to.who, error.text));
+            }
+        }
         if line.last_panic.is_some() {
             let mut latest = lock(last_panic);
             if *latest != line.last_panic {
@@ -341,9 +371,11 @@ fn read_lines(
         }
         let mut state = lock(state);
         state.ready = true;
+        // Only the cumulative counts are kept: the per-line parts were applied.
         state.last = Line {
             reconciled: Vec::new(),
             events: Vec::new(),
+            errors: Vec::new(),
             ..line
         };
     }

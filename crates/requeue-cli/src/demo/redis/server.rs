@@ -6,7 +6,7 @@
 use super::super::args::RedisTarget;
 use crate::show::{self, RedisUrl};
 use anyhow::Context;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::metrics::MetricsProvider;
 use requeue_redis::RedisQueue;
 use requeue_redis::error::Error;
@@ -21,6 +21,11 @@ pub const LEASE: Duration = Duration::from_secs(5);
 
 /// How long connecting may take before Redis counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long any one call of this process's own connection may take (the
+/// poller's reading, the TTL refresh, the clean-up): a frozen Redis makes
+/// each fail after this long instead of hanging the run.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The Redis the demo runs on; a local server stops when this is dropped.
 #[derive(Debug)]
@@ -93,11 +98,27 @@ pub async fn queue(
     }
 }
 
-/// A connection of its own (for reading the queue's state).
-pub async fn connection(url: &RedisUrl) -> anyhow::Result<MultiplexedConnection> {
+/// A connection of its own (for reading the queue's state and cleaning
+/// up) that reconnects by itself after the connection drops (`CLIENT
+/// KILL`, a restart of redis-server): a call that meets the break fails,
+/// and the next ones go to a new connection. Each call also gives up
+/// after [`CALL_TIMEOUT`] (a frozen server).
+pub async fn connection(url: &RedisUrl) -> anyhow::Result<ConnectionManager> {
     let client =
         redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
+    // Few, short retries per reconnection: the poller calls again at its
+    // next period anyway, and a long retry loop would only hide an outage.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CALL_TIMEOUT))
+        .set_response_timeout(Some(CALL_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(error)) => Err(show::redis_failure(
             url,
@@ -106,6 +127,40 @@ pub async fn connection(url: &RedisUrl) -> anyhow::Result<MultiplexedConnection>
             CONNECT_TIMEOUT,
         )),
         Err(_) => Err(show::did_not_answer(url, CONNECT_TIMEOUT)),
+    }
+}
+
+/// `call`, given up after [`CALL_TIMEOUT`] (as an I/O timeout error).
+pub async fn within<T>(
+    call: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Redis(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {CALL_TIMEOUT:?}"),
+            ))))
+        })
+}
+
+/// Whether `error` means Redis could not be reached (refused, dropped,
+/// timed out, still loading), rather than a reply Redis gave.
+pub fn is_unreachable(error: &Error) -> bool {
+    match error {
+        Error::Connect { .. } => true,
+        Error::Redis(e) => {
+            e.is_io_error()
+                || e.is_timeout()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+                || e.is_unrecoverable_error()
+                || matches!(
+                    e.code(),
+                    Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN")
+                )
+        }
+        _ => false,
     }
 }
 

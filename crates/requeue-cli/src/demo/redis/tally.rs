@@ -1,15 +1,19 @@
 //! What a worker process reports (see [`wire`](super::wire)): its
 //! controller's counts, the keys it reconciled for the first time, and the
 //! Warning events its controller recorded, which a watcher on its own
-//! broadcaster collects for the next line.
+//! broadcaster collects for the next line, and the errors of its queue
+//! calls worth telling (see [`Watched`](super::watched::Watched)).
 
 use super::super::fleet::Fleet;
 use super::super::panics::PanicLog;
 use super::super::reconcile::AsyncReconciler;
-use super::wire::Line;
+use super::DemoQueue;
+use super::watched::Listener;
+use super::wire::{ERRORS_PER_LINE, Line, WireError};
 use requeue::controller::Controller;
+use requeue::engine::QueueError;
 use requeue::events::{Broadcaster, EventSource, Recorder};
-use requeue_redis::RedisQueue;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,10 +21,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// An event as it travels: (fleet position, reason, message).
 type Forwarded = (usize, String, String);
 
+/// Distinct errors remembered so that each is sent once; past this the
+/// oldest is forgotten (and might be sent again).
+const ERRORS_TOLD: usize = 32;
+
 /// The worker's events, collected instead of stored: the parent stores them.
 pub struct Forwarder {
     broadcaster: Broadcaster,
+    /// Taken at every line (every 200 ms), so it holds what the
+    /// controller records in that time: bounded by the reconcile rate.
     pending: Arc<Mutex<Vec<Forwarded>>>,
+    errors: Arc<Mutex<Errors>>,
+}
+
+/// Errors waiting for the next lines, and the ones already sent.
+#[derive(Default)]
+struct Errors {
+    /// At most [`ERRORS_TOLD`]: only distinct errors get in.
+    waiting: VecDeque<WireError>,
+    told: VecDeque<String>,
 }
 
 impl Forwarder {
@@ -43,7 +62,40 @@ impl Forwarder {
         Ok(Forwarder {
             broadcaster,
             pending,
+            errors: Arc::default(),
         })
+    }
+
+    /// Hears the queue's errors: corruption and undecodable keys go on
+    /// the next lines, each distinct one once; the rest (connection
+    /// errors, a lost lease) the parent sees for itself or expects.
+    pub fn listener(&self) -> Listener {
+        let errors = self.errors.clone();
+        Arc::new(move |error: &QueueError| {
+            let corrupt = match error {
+                QueueError::Corrupt { .. } => true,
+                QueueError::Decode { .. } => false,
+                _ => return,
+            };
+            let text = error.to_string();
+            let mut errors = errors.lock().unwrap_or_else(PoisonError::into_inner);
+            if errors.told.contains(&text) {
+                return;
+            }
+            if errors.told.len() == ERRORS_TOLD {
+                errors.told.pop_front();
+            }
+            errors.told.push_back(text.clone());
+            if errors.waiting.len() < ERRORS_TOLD {
+                errors.waiting.push_back(WireError { corrupt, text });
+            }
+        })
+    }
+
+    fn take_errors(&self) -> Vec<WireError> {
+        let mut errors = self.errors.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = errors.waiting.len().min(ERRORS_PER_LINE);
+        errors.waiting.drain(..n).collect()
     }
 
     /// The recorder the controller reports errors with.
@@ -62,15 +114,16 @@ impl Forwarder {
     }
 }
 
-/// Writes the lines, remembering which keys it has reported.
+/// Writes the lines, remembering which keys it has reported (one flag
+/// per object of the fleet: its size is fixed).
 pub struct Reporter {
     reported: Vec<bool>,
 }
 
 /// Where a line's numbers come from.
 pub struct Parts<'a> {
-    pub controller: &'a Controller<String, RedisQueue<String>>,
-    pub reconciler: &'a AsyncReconciler<RedisQueue<String>>,
+    pub controller: &'a Controller<String, DemoQueue>,
+    pub reconciler: &'a AsyncReconciler<DemoQueue>,
     pub panics: &'a PanicLog,
     pub events: &'a Forwarder,
 }
@@ -101,6 +154,7 @@ impl Reporter {
             last_panic: parts.panics.last(),
             reconciled,
             events: parts.events.take(),
+            errors: parts.events.take_errors(),
             done,
         };
         let mut out = std::io::stdout().lock();

@@ -27,8 +27,25 @@ pub struct Line {
     /// into its own event pipeline, so the correlator sees every process's
     /// errors together.
     pub events: Vec<(usize, String, String)>,
+    /// Errors of its queue calls worth telling (corruption, undecodable
+    /// keys) since its previous line, each distinct one once (at most
+    /// [`ERRORS_PER_LINE`]).
+    #[serde(default)]
+    pub errors: Vec<WireError>,
     /// The last line: the workers drained their keys in hand; exiting.
     pub done: bool,
+}
+
+/// Errors a line carries at most (the rest wait for the next lines).
+pub const ERRORS_PER_LINE: usize = 8;
+
+/// An error a worker process's queue returned, as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The queue's state is corrupt (the run fails).
+    pub corrupt: bool,
+    /// The error's text (naming the key and field for corruption).
+    pub text: String,
 }
 
 /// [`Counts`], as it travels.
@@ -98,6 +115,10 @@ mod tests {
             last_panic: Some("simulated bug in \"ns-0/obj-1\"\n".into()),
             reconciled: vec![0, 3],
             events: vec![(3, "ReconcileError".into(), "conflict".into())],
+            errors: vec![WireError {
+                corrupt: true,
+                text: "queue state is corrupt: rq:{q}:owners is a string".into(),
+            }],
             done: true,
         };
         let text = line.encode();
@@ -107,6 +128,13 @@ mod tests {
         line.counts.add_to(&mut sum);
         line.counts.add_to(&mut sum);
         assert_eq!((sum.processed(), sum.panicked), (14, 2));
+    }
+
+    #[test]
+    fn a_line_without_errors_still_reads() {
+        let line = Line::decode(r#"{"counts":{"succeeded":1,"failed":0,"panicked":0,"requeued":0,"requeues_refused":0,"lease_lost":0},"attempted":1,"requeued_after":0,"last_panic":null,"reconciled":[],"events":[],"done":false}"#)
+            .expect("decodes");
+        assert!(line.errors.is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::super::panics::{PanicLog, QuietPanics};
 use super::super::reconcile::{AsyncReconciler, Odds};
 use super::server;
 use super::tally::{Forwarder, Parts, Reporter};
+use super::watched::Watched;
 use clap::Args;
 use requeue::controller::{Controller, stop_on_signals};
 use requeue::wait::Stop;
@@ -56,8 +57,9 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         .thread_name("demo-worker")
         .enable_all()
         .build()?;
-    let queue = runtime.block_on(server::queue(&args.redis, &args.queue, None))?;
     let events = Forwarder::start(fleet.clone())?;
+    let queue = runtime.block_on(server::queue(&args.redis, &args.queue, None))?;
+    let queue = Watched::new(queue, events.listener());
     let panic_log = Arc::new(PanicLog::default());
     // Always quiet: this process's stderr is only read when it fails.
     let quiet = QuietPanics::install(true, panic_log.clone());
