@@ -82,18 +82,22 @@ async fn renew_once<T: Key>(shared: &Arc<Shared<T>>) -> Result<(), crate::error:
     let lost = ops::extend(&mut conn, &shared.keys, lease_ms, &held, shared.now()).await?;
     let until = shared.lease_until(sent);
     let table = shared.held.lock();
+    // A lease that ended while the renewal was on its way is reported
+    // lost by the script too: only those still held here are lost.
+    let mut really_lost = 0;
     for (raw, token) in &held {
         if let Some(h) = table.get(raw).filter(|h| h.token == *token) {
             if lost.contains(raw) {
                 h.state.invalidate();
+                really_lost += 1;
             } else {
                 h.state.extend_to(until);
             }
         }
     }
     drop(table);
-    if !lost.is_empty() {
-        tracing::warn!(queue = %shared.name, lost = lost.len(), "leases lost: their holders are told when they finish");
+    if really_lost > 0 {
+        tracing::warn!(queue = %shared.name, lost = really_lost, "leases lost: their holders are told when they finish");
     }
     Ok(())
 }
