@@ -188,6 +188,14 @@ pub enum BenchError {
         /// How it was seen.
         detail: String,
     },
+    /// The engine under test failed (Redis unreachable, a script error, …).
+    #[error("{workload}: the engine failed: {detail}")]
+    Engine {
+        /// The workload's id.
+        workload: &'static str,
+        /// The error and its causes, each once.
+        detail: String,
+    },
     /// Any other broken invariant.
     #[error("{workload} broke an invariant: {detail}")]
     Invariant {

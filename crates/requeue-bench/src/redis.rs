@@ -43,10 +43,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, BenchError> {
         .map_err(|e| redis_failed("runtime", e))
 }
 
-fn redis_failed(workload: &'static str, error: impl std::fmt::Display) -> BenchError {
-    BenchError::Hang {
+/// A failure of the Redis engine (or its runtime), with every cause once.
+fn redis_failed(workload: &'static str, error: impl std::error::Error + 'static) -> BenchError {
+    BenchError::Engine {
         workload,
-        detail: format!("redis: {error}"),
+        detail: requeue_redis::error::Chain(&error).to_string(),
     }
 }
 
