@@ -194,3 +194,22 @@ async fn an_undecodable_key_is_a_typed_error_and_stays_in_redis() {
     clock.advance(Duration::from_millis(10));
     assert!(matches!(queue.get().await, Err(QueueError::Decode { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_lease_is_renewed_until_the_queues_done_ends_it() {
+    // `Item::detach` used to drop the lease's guard with no way to end it:
+    // the lease was renewed for as long as the process lived.
+    let clock = FakeClock::new();
+    let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), unique("detach"))
+        .fake_time(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    queue.add("k".into()).await.unwrap();
+    let key = queue.get().await.unwrap().detach();
+    assert_eq!(queue.held(), 1, "detached, still held (and renewed)");
+    assert!(queue.done(&key).await.unwrap());
+    assert_eq!(queue.held(), 0, "ended: no longer renewed");
+    assert!(!queue.done(&key).await.unwrap());
+    assert_eq!(queue.len().await.unwrap(), 0);
+}

@@ -58,6 +58,7 @@ pub mod engine;
 #[cfg(feature = "events")]
 pub mod events;
 mod exec;
+pub mod handout;
 pub mod limiter;
 pub mod metrics;
 pub mod parallel;

@@ -70,7 +70,7 @@ const END_ATTEMPTS: u32 = 8;
 /// failure twice. Corrupt state is not retried: the item is released
 /// (given back to the head of the queue, no failure counted) and the
 /// caller gets the error.
-async fn end_with_retries<T: Key>(
+pub(crate) async fn end_with_retries<T: Key>(
     shared: &Arc<Shared<T>>,
     raw: Vec<u8>,
     token: Token,

@@ -54,7 +54,7 @@ use crate::ops::{self, Leased};
 use background::WAKE_CAP;
 use lease::{RedisLease, added_of, millis};
 use requeue::clock::{SharedClock, Sleep};
-use requeue::engine::{AddError, AsyncQueue, QueueError};
+use requeue::engine::{AddError, AsyncQueue, QueueError, Then};
 use requeue::queue::{AddOpts, Added, Item, Key};
 use requeue::wait::Stop;
 use shared::{Held, LeaseState, Shared};
@@ -374,6 +374,22 @@ impl<T: Key> RedisQueue<T> {
         Ok(Item::leased(item, Box::new(lease)))
     }
 
+    /// Ends the processing of `item`, held by this process under a guard
+    /// that was [detached](Item::detach) (client-go's `Done`): the fenced
+    /// done of its lease, which stops being renewed. `Ok(false)` if this
+    /// process holds no lease on `item`; [`QueueError::LeaseLost`] if the
+    /// lease ran out meanwhile.
+    pub async fn done(&self, item: &T) -> Result<bool, QueueError> {
+        let raw = self.shared.codec.encode(item);
+        let token = match self.shared.held.lock().get(&raw) {
+            Some(held) => held.token,
+            None => return Ok(false),
+        };
+        lease::end_with_retries(&self.shared, raw, token, Then::Done)
+            .await
+            .map(|ended| ended.released)
+    }
+
     /// Clears `item`'s failure count (client-go's `Forget`).
     pub async fn forget(&self, item: &T) -> Result<(), QueueError> {
         let raw = self.shared.codec.encode(item);
@@ -492,6 +508,10 @@ impl<T: Key> AsyncQueue<T> for RedisQueue<T> {
 
     async fn get_until(&self, stop: &Stop) -> Result<Item<T>, QueueError> {
         RedisQueue::get_until(self, stop).await
+    }
+
+    async fn done(&self, item: &T) -> Result<bool, QueueError> {
+        RedisQueue::done(self, item).await
     }
 
     async fn forget(&self, item: &T) -> Result<(), QueueError> {

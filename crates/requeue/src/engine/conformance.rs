@@ -126,6 +126,27 @@ pub async fn collapse_while_processing<Q: AsyncQueue<String>>(queue: Q, _clock: 
     end(again, Then::Done).await;
 }
 
+/// client-go's `Done` on a detached guard: the queue's `done` ends the
+/// processing (a re-add made meanwhile comes back after it), and a second
+/// `done` finds nothing to end.
+pub async fn done_ends_a_detached_item<Q: AsyncQueue<String>>(queue: Q, _clock: FakeClock) {
+    add(&queue, "x").await;
+    let key = next(&queue).await.detach();
+    assert_eq!(add(&queue, "x").await, Added::AfterDone, "still processing");
+    assert_eq!(len(&queue).await, 0);
+    match within("done", queue.done(&key)).await {
+        Ok(ended) => assert!(ended, "the detached hand-out was ended"),
+        Err(error) => panic!("done failed: {error}"),
+    }
+    match within("done again", queue.done(&key)).await {
+        Ok(ended) => assert!(!ended, "a second done ends nothing"),
+        Err(error) => panic!("done failed: {error}"),
+    }
+    let again = next(&queue).await;
+    assert_eq!(*again, "x", "the re-add came back after the done");
+    end(again, Then::Done).await;
+}
+
 /// FIFO: items come out in the order they were first added.
 pub async fn fifo<Q: AsyncQueue<String>>(queue: Q, _clock: FakeClock) {
     for key in ["a", "b", "c", "b", "a"] {
@@ -421,6 +442,7 @@ macro_rules! conformance_tests {
             collapse,
             reinsert,
             collapse_while_processing,
+            done_ends_a_detached_item,
             fifo,
             delayed_item_waits_for_its_time,
             earliest_delay_wins,

@@ -35,6 +35,10 @@ impl<T: Key> AsyncQueue<T> for WorkQueue<T> {
         })
     }
 
+    fn done(&self, item: &T) -> impl Future<Output = Result<bool, QueueError>> + Send {
+        ready(Ok(WorkQueue::done(self, item)))
+    }
+
     fn forget(&self, item: &T) -> impl Future<Output = Result<(), QueueError>> + Send {
         WorkQueue::forget(self, item);
         ready(Ok(()))

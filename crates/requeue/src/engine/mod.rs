@@ -50,12 +50,9 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
-mod error;
-mod lease;
 mod memory;
 
-pub use error::{AddError, BoxError, QueueError};
-pub use lease::{BoxFuture, Ended, Lease, Then};
+pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Then};
 
 use crate::clock::SharedClock;
 use crate::queue::{AddOpts, Added, Item, Key};
@@ -112,6 +109,13 @@ pub trait AsyncQueue<T: Key>: Clone + Send + Sync + 'static {
     /// As [`get`](AsyncQueue::get), but gives up with
     /// [`QueueError::Stopped`] when `stop` fires.
     fn get_until(&self, stop: &Stop) -> impl Future<Output = Result<Item<T>, QueueError>> + Send;
+
+    /// Ends the processing of `item`, handed out to this process, whose
+    /// guard was [detached](Item::detach) (client-go's `Done`). `Ok(false)`
+    /// if this process was not processing it (or had ended it already);
+    /// for a remote engine, [`QueueError::LeaseLost`] if its lease ran out
+    /// meanwhile (another worker may hold it now).
+    fn done(&self, item: &T) -> impl Future<Output = Result<bool, QueueError>> + Send;
 
     /// Clears `item`'s rate-limiter history (client-go's `Forget`).
     fn forget(&self, item: &T) -> impl Future<Output = Result<(), QueueError>> + Send;

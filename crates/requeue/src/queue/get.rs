@@ -5,10 +5,10 @@
 //! drives the async future on its own thread, so threads and tasks wait in
 //! one line and an item wakes exactly one of them.
 
-use super::error::{GetError, TryGetError};
 use super::{Item, Key, WorkQueue};
 use crate::clock::{Clock, Sleep, deadline_after};
 use crate::exec::block_on;
+use crate::handout::{GetError, TryGetError};
 use crate::wait::{Stop, Stopped};
 use std::fmt;
 use std::future::Future;

@@ -7,7 +7,7 @@
 use super::outcome::HandOut;
 use super::shard::Handle;
 use super::{Added, Key, ShutDown, WorkQueue};
-use crate::engine::{Ended, Lease, QueueError, Then};
+use crate::handout::{Ended, Lease, QueueError, Then};
 use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
@@ -123,8 +123,9 @@ impl<T: Key> Item<T> {
     }
 
     /// Takes the item out of the guard *without* marking it done: you
-    /// must call the queue's `done` yourself, as in client-go. (A remote
-    /// engine keeps renewing the lease until then.)
+    /// must call the queue's `done` yourself, as in client-go
+    /// ([`WorkQueue::done`], or [`AsyncQueue::done`](crate::engine::AsyncQueue::done)
+    /// on any engine). A remote engine keeps renewing the lease until then.
     pub fn detach(mut self) -> T {
         if let Hold::Leased(lease) = &mut self.hold {
             drop(lease.take());

@@ -13,10 +13,10 @@
 
 use super::delays::{DelayCtx, Nanos};
 use super::fifo::Fifo;
-use super::options::Added;
 use super::outcome::{Finished, HandOut};
 use super::ready::ReadyQueue;
 use super::shard::{DELAYED, DIRTY, Handle, NO_PRIORITY, PROCESSING, QUEUED, Shard};
+use crate::handout::Added;
 use crate::metrics::QueueMetrics;
 use std::hash::Hash;
 use std::time::Instant;

@@ -130,7 +130,6 @@ mod builder;
 mod core;
 mod delayed;
 mod delays;
-mod error;
 mod fifo;
 mod get;
 mod item;
@@ -150,11 +149,11 @@ mod core_tests;
 #[cfg(all(test, requeue_loom))]
 mod loom_tests;
 
+pub use crate::handout::{Added, GetError, Key, ShutDown, TryGetError};
 pub use builder::{DEFAULT_FAIRNESS, WorkQueueBuilder};
-pub use error::{GetError, ShutDown, TryGetError};
 pub use get::{Get, GetWithin, ItemStream};
 pub use item::Item;
-pub use options::{AddOpts, Added};
+pub use options::AddOpts;
 
 use crate::clock::SharedClock;
 use crate::exec::block_on;
@@ -164,14 +163,8 @@ use core::Shared;
 use shard::{Handle, KeyArg};
 use std::fmt;
 use std::future::poll_fn;
-use std::hash::Hash;
 use std::task::Poll;
 use std::time::Duration;
-
-/// What a queue item must be: compared and hashed for dedup, cloned into
-/// the queue's index, shared between threads.
-pub trait Key: Eq + Hash + Clone + Send + Sync + 'static {}
-impl<T: Eq + Hash + Clone + Send + Sync + 'static> Key for T {}
 
 /// A point-in-time view of a queue's contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

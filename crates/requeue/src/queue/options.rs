@@ -1,6 +1,6 @@
-//! What an add asks for and what it did.
+//! What an add asks for.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Options for [`WorkQueue::add_with`](super::WorkQueue::add_with)
 /// (controller-runtime's `AddOpts`).
@@ -52,27 +52,4 @@ impl AddOpts {
         self.priority = priority;
         self
     }
-}
-
-/// What an accepted add did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Added {
-    /// The item is now ready and waiting for a worker.
-    Queued,
-    /// The item was already pending (ready, or due again after its current
-    /// processing, or delayed to an earlier time); the adds collapsed into
-    /// one. A higher priority was kept.
-    Merged,
-    /// The item is being processed; it will be queued again when that
-    /// processing ends.
-    AfterDone,
-    /// The item will become ready at `at` (on the queue's clock).
-    Delayed {
-        /// When it becomes ready.
-        at: Instant,
-    },
-    /// Handed to a remote engine's background task, which applies it in
-    /// order with this process's other calls; the outcome is not known
-    /// yet (use [`Item::end_async`](super::Item::end_async) to wait for it).
-    Sent,
 }

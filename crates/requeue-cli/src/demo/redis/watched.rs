@@ -79,6 +79,10 @@ impl<Q: AsyncQueue<String>> AsyncQueue<String> for Watched<Q> {
         result
     }
 
+    fn done(&self, item: &String) -> impl Future<Output = Result<bool, QueueError>> + Send {
+        self.inner.done(item)
+    }
+
     fn forget(&self, item: &String) -> impl Future<Output = Result<(), QueueError>> + Send {
         self.inner.forget(item)
     }

@@ -1,7 +1,7 @@
-//! How a remote engine's hand-out plugs into the one [`Item`](crate::queue::Item) guard.
+//! How a hand-out ends ([`Then`], [`Ended`]) and how a remote engine's
+//! hand-out plugs into the one [`Item`](crate::queue::Item) guard ([`Lease`]).
 
-use super::QueueError;
-use crate::queue::Added;
+use super::{Added, QueueError};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
