@@ -1,6 +1,5 @@
 //! Configuring and connecting a [`RedisQueue`].
 
-use super::codec::{DefaultCodec, KeyCodec};
 use super::shared::{Shared, Stats, Time};
 use super::{Engine, RedisQueue, background};
 use crate::error::Error;
@@ -11,6 +10,7 @@ use crate::scripts::Scripts;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::clock::{FakeClock, SharedClock};
+use requeue::engine::codec::{DefaultCodec, KeyCodec};
 use requeue::metrics::{MetricsProvider, QueueMetrics};
 use requeue::queue::Key;
 use std::collections::HashMap;

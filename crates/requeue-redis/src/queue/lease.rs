@@ -3,7 +3,7 @@
 
 use super::shared::{Held, Shared};
 use crate::ops::{self, AddCode, DoneCode, Token};
-use requeue::engine::{BoxFuture, Ended, Lease, QueueError, Then};
+use requeue::engine::{BoxFuture, Ended, Lease, QueueError, Readd, Then};
 use requeue::queue::{Added, Key};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -149,18 +149,18 @@ async fn end_once<T: Key>(
     shared
         .call(move |mut conn, shared| async move {
             let keys = &shared.keys;
-            let added = match then {
-                Then::Done | Then::Forget => None,
-                Then::Requeue => {
+            let added = match then.readd() {
+                None => None,
+                Some(Readd::Now) => {
                     Some((ops::add(&mut conn, keys, &raw, shared.now()).await?.code, 0))
                 }
-                Then::Retry => {
+                Some(Readd::RateLimited) => {
                     let reply =
                         ops::add_rate_limited(&mut conn, keys, &raw, &shared.limiter, shared.now())
                             .await?;
                     Some((reply.code, reply.delay_ms))
                 }
-                Then::RetryAfter(delay) | Then::ForgetRetryAfter(delay) => {
+                Some(Readd::After(delay)) => {
                     let ms = millis(delay);
                     Some((
                         ops::add_after(&mut conn, keys, &raw, ms, shared.now())

@@ -42,13 +42,12 @@
 mod background;
 mod blocking;
 mod builder;
-mod codec;
 mod lease;
 mod shared;
 
 pub use blocking::BlockingRedisQueue;
 pub use builder::{DEFAULT_LEASE, RedisQueueBuilder};
-pub use codec::{DefaultCodec, Json, KeyCodec, Raw, Utf8};
+pub use requeue::engine::codec::{DefaultCodec, Json, KeyCodec, Raw, Utf8};
 
 use crate::ops::{self, Leased};
 use background::WAKE_CAP;
@@ -178,7 +177,7 @@ impl<T: Key> RedisQueue<T> {
             });
         }
         let raw = self.shared.codec.encode(&item);
-        let after = opts.after.map(millis).filter(|&ms| ms > 0);
+        let after = opts.delay(None).map(millis);
         let result = self
             .shared
             .call(move |mut conn, shared| async move {
@@ -187,8 +186,12 @@ impl<T: Key> RedisQueue<T> {
                     shared.report(|m| m.retries.inc());
                     let limited =
                         ops::add_rate_limited(&mut conn, keys, &raw, &shared.limiter, now).await?;
-                    // controller-runtime: the shorter of the two delays wins.
-                    match after.filter(|&ms| ms < limited.delay_ms) {
+                    // The shorter of the two delays wins (`AddOpts::delay`):
+                    // the script used the limiter's; a shorter `after` is
+                    // added on top (the earliest delay wins in Redis too).
+                    let limiter = Duration::from_millis(limited.delay_ms);
+                    let chosen = opts.delay(Some(limiter)).map(millis);
+                    match chosen.filter(|&ms| ms < limited.delay_ms) {
                         Some(ms) => {
                             let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
                             (reply.code, reply.depth, ms)

@@ -3,13 +3,13 @@
 //! wait on. Everything durable lives in Redis; this is only what a
 //! process needs to renew its leases and to wait without polling.
 
-use super::codec::KeyCodec;
 use crate::keys::QueueKeys;
 use crate::ops::{GetArgs, LimiterSpec, Now, Token};
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use requeue::clock::SharedClock;
 use requeue::engine::QueueError;
+use requeue::engine::codec::KeyCodec;
 use requeue::metrics::QueueMetrics;
 use std::collections::HashMap;
 use std::future::Future;

@@ -48,11 +48,12 @@
 //! engine shipped with requeue: an item is only taken when the future
 //! returns it.
 
+pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod memory;
 
-pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Then};
+pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Readd, Then};
 
 use crate::clock::SharedClock;
 use crate::queue::{AddOpts, Added, Item, Key};

@@ -31,6 +31,30 @@ impl Then {
     pub fn forgets(self) -> bool {
         matches!(self, Then::Forget | Then::ForgetRetryAfter(_))
     }
+
+    /// The re-add this ending makes before it marks the hand-out done
+    /// (re-adding first, while the key is still held, parks the re-add
+    /// until the done, so nothing is lost); `None` for [`Then::Done`] and
+    /// [`Then::Forget`]. Every engine applies this one mapping.
+    pub fn readd(self) -> Option<Readd> {
+        match self {
+            Then::Done | Then::Forget => None,
+            Then::Requeue => Some(Readd::Now),
+            Then::Retry => Some(Readd::RateLimited),
+            Then::RetryAfter(delay) | Then::ForgetRetryAfter(delay) => Some(Readd::After(delay)),
+        }
+    }
+}
+
+/// The re-add an ending makes ([`Then::readd`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readd {
+    /// At once (client-go's `Add`).
+    Now,
+    /// After the rate limiter's delay (`AddRateLimited`).
+    RateLimited,
+    /// After this long (`AddAfter`).
+    After(Duration),
 }
 
 /// What ending a hand-out did.

@@ -320,15 +320,8 @@ impl<T: Key> Shared<T> {
 
     /// Adds a key (the engine of every `add` flavour).
     pub(crate) fn admit(&self, item: KeyArg<'_, T>, opts: AddOpts) -> Result<Admission<T>, T> {
-        let mut delay = opts.after;
-        if opts.rate_limited {
-            let limited = self.limiter.when(item.get());
-            delay = Some(match delay {
-                Some(after) if !after.is_zero() && after < limited => after,
-                _ => limited,
-            });
-        }
-        let delay = delay.filter(|d| !d.is_zero());
+        let limited = opts.rate_limited.then(|| self.limiter.when(item.get()));
+        let delay = opts.delay(limited);
         let now = (delay.is_some() || self.timed).then(|| self.clock.now());
         let at = delay.zip(now).map(|(d, now)| deadline_after(now, d));
         let retry = opts.after.is_some() || opts.rate_limited;

@@ -7,7 +7,7 @@
 use super::outcome::HandOut;
 use super::shard::Handle;
 use super::{Added, Key, ShutDown, WorkQueue};
-use crate::handout::{Ended, Lease, QueueError, Then};
+use crate::handout::{Ended, Lease, QueueError, Readd, Then};
 use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
@@ -197,7 +197,7 @@ impl<T: Key> Item<T> {
 
 /// Whether an ending re-adds the item.
 fn readds(then: Then) -> bool {
-    !matches!(then, Then::Done | Then::Forget)
+    then.readd().is_some()
 }
 
 /// Ends an in-memory hand-out: the re-add first (so a key re-added while
@@ -212,14 +212,11 @@ fn end_local<T: Key>(
     if then.forgets() {
         queue.forget(&item);
     }
-    let readd = match then {
-        Then::Done | Then::Forget => None,
-        Then::Requeue => Some(queue.add(item)),
-        Then::Retry => Some(queue.add_rate_limited(item)),
-        Then::RetryAfter(delay) | Then::ForgetRetryAfter(delay) => {
-            Some(queue.add_after(item, delay))
-        }
-    };
+    let readd = then.readd().map(|readd| match readd {
+        Readd::Now => queue.add(item),
+        Readd::RateLimited => queue.add_rate_limited(item),
+        Readd::After(delay) => queue.add_after(item, delay),
+    });
     let released = queue.finish(handle, token);
     match readd {
         None => Ended {

@@ -26,6 +26,30 @@ pub struct AddOpts {
 }
 
 impl AddOpts {
+    /// The delay this add asks for once the rate limiter has answered
+    /// (`limited`, for a rate-limited add): the shorter of `after` and the
+    /// limiter's delay wins (controller-runtime's rule), and a zero delay
+    /// is none. `None`: add at once. Every engine applies this one rule.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use requeue::queue::AddOpts;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let opts = AddOpts::new().after(ms(50)).rate_limited();
+    /// assert_eq!(opts.delay(Some(ms(200))), Some(ms(50)));
+    /// assert_eq!(opts.delay(Some(ms(10))), Some(ms(10)));
+    /// assert_eq!(AddOpts::new().after(Duration::ZERO).delay(None), None);
+    /// ```
+    pub fn delay(&self, limited: Option<Duration>) -> Option<Duration> {
+        let after = self.after.filter(|d| !d.is_zero());
+        let delay = match (after, limited) {
+            (Some(after), Some(limited)) => Some(after.min(limited)),
+            (after, limited) => after.or(limited),
+        };
+        delay.filter(|d| !d.is_zero())
+    }
+
     /// An immediate add at priority 0.
     pub const fn new() -> Self {
         AddOpts {

@@ -1,11 +1,21 @@
-//! How a queue's items become Redis bytes and back. The bytes are the
-//! item's identity: two items are the same key exactly when they encode to
-//! the same bytes, so an encoding must be deterministic.
+//! How a queue's items become bytes and back, for engines that keep them
+//! outside the process (Redis, a database). The bytes are the item's
+//! identity: two items are the same key exactly when they encode to the
+//! same bytes, so an encoding must be deterministic.
+//!
+//! ```
+//! use requeue::engine::codec::{DefaultCodec, KeyCodec, Utf8};
+//!
+//! let codec = String::default_codec();
+//! assert_eq!(codec.encode(&"ns/web".to_string()), b"ns/web");
+//! assert!(Utf8.decode(&[0xff]).is_err()); // not an item: refused, left in place
+//! ```
 
+#[cfg(feature = "json")]
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// Turns items into the bytes stored in Redis and back.
+/// Turns items into the bytes an engine stores and back.
 pub trait KeyCodec<T>: Send + Sync + 'static {
     /// The item's bytes (its identity in Redis).
     fn encode(&self, item: &T) -> Vec<u8>;
@@ -42,9 +52,11 @@ impl KeyCodec<Vec<u8>> for Raw {
 
 /// Any serde type as compact JSON. Serialization must be deterministic
 /// for the type (structs and enums are; a `HashMap` field is not).
+#[cfg(feature = "json")]
 #[derive(Debug)]
 pub struct Json<T>(PhantomData<fn() -> T>);
 
+#[cfg(feature = "json")]
 impl<T> Json<T> {
     /// The JSON codec for `T`.
     pub const fn new() -> Self {
@@ -52,12 +64,14 @@ impl<T> Json<T> {
     }
 }
 
+#[cfg(feature = "json")]
 impl<T> Default for Json<T> {
     fn default() -> Self {
         Json::new()
     }
 }
 
+#[cfg(feature = "json")]
 impl<T> KeyCodec<T> for Json<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + 'static,
@@ -72,8 +86,8 @@ where
     }
 }
 
-/// Item types with a natural codec, so `RedisQueue::<String>::builder`
-/// needs none.
+/// Item types with a natural codec, so an engine's builder for them
+/// (`RedisQueue::<String>::builder`) needs none.
 pub trait DefaultCodec: Sized {
     /// The codec used unless the builder is given another.
     fn default_codec() -> Arc<dyn KeyCodec<Self>>;
@@ -102,6 +116,7 @@ mod tests {
         assert_eq!(Utf8.encode(&"a".to_string()), b"a");
     }
 
+    #[cfg(feature = "json")]
     #[test]
     fn json_round_trips_structs_and_refuses_garbage() {
         #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
