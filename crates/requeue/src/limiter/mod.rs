@@ -95,12 +95,14 @@ mod failures;
 mod fast_slow;
 mod max_of;
 mod max_wait;
+mod spec;
 
 pub use bucket::{NEVER, TokenBucket};
 pub use exponential::ItemExponential;
 pub use fast_slow::ItemFastSlow;
 pub use max_of::MaxOf;
 pub use max_wait::WithMaxWait;
+pub use spec::{Bucket, Exponential, FastSlow, LimiterSpec};
 
 use crate::clock::Clock;
 use failures::Failures;
