@@ -168,7 +168,7 @@ impl<T: Key> RedisQueueBuilder<T> {
     pub fn build_blocking(self) -> Result<super::BlockingRedisQueue<T>, Error> {
         let (runtime, prepared) = self.prepare()?;
         let connected = runtime.handle().block_on(prepared.connect())?;
-        Ok(super::BlockingRedisQueue::new(RedisQueue::start(
+        Ok(requeue::engine::Blocking::from_async(RedisQueue::start(
             runtime, connected,
         )))
     }

@@ -48,12 +48,14 @@
 //! engine shipped with requeue: an item is only taken when the future
 //! returns it.
 
+mod blocking;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod memory;
 
 pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Readd, Then};
+pub use blocking::Blocking;
 
 use crate::clock::SharedClock;
 use crate::queue::{AddOpts, Added, Item, Key};
