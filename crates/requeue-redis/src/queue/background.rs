@@ -21,7 +21,7 @@ pub(crate) const WAKE_CAP: Duration = Duration::from_secs(5);
 /// wait (renew first, then take new work).
 pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationToken) {
     let period = shared.lease / 3;
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = super::shared::retry_backoff(Duration::from_millis(50));
     loop {
         let deadline = requeue::clock::deadline_after(shared.clock.now(), period);
         tokio::select! {
@@ -35,7 +35,7 @@ pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationTo
         loop {
             match renew_once(&shared).await {
                 Ok(()) => {
-                    backoff = Duration::from_millis(50);
+                    backoff = super::shared::retry_backoff(Duration::from_millis(50));
                     shared.healthy.send_replace(true);
                     break;
                 }
@@ -46,18 +46,16 @@ pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationTo
                     tracing::error!(queue = %shared.name, %error, "cannot renew leases: the queue's state needs repair; retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.step()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
                 Err(error) => {
                     shared.healthy.send_replace(false);
                     tracing::warn!(queue = %shared.name, url = %shared.url, %error, "cannot renew leases; retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.step()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }
@@ -110,7 +108,7 @@ pub(crate) async fn wait_for_marker<T: Key>(
     cancel: CancellationToken,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = super::shared::retry_backoff(Duration::from_millis(50));
     loop {
         // Only block while a getter waits, so this process never takes a
         // wake-up it cannot use.
@@ -135,16 +133,15 @@ pub(crate) async fn wait_for_marker<T: Key>(
                     .await
                 {
                     Ok(c) => {
-                        backoff = Duration::from_millis(50);
+                        backoff = super::shared::retry_backoff(Duration::from_millis(50));
                         conn.insert(c)
                     }
                     Err(error) => {
                         tracing::debug!(queue = %shared.name, %error, "marker connection failed; retrying");
                         tokio::select! {
                             _ = cancel.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(backoff.step()) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
                         // Getters poll at the cap meanwhile.
                         shared.ready.notify_waiters();
                         continue;

@@ -76,7 +76,7 @@ pub(crate) async fn end_with_retries<T: Key>(
     token: Token,
     then: Then,
 ) -> Result<Ended, QueueError> {
-    let mut backoff = Duration::from_millis(20);
+    let mut backoff = super::shared::retry_backoff(Duration::from_millis(20));
     let mut retried = false;
     let mut attempts = 1;
     let result = loop {
@@ -85,8 +85,7 @@ pub(crate) async fn end_with_retries<T: Key>(
                 if attempts < END_ATTEMPTS && lease_still_ours(shared, &raw, token) =>
             {
                 tracing::debug!(queue = %shared.name, %error, "retrying the end of a lease");
-                tokio_sleep(shared, backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio_sleep(shared, backoff.step()).await;
                 retried = true;
                 attempts += 1;
             }

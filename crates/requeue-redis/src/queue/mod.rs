@@ -236,7 +236,7 @@ impl<T: Key> RedisQueue<T> {
 
     async fn get_inner(&self, stop: Option<&Stop>) -> Result<Item<T>, QueueError> {
         let shared = &self.shared;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = shared::retry_backoff(Duration::from_millis(20));
         let never = Stop::new();
         let stop = stop.unwrap_or(&never);
         loop {
@@ -277,14 +277,13 @@ impl<T: Key> RedisQueue<T> {
                 Err(error) => {
                     tracing::warn!(queue = %shared.name, %error, "get failed; retrying");
                     tokio::select! {
-                        _ = shared.runtime.spawn(tokio::time::sleep(backoff)) => {}
+                        _ = shared.runtime.spawn(tokio::time::sleep(backoff.step())) => {}
                         _ = stop.stopped() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };
-            backoff = Duration::from_millis(20);
+            backoff = shared::retry_backoff(Duration::from_millis(20));
             self.observe_get(&reply);
             if let Some(leased) = reply.item {
                 return self.hand_out(leased, sent);

@@ -221,3 +221,13 @@ pub(crate) fn is_connection_error(error: &crate::error::Error) -> bool {
         _ => false,
     }
 }
+
+/// The backoff of every retry loop of the engine (reconnects, renewals,
+/// gets, ends): from `first`, doubling up to 2 s. Real time, even when the
+/// queue's clock is fake: it paces a network, not the queue.
+pub(crate) fn retry_backoff(first: std::time::Duration) -> requeue::wait::Backoff {
+    requeue::wait::Backoff::new(first)
+        .factor(2.0)
+        .steps(u32::MAX)
+        .cap(std::time::Duration::from_secs(2))
+}
