@@ -64,12 +64,7 @@ pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationTo
 
 /// One renewal round over every held lease.
 async fn renew_once<T: Key>(shared: &Arc<Shared<T>>) -> Result<(), crate::error::Error> {
-    let held: Vec<(Vec<u8>, ops::Token)> = shared
-        .held
-        .lock()
-        .iter()
-        .map(|(raw, h)| (raw.clone(), h.token))
-        .collect();
+    let held = shared.held.snapshot();
     let sent = shared.local_ms();
     let lease_ms = super::lease::millis(shared.lease);
     let mut conn = shared.conn.clone();
@@ -78,22 +73,7 @@ async fn renew_once<T: Key>(shared: &Arc<Shared<T>>) -> Result<(), crate::error:
         return Ok(redis::cmd("PING").query_async::<()>(&mut conn).await?);
     }
     let lost = ops::extend(&mut conn, &shared.keys, lease_ms, &held, shared.now()).await?;
-    let until = shared.lease_until(sent);
-    let table = shared.held.lock();
-    // A lease that ended while the renewal was on its way is reported
-    // lost by the script too: only those still held here are lost.
-    let mut really_lost = 0;
-    for (raw, token) in &held {
-        if let Some(h) = table.get(raw).filter(|h| h.token == *token) {
-            if lost.contains(raw) {
-                h.state.invalidate();
-                really_lost += 1;
-            } else {
-                h.state.extend_to(until);
-            }
-        }
-    }
-    drop(table);
+    let really_lost = shared.held.renewed(&held, &lost, shared.held.until(sent));
     if really_lost > 0 {
         tracing::warn!(queue = %shared.name, lost = really_lost, "leases lost: their holders are told when they finish");
     }
@@ -206,15 +186,12 @@ pub(crate) async fn tick_unfinished_work<T: Key>(
             _ = Sleep::new(&*shared.clock, deadline) => {}
         }
         let now = shared.clock.now();
-        let (total, longest) =
-            shared
-                .held
-                .lock()
-                .values()
-                .fold((0.0, 0.0), |(total, longest), h| {
-                    let age = now.saturating_duration_since(h.started).as_secs_f64();
-                    (total + age, f64::max(longest, age))
-                });
+        let (mut total, mut longest) = (0.0, 0.0);
+        shared.held.for_each_started(|started| {
+            let age = now.saturating_duration_since(started).as_secs_f64();
+            total += age;
+            longest = f64::max(longest, age);
+        });
         shared.report(|m| {
             m.unfinished_work.set(total);
             m.longest_running.set(longest);

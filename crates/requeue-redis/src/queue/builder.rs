@@ -7,13 +7,11 @@ use crate::keys::QueueKeys;
 use crate::ops::{GetArgs, LimiterSpec};
 use crate::redact::RedactedUrl;
 use crate::scripts::Scripts;
-use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::clock::{FakeClock, SharedClock};
 use requeue::engine::codec::{DefaultCodec, KeyCodec};
 use requeue::metrics::{MetricsProvider, QueueMetrics};
 use requeue::queue::Key;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
@@ -294,7 +292,7 @@ impl<T: Key> Prepared<T> {
             limiter: b.limiter,
             get_args,
             runtime: tokio::runtime::Handle::current(),
-            held: Mutex::new(HashMap::new()),
+            held: requeue::engine::leases::LeaseTable::new(b.lease),
             released: Notify::new(),
             ready: Notify::new(),
             idle: AtomicUsize::new(0),

@@ -1,8 +1,9 @@
 //! A Redis hand-out inside requeue's one [`Item`](requeue::queue::Item)
 //! guard: ending it runs the re-add (if any) and the fenced `done`.
 
-use super::shared::{Held, Shared};
+use super::shared::Shared;
 use crate::ops::{self, AddCode, DoneCode, Token};
+use requeue::engine::leases::LeaseState;
 use requeue::engine::{BoxFuture, Ended, Lease, QueueError, Readd, Then};
 use requeue::queue::{Added, Key};
 use std::sync::Arc;
@@ -13,22 +14,23 @@ use std::time::Duration;
 pub(crate) struct RedisLease<T> {
     pub(crate) shared: Arc<Shared<T>>,
     pub(crate) raw: Vec<u8>,
-    pub(crate) held: Held,
+    pub(crate) token: Token,
+    pub(crate) state: Arc<LeaseState>,
 }
 
 impl<T: Key> Lease<T> for RedisLease<T> {
     fn is_valid(&self) -> bool {
-        self.held.state.is_valid_at(self.shared.local_ms())
+        self.state.is_valid_at(self.shared.local_ms())
     }
 
     fn token(&self) -> String {
-        self.held.token.to_string()
+        self.token.to_string()
     }
 
     fn end(self: Box<Self>, item: T, then: Then) {
         let runtime = self.shared.runtime.clone();
         runtime.spawn(async move {
-            let (shared, raw, token) = (self.shared.clone(), self.raw.clone(), self.held.token);
+            let (shared, raw, token) = (self.shared.clone(), self.raw.clone(), self.token);
             drop(item);
             match end_with_retries(&shared, raw, token, then).await {
                 Ok(_) | Err(QueueError::LeaseLost) => {}
@@ -53,7 +55,7 @@ impl<T: Key> Lease<T> for RedisLease<T> {
     ) -> BoxFuture<'static, Result<Ended, QueueError>> {
         Box::pin(async move {
             drop(item);
-            end_with_retries(&self.shared, self.raw.clone(), self.held.token, then).await
+            end_with_retries(&self.shared, self.raw.clone(), self.token, then).await
         })
     }
 }
@@ -122,12 +124,7 @@ async fn give_back<T: Key>(shared: &Arc<Shared<T>>, raw: &[u8], token: Token) {
 }
 
 fn lease_still_ours<T: Key>(shared: &Shared<T>, raw: &[u8], token: Token) -> bool {
-    let local = shared.local_ms();
-    shared
-        .held
-        .lock()
-        .get(raw)
-        .is_some_and(|h| h.token == token && h.state.is_valid_at(local))
+    shared.held.holds(raw, token, shared.local_ms())
 }
 
 /// Sleeps on the queue's runtime (network backoff is real time even when

@@ -56,7 +56,7 @@ use requeue::clock::{SharedClock, Sleep};
 use requeue::engine::{AddError, AsyncQueue, QueueError, Then};
 use requeue::queue::{AddOpts, Added, Item, Key};
 use requeue::wait::Stop;
-use shared::{Held, LeaseState, Shared};
+use shared::Shared;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -83,7 +83,7 @@ impl<T> std::fmt::Debug for RedisQueue<T> {
         f.debug_struct("RedisQueue")
             .field("name", &self.shared.name)
             .field("url", &self.shared.url)
-            .field("held", &self.shared.held.lock().len())
+            .field("held", &self.shared.held.len())
             .finish()
     }
 }
@@ -137,7 +137,7 @@ impl<T: Key> RedisQueue<T> {
 
     /// How many items this process holds right now.
     pub fn held(&self) -> usize {
-        self.shared.held.lock().len()
+        self.shared.held.len()
     }
 
     /// Leases this process lost (its `done` came too late) so far.
@@ -359,19 +359,18 @@ impl<T: Key> RedisQueue<T> {
                 });
             }
         };
-        let held = Held {
-            token: leased.token,
-            state: Arc::new(LeaseState::new(self.shared.lease_until(sent_ms))),
-            started: self.shared.clock.now(),
-        };
-        self.shared
-            .held
-            .lock()
-            .insert(leased.item.clone(), held.clone());
+        let until = self.shared.held.until(sent_ms);
+        let state = self.shared.held.insert(
+            leased.item.clone(),
+            leased.token,
+            until,
+            self.shared.clock.now(),
+        );
         let lease = RedisLease {
             shared: self.shared.clone(),
             raw: leased.item,
-            held,
+            token: leased.token,
+            state,
         };
         Ok(Item::leased(item, Box::new(lease)))
     }
@@ -383,9 +382,8 @@ impl<T: Key> RedisQueue<T> {
     /// lease ran out meanwhile.
     pub async fn done(&self, item: &T) -> Result<bool, QueueError> {
         let raw = self.shared.codec.encode(item);
-        let token = match self.shared.held.lock().get(&raw) {
-            Some(held) => held.token,
-            None => return Ok(false),
+        let Some(token) = self.shared.held.token_of(&raw) else {
+            return Ok(false);
         };
         lease::end_with_retries(&self.shared, raw, token, Then::Done)
             .await
@@ -447,7 +445,7 @@ impl<T: Key> RedisQueue<T> {
             let released = self.shared.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            if self.shared.held.lock().is_empty() {
+            if self.shared.held.is_empty() {
                 return;
             }
             released.await;
@@ -460,16 +458,9 @@ impl<T: Key> RedisQueue<T> {
     /// gone. Returns how many items were given back.
     pub async fn shut_down_and_release(&self) -> Result<usize, QueueError> {
         self.shut_down();
-        let held: Vec<(Vec<u8>, Held)> = self
-            .shared
-            .held
-            .lock()
-            .iter()
-            .map(|(raw, h)| (raw.clone(), h.clone()))
-            .collect();
+        let held = self.shared.held.snapshot();
         let mut released = 0;
-        for (raw, held) in held {
-            let token = held.token;
+        for (raw, token) in held {
             let raw2 = raw.clone();
             let reply = self
                 .shared

@@ -5,13 +5,12 @@
 
 use crate::keys::QueueKeys;
 use crate::ops::{GetArgs, LimiterSpec, Now, Token};
-use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use requeue::clock::SharedClock;
 use requeue::engine::QueueError;
 use requeue::engine::codec::KeyCodec;
+use requeue::engine::leases::LeaseTable;
 use requeue::metrics::QueueMetrics;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,44 +24,6 @@ pub(crate) enum Time {
     Server,
     /// The queue's (fake) clock, as ms since `epoch` plus a base.
     Fake,
-}
-
-/// What the holder knows about one of its leases, shared between the
-/// lease table, the renewer and the item's guard.
-#[derive(Debug)]
-pub(crate) struct LeaseState {
-    /// Cleared when the lease is reported lost or ended.
-    valid: AtomicBool,
-    /// Local-clock ms until which the lease is surely held (conservative:
-    /// measured from before the call that set it, minus a margin).
-    until_ms: AtomicU64,
-}
-
-impl LeaseState {
-    pub(crate) fn new(until_ms: u64) -> Self {
-        LeaseState {
-            valid: AtomicBool::new(true),
-            until_ms: AtomicU64::new(until_ms),
-        }
-    }
-    pub(crate) fn invalidate(&self) {
-        self.valid.store(false, Ordering::SeqCst);
-    }
-    pub(crate) fn extend_to(&self, until_ms: u64) {
-        self.until_ms.fetch_max(until_ms, Ordering::SeqCst);
-    }
-    pub(crate) fn is_valid_at(&self, local_ms: u64) -> bool {
-        self.valid.load(Ordering::SeqCst) && local_ms < self.until_ms.load(Ordering::SeqCst)
-    }
-}
-
-/// One lease this process holds.
-#[derive(Debug, Clone)]
-pub(crate) struct Held {
-    pub(crate) token: Token,
-    pub(crate) state: Arc<LeaseState>,
-    /// When it was handed out (queue clock), for the work-time metrics.
-    pub(crate) started: Instant,
 }
 
 /// Counters of what this process saw (for metrics and tests).
@@ -93,7 +54,7 @@ pub(crate) struct Shared<T> {
     /// removed when the item's guard ends the lease (whatever the outcome)
     /// or by `shut_down_and_release`. So the guards alive (the caller's
     /// workers) bound it, and `renew_once` sends it in `MAX_BATCH` chunks.
-    pub(crate) held: Mutex<HashMap<Vec<u8>, Held>>,
+    pub(crate) held: LeaseTable<Token>,
     /// Signalled whenever a lease leaves the table (drain waits on it).
     pub(crate) released: Notify,
     /// Signalled when items may be ready (marker popped, shutdown).
@@ -129,13 +90,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
             Time::Server => Now::Server,
             Time::Fake => Now::Fake(FAKE_BASE_MS + self.local_ms()),
         }
-    }
-
-    /// The local deadline of a lease granted by a call sent at `sent_ms`.
-    pub(crate) fn lease_until(&self, sent_ms: u64) -> u64 {
-        let lease = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        let margin = (lease / 10).min(1_000);
-        sent_ms.saturating_add(lease - margin)
     }
 
     /// Whether this process has stopped taking work.
@@ -182,17 +136,9 @@ impl<T: Send + Sync + 'static> Shared<T> {
     /// Removes a lease from the table (ended or lost); returns when it
     /// was handed out, if it was still there.
     pub(crate) fn forget_lease(&self, raw: &[u8], token: Token) -> Option<Instant> {
-        let mut held = self.held.lock();
-        let removed = match held.get(raw) {
-            Some(h) if h.token == token => held.remove(raw),
-            _ => None,
-        };
-        drop(held);
+        let started = self.held.forget(raw, token);
         self.released.notify_waiters();
-        removed.map(|h| {
-            h.state.invalidate();
-            h.started
-        })
+        started
     }
 
     /// Reports to the metrics, if any.

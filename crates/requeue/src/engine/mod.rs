@@ -52,6 +52,7 @@ mod blocking;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod leases;
 mod memory;
 
 pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Readd, Then};
