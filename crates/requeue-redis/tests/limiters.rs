@@ -5,7 +5,7 @@
 
 mod support;
 
-use requeue::clock::FakeClock;
+use requeue::clock::{Clock, FakeClock};
 use requeue::limiter::{self, ItemExponential, ItemFastSlow, MaxOf, RateLimiter, TokenBucket};
 use requeue_redis::ops::{self, Bucket, Exponential, FastSlow, LimiterSpec};
 use std::time::Duration;
@@ -259,4 +259,70 @@ async fn rate_limited_add_of_an_item_already_due_is_ignored() {
         "no limiter: no wait"
     );
     q.check().await;
+}
+
+/// A limiter of the user's own: 42 ms for every attempt, counting them.
+struct FortyTwo(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl RateLimiter<String> for FortyTwo {
+    fn when(&self, item: &String) -> Duration {
+        *self.0.lock().unwrap().entry(item.clone()).or_default() += 1;
+        Duration::from_millis(42)
+    }
+    fn forget(&self, item: &String) {
+        self.0.lock().unwrap().remove(item);
+    }
+    fn num_requeues(&self, item: &String) -> u32 {
+        self.0.lock().unwrap().get(item).copied().unwrap_or(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_rate_limiter_can_pace_a_redis_queue_from_this_process() {
+    // The builder used to take only the closed LimiterSpec.
+    use requeue::engine::Then;
+    use requeue::queue::Added;
+    use requeue_redis::RedisQueue;
+    let clock = FakeClock::new();
+    let name = format!("local-limiter-{}", std::process::id());
+    let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), &name)
+        .fake_time(clock.clone())
+        .rate_limiter(FortyTwo(Default::default()))
+        .build()
+        .await
+        .unwrap();
+    let key = "ns/web".to_string();
+    let added = queue.add_rate_limited(key.clone()).await.unwrap();
+    let due = |added: Added| match added {
+        Added::Delayed { at } => at.saturating_duration_since(clock.now()),
+        other => panic!("expected a delay, got {other:?}"),
+    };
+    assert_eq!(due(added), Duration::from_millis(42));
+    assert_eq!(queue.num_requeues(&key).await.unwrap(), 1);
+    clock.advance(Duration::from_millis(42));
+    let item = queue.get().await.unwrap();
+    // A failure re-adds it by the same limiter.
+    let ended = item.end_async(Then::Retry).await.unwrap();
+    assert_eq!(due(ended.added.unwrap()), Duration::from_millis(42));
+    assert_eq!(queue.num_requeues(&key).await.unwrap(), 2);
+    clock.advance(Duration::from_millis(42));
+    let item = queue.get().await.unwrap();
+    // A success forgets its history there too.
+    item.end_async(Then::Forget).await.unwrap();
+    assert_eq!(queue.num_requeues(&key).await.unwrap(), 0);
+    // And the client-go limiters work the same way.
+    let queue: RedisQueue<String> =
+        RedisQueue::builder(support::server().url(), format!("{name}-exp"))
+            .fake_time(clock.clone())
+            .rate_limiter(ItemExponential::new(
+                Duration::from_millis(5),
+                Duration::from_secs(1),
+            ))
+            .build()
+            .await
+            .unwrap();
+    let first = due(queue.add_rate_limited(key.clone()).await.unwrap());
+    assert_eq!(first, Duration::from_millis(5));
+    queue.forget(&key).await.unwrap();
+    assert_eq!(queue.num_requeues(&key).await.unwrap(), 0);
 }

@@ -10,6 +10,7 @@ use crate::scripts::Scripts;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::clock::{FakeClock, SharedClock};
 use requeue::engine::codec::{DefaultCodec, KeyCodec};
+use requeue::limiter::RateLimiter;
 use requeue::metrics::{MetricsProvider, QueueMetrics};
 use requeue::queue::Key;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct RedisQueueBuilder<T> {
     name: String,
     lease: Duration,
     limiter: LimiterSpec,
+    local_limiter: Option<Arc<dyn RateLimiter<T>>>,
     codec: Arc<dyn KeyCodec<T>>,
     clock: Option<SharedClock>,
     fake_time: bool,
@@ -44,6 +46,7 @@ impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
             .field("name", &self.name)
             .field("lease", &self.lease)
             .field("limiter", &self.limiter)
+            .field("local_limiter", &self.local_limiter.is_some())
             .field("fake_time", &self.fake_time)
             .field("batch", &self.batch)
             .field("response_timeout", &self.response_timeout)
@@ -75,6 +78,7 @@ impl<T: Key> RedisQueue<T> {
             name: name.into(),
             lease: DEFAULT_LEASE,
             limiter: LimiterSpec::default_controller(),
+            local_limiter: None,
             codec,
             clock: None,
             fake_time: false,
@@ -99,6 +103,17 @@ impl<T: Key> RedisQueueBuilder<T> {
     /// (default: client-go's default controller limiter).
     pub fn limiter(mut self, limiter: LimiterSpec) -> Self {
         self.limiter = limiter;
+        self
+    }
+
+    /// A rate limiter of this process's own for `add_rate_limited` (and
+    /// retries), instead of the shared [`limiter`](Self::limiter): any
+    /// [`RateLimiter`], client-go's or yours. Its state (failure counts, a
+    /// bucket) lives in this process, so processes do not share it;
+    /// `num_requeues` and `forget` use it too. Reaped leases still back off
+    /// by the shared limiter's exponential part, evaluated in Redis.
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter<T> + 'static) -> Self {
+        self.local_limiter = Some(Arc::new(limiter));
         self
     }
 
@@ -290,6 +305,7 @@ impl<T: Key> Prepared<T> {
             },
             lease: b.lease,
             limiter: b.limiter,
+            local_limiter: b.local_limiter,
             get_args,
             runtime: tokio::runtime::Handle::current(),
             held: requeue::engine::leases::LeaseTable::new(b.lease),

@@ -31,8 +31,9 @@ impl<T: Key> Lease<T> for RedisLease<T> {
         let runtime = self.shared.runtime.clone();
         runtime.spawn(async move {
             let (shared, raw, token) = (self.shared.clone(), self.raw.clone(), self.token);
+            let delay = local_readd(&shared, &item, then);
             drop(item);
-            match end_with_retries(&shared, raw, token, then).await {
+            match end_with_retries(&shared, raw, token, then, delay).await {
                 Ok(_) | Err(QueueError::LeaseLost) => {}
                 Err(error @ QueueError::Corrupt { .. }) => tracing::error!(
                     queue = %shared.name,
@@ -54,9 +55,23 @@ impl<T: Key> Lease<T> for RedisLease<T> {
         then: Then,
     ) -> BoxFuture<'static, Result<Ended, QueueError>> {
         Box::pin(async move {
+            let delay = local_readd(&self.shared, &item, then);
             drop(item);
-            end_with_retries(&self.shared, self.raw.clone(), self.token, then).await
+            end_with_retries(&self.shared, self.raw.clone(), self.token, then, delay).await
         })
+    }
+}
+
+/// What a limiter of this process's own says about `item` as `then` ends
+/// it: its history cleared if the ending forgets, and the delay of a
+/// rate-limited re-add (`None`: the shared limiter decides in Redis).
+fn local_readd<T: Key>(shared: &Shared<T>, item: &T, then: Then) -> Option<Duration> {
+    if then.forgets() {
+        shared.local_forget(item);
+    }
+    match then.readd() {
+        Some(Readd::RateLimited) => shared.local_delay(item),
+        _ => None,
     }
 }
 
@@ -77,12 +92,13 @@ pub(crate) async fn end_with_retries<T: Key>(
     raw: Vec<u8>,
     token: Token,
     then: Then,
+    local_delay: Option<Duration>,
 ) -> Result<Ended, QueueError> {
     let mut backoff = super::shared::retry_backoff(Duration::from_millis(20));
     let mut retried = false;
     let mut attempts = 1;
     let result = loop {
-        match end_once(shared, raw.clone(), token, then, retried).await {
+        match end_once(shared, raw.clone(), token, then, local_delay, retried).await {
             Err(QueueError::Backend(error))
                 if attempts < END_ATTEMPTS && lease_still_ours(shared, &raw, token) =>
             {
@@ -140,6 +156,7 @@ async fn end_once<T: Key>(
     raw: Vec<u8>,
     token: Token,
     then: Then,
+    local_delay: Option<Duration>,
     retried: bool,
 ) -> Result<Ended, QueueError> {
     shared
@@ -150,12 +167,24 @@ async fn end_once<T: Key>(
                 Some(Readd::Now) => {
                     Some((ops::add(&mut conn, keys, &raw, shared.now()).await?.code, 0))
                 }
-                Some(Readd::RateLimited) => {
-                    let reply =
-                        ops::add_rate_limited(&mut conn, keys, &raw, &shared.limiter, shared.now())
-                            .await?;
-                    Some((reply.code, reply.delay_ms))
-                }
+                Some(Readd::RateLimited) => match local_delay {
+                    Some(delay) => {
+                        let ms = millis(delay);
+                        let reply = ops::add_after(&mut conn, keys, &raw, ms, shared.now()).await?;
+                        Some((reply.code, ms))
+                    }
+                    None => {
+                        let reply = ops::add_rate_limited(
+                            &mut conn,
+                            keys,
+                            &raw,
+                            &shared.limiter,
+                            shared.now(),
+                        )
+                        .await?;
+                        Some((reply.code, reply.delay_ms))
+                    }
+                },
                 Some(Readd::After(delay)) => {
                     let ms = millis(delay);
                     Some((

@@ -176,12 +176,29 @@ impl<T: Key> RedisQueue<T> {
                 error: QueueError::ShutDown,
             });
         }
+        // A limiter of this process's own answers here; the add is then an
+        // `add_after` by its delay (the shorter delay rule applied).
+        let mut opts = opts;
+        let mut local_retry = false;
+        if opts.rate_limited
+            && let Some(limited) = self.shared.local_delay(&item)
+        {
+            opts = AddOpts {
+                after: Some(opts.delay(Some(limited)).unwrap_or(Duration::ZERO)),
+                rate_limited: false,
+                ..opts
+            };
+            local_retry = true;
+        }
         let raw = self.shared.codec.encode(&item);
         let after = opts.delay(None).map(millis);
         let result = self
             .shared
             .call(move |mut conn, shared| async move {
                 let (keys, now) = (&shared.keys, shared.now());
+                if local_retry {
+                    shared.report(|m| m.retries.inc());
+                }
                 let (code, depth, delay) = if opts.rate_limited {
                     shared.report(|m| m.retries.inc());
                     let limited =
@@ -385,13 +402,14 @@ impl<T: Key> RedisQueue<T> {
         let Some(token) = self.shared.held.token_of(&raw) else {
             return Ok(false);
         };
-        lease::end_with_retries(&self.shared, raw, token, Then::Done)
+        lease::end_with_retries(&self.shared, raw, token, Then::Done, None)
             .await
             .map(|ended| ended.released)
     }
 
     /// Clears `item`'s failure count (client-go's `Forget`).
     pub async fn forget(&self, item: &T) -> Result<(), QueueError> {
+        self.shared.local_forget(item);
         let raw = self.shared.codec.encode(item);
         self.shared
             .call(move |mut conn, shared| async move {
@@ -402,6 +420,9 @@ impl<T: Key> RedisQueue<T> {
 
     /// `item`'s failure count (client-go's `NumRequeues`).
     pub async fn num_requeues(&self, item: &T) -> Result<u32, QueueError> {
+        if let Some(limiter) = &self.shared.local_limiter {
+            return Ok(limiter.num_requeues(item));
+        }
         let raw = self.shared.codec.encode(item);
         let n = self
             .shared

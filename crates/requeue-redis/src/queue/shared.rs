@@ -10,6 +10,7 @@ use requeue::clock::SharedClock;
 use requeue::engine::QueueError;
 use requeue::engine::codec::KeyCodec;
 use requeue::engine::leases::LeaseTable;
+use requeue::limiter::RateLimiter;
 use requeue::metrics::QueueMetrics;
 use std::future::Future;
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub(crate) struct Shared<T> {
     pub(crate) time: Time,
     pub(crate) lease: Duration,
     pub(crate) limiter: LimiterSpec,
+    /// A limiter of this process's own (`RedisQueueBuilder::rate_limiter`):
+    /// when set, rate-limited adds ask it instead of `limiter`, and its
+    /// state (failure counts, bucket) lives here, not in Redis.
+    pub(crate) local_limiter: Option<Arc<dyn RateLimiter<T>>>,
     pub(crate) get_args: GetArgs,
     /// The runtime every Redis call runs on (see `RedisQueue`'s docs).
     pub(crate) runtime: tokio::runtime::Handle,
@@ -78,6 +83,21 @@ pub(crate) struct Shared<T> {
 const FAKE_BASE_MS: u64 = 1_000_000_000_000;
 
 impl<T: Send + Sync + 'static> Shared<T> {
+    /// The local limiter's delay for re-adding `item` rate-limited, if
+    /// this queue has one (a remote limiter answers in the script).
+    pub(crate) fn local_delay(&self, item: &T) -> Option<Duration> {
+        self.local_limiter
+            .as_ref()
+            .map(|limiter| limiter.when(item))
+    }
+
+    /// Clears `item`'s history in the local limiter, if any.
+    pub(crate) fn local_forget(&self, item: &T) {
+        if let Some(limiter) = &self.local_limiter {
+            limiter.forget(item);
+        }
+    }
+
     /// Milliseconds on the queue's clock since the queue was built.
     pub(crate) fn local_ms(&self) -> u64 {
         let elapsed = self.clock.now().saturating_duration_since(self.epoch);
