@@ -54,14 +54,14 @@
 //!
 //! The async runner only returns once every worker has finished its key.
 
-mod metrics;
 mod outcome;
 mod run_async;
 mod runner;
 mod settle;
 mod signal;
 
-pub use metrics::{ControllerMetrics, ReconcileResult};
+/// Re-exported from [`crate::metrics`], where they live.
+pub use crate::metrics::{ControllerMetrics, ReconcileResult};
 pub use outcome::{Action, Counts, Summary};
 #[cfg(feature = "signal")]
 pub use signal::{SignalError, stop_on_signals};

@@ -2,9 +2,9 @@
 //! handler's outcome means ([`verdict`]), what is counted and reported
 //! ([`Controller::record`]), and how the hand-out ends.
 
-use super::metrics::ReconcileResult;
 use super::{Action, Controller};
 use crate::engine::{AsyncQueue, Ended, QueueError, Then};
+use crate::metrics::ReconcileResult;
 use crate::queue::{Item, Key};
 use std::fmt;
 
