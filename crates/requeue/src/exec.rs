@@ -46,6 +46,13 @@ pub(crate) fn offer_park_deadline(_deadline: Instant, _waker: &Waker) -> bool {
     false
 }
 
+/// Whether the innermost `block_on` on this thread polls with `waker`: the
+/// future being polled has the thread to itself and may park it.
+#[cfg(requeue_loom)]
+pub(crate) fn blocks_on(_waker: &Waker) -> bool {
+    false
+}
+
 /// Under loom, loom drives the future so it can explore thread interleavings.
 #[cfg(requeue_loom)]
 pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
@@ -63,6 +70,16 @@ pub(crate) fn offer_park_deadline(deadline: Instant, waker: &Waker) -> bool {
             }
             _ => false,
         }
+    })
+}
+
+#[cfg(not(requeue_loom))]
+pub(crate) fn blocks_on(waker: &Waker) -> bool {
+    FRAME.with(|frame| {
+        frame
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| f.waker.will_wake(waker))
     })
 }
 
@@ -137,6 +154,16 @@ mod tests {
             Poll::Pending
         }));
         waker_thread.join().expect("join");
+    }
+
+    #[test]
+    fn only_the_polling_waker_blocks_on_this_thread() {
+        assert!(!blocks_on(Waker::noop()));
+        block_on(std::future::poll_fn(|cx| {
+            assert!(blocks_on(cx.waker()));
+            assert!(!blocks_on(Waker::noop()));
+            Poll::Ready(())
+        }));
     }
 
     #[test]

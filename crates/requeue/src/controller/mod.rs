@@ -1,6 +1,7 @@
-//! A controller: N workers taking keys from a [`WorkQueue`], a handler that
-//! succeeds, fails or asks to come back, retries with the queue's rate
-//! limiter, panics contained, and a clean stop.
+//! A controller: N workers taking keys from a [`WorkQueue`] (or any
+//! [`AsyncQueue`] engine), a handler that succeeds, fails or asks to come
+//! back, retries as an error policy says (with the queue's rate limiter by
+//! default), panics contained, and a clean stop.
 //!
 //! # Usage
 //!
@@ -40,29 +41,59 @@
 //! | `Ok(Action::Requeue)` | `add` (back of the queue), done |
 //! | `Ok(Action::RequeueAfter(d))` | `forget`, `add_after(d)`, done |
 //! | `Ok(Action::RequeueRateLimited)` | `add_rate_limited`, done |
-//! | `Err(e)` | `add_rate_limited`, done; a Warning event if a recorder is set |
+//! | `Err(e)` | as the [error policy](Controller::error_policy) answers (by default `RequeueRateLimited`: `add_rate_limited`, done); a Warning event if a recorder is set |
 //! | panic | logged with the key, counted, then handled as an error |
+//!
+//! Failures are counted and reported as errors whatever the policy
+//! answers; the policy's answer is then applied as in the rows above.
+//!
+//! # Tracing
+//!
+//! Each key is reconciled (handler, policy, settling) inside an `info`
+//! span named `reconcile` with the fields `queue`, `key`, `attempt` (1 on
+//! the first try, one more per rate-limited retry since the key was last
+//! forgotten; absent if the engine cannot say) and `cause`, why the key
+//! was queued:
+//!
+//! | `cause` | the key was queued by |
+//! |---|---|
+//! | `add` | someone other than this controller |
+//! | `retry` | this controller, after a failed reconcile |
+//! | `requeue` | this controller, because the handler answered `Requeue` or `RequeueRateLimited` |
+//! | `requeue-after` | this controller, because the handler answered `RequeueAfter` |
+//! | `resync` | this controller's periodic [`resync`](Controller::resync) |
+//!
+//! When several adds collapse into one, the first since the key was last
+//! handed out names the cause.
 //!
 //! # Implementation
 //!
-//! The rules live in one private function (`settle`) that both the
-//! blocking workers (threads) and the async workers (tokio tasks) call. A
-//! stop signal ends intake: each worker finishes the key in hand, then
-//! exits; the queue is shut down, and the summary reports what was left.
+//! There is one worker loop, an async one. The blocking
+//! [`run`](Controller::run) starts a thread per worker that drives the loop
+//! with the crate's `block_on` (parking between polls); the async
+//! [`run_async`](Controller::run_async) spawns it as tokio tasks. The rules
+//! live in one private function (`settle`) that the loop calls. A stop
+//! signal ends intake: each worker finishes the key in hand, then exits;
+//! the queue is shut down, and the summary reports what was left.
 //!
 //! # Cancellation safety
 //!
 //! The async runner only returns once every worker has finished its key.
 
-mod metrics;
+mod cause;
+mod handler;
 mod outcome;
+mod policy;
 mod run_async;
 mod runner;
 mod settle;
 mod signal;
+mod worker;
 
-pub use metrics::{ControllerMetrics, ReconcileResult};
+/// Re-exported from [`crate::metrics`], where they live.
+pub use crate::metrics::{ControllerMetrics, ReconcileResult};
 pub use outcome::{Action, Counts, Summary};
+pub use policy::{ErrorPolicy, Failure, RECONCILE_ERROR, RetryOnError};
 #[cfg(feature = "signal")]
 pub use signal::{SignalError, stop_on_signals};
 
@@ -70,6 +101,7 @@ use crate::engine::AsyncQueue;
 #[cfg(feature = "events")]
 use crate::events::{ObjectReference, Recorder};
 use crate::queue::{Key, WorkQueue};
+use cause::{Cause, Causes, made_pending};
 use outcome::Counters;
 use std::fmt;
 use std::sync::Arc;
@@ -88,19 +120,23 @@ pub const RESYNC_PRIORITY: i32 = -100;
 /// Runs a handler over a queue's keys; see the [module docs](self).
 ///
 /// `Q` is the engine: the in-memory [`WorkQueue`] by default, or any
-/// [`AsyncQueue`] (such as `requeue-redis`'s) for
-/// [`run_async`](Controller::run_async).
-pub struct Controller<T: Key, Q: AsyncQueue<T> = WorkQueue<T>> {
+/// [`AsyncQueue`] (such as `requeue-redis`'s). `P` is the
+/// [error policy](ErrorPolicy): [`RetryOnError`] unless set with
+/// [`error_policy`](Controller::error_policy).
+pub struct Controller<T: Key, Q: AsyncQueue<T> = WorkQueue<T>, P = RetryOnError> {
     queue: Q,
     workers: usize,
     resync: Option<(std::time::Duration, Lister<T>)>,
     metrics: Option<Arc<dyn ControllerMetrics>>,
     #[cfg(feature = "events")]
     events: Option<(Recorder, ObjectOf<T>)>,
+    policy: Arc<P>,
     counters: Arc<Counters>,
+    causes: Arc<Causes<T>>,
 }
 
-impl<T: Key, Q: AsyncQueue<T>> Clone for Controller<T, Q> {
+// Not derived: the derive would ask `T: Clone` and `P: Clone`.
+impl<T: Key, Q: AsyncQueue<T>, P> Clone for Controller<T, Q, P> {
     fn clone(&self) -> Self {
         Controller {
             queue: self.queue.clone(),
@@ -109,12 +145,14 @@ impl<T: Key, Q: AsyncQueue<T>> Clone for Controller<T, Q> {
             metrics: self.metrics.clone(),
             #[cfg(feature = "events")]
             events: self.events.clone(),
+            policy: self.policy.clone(),
             counters: self.counters.clone(),
+            causes: self.causes.clone(),
         }
     }
 }
 
-impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> fmt::Debug for Controller<T, Q> {
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> fmt::Debug for Controller<T, Q, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Controller")
             .field("queue", &self.queue.name())
@@ -125,7 +163,8 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> fmt::Debug for Controller<T, Q> {
 }
 
 impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
-    /// A controller with `workers` workers (at least one) over `queue`.
+    /// A controller with `workers` workers (at least one) over `queue`,
+    /// retrying failures with the queue's rate limiter.
     pub fn new(queue: Q, workers: usize) -> Self {
         Controller {
             queue,
@@ -134,13 +173,52 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
             metrics: None,
             #[cfg(feature = "events")]
             events: None,
+            policy: Arc::new(RetryOnError),
             counters: Arc::new(Counters::default()),
+            causes: Arc::new(Causes::default()),
+        }
+    }
+}
+
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
+    /// Decides with `policy` what happens to a key whose reconcile failed
+    /// (kube-runtime's `error_policy`); by default every failure is retried
+    /// with the queue's rate limiter ([`RetryOnError`]). A closure
+    /// `Fn(&T, &E, u32) -> Action` is a policy for errors (it gets the key,
+    /// the handler's error and the attempt: 1 on the first try); see
+    /// [`ErrorPolicy`] for panics and for the Warning event's reason.
+    ///
+    /// ```
+    /// use requeue::controller::{Action, Controller};
+    /// use requeue::queue::WorkQueue;
+    ///
+    /// let queue: WorkQueue<String> = WorkQueue::new();
+    /// // Give a key up after its third failed try.
+    /// let controller = Controller::new(queue, 2).error_policy(
+    ///     |_key: &String, _error: &std::io::Error, attempt: u32| {
+    ///         if attempt >= 3 { Action::Done } else { Action::RequeueRateLimited }
+    ///     },
+    /// );
+    /// # let _ = controller;
+    /// ```
+    pub fn error_policy<P2>(self, policy: P2) -> Controller<T, Q, P2> {
+        Controller {
+            queue: self.queue,
+            workers: self.workers,
+            resync: self.resync,
+            metrics: self.metrics,
+            #[cfg(feature = "events")]
+            events: self.events,
+            policy: Arc::new(policy),
+            counters: self.counters,
+            causes: self.causes,
         }
     }
 
     #[cfg(feature = "events")]
-    /// Records a Warning event (reason `ReconcileError`) for every error,
-    /// about the object `object_of` names for the key.
+    /// Records a Warning event for every failure, about the object
+    /// `object_of` names for the key; its reason is the error policy's
+    /// ([`RECONCILE_ERROR`] by default).
     pub fn record_errors(
         mut self,
         recorder: Recorder,
@@ -166,7 +244,15 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
     async fn resync_once(&self, lister: &Lister<T>) {
         let opts = crate::queue::AddOpts::new().priority(RESYNC_PRIORITY);
         for key in lister() {
-            if self.queue.add_with(key, opts).await.is_err() {
+            // Noted before the add: a worker may take the key at once.
+            let noted = self.causes.note(&key, Cause::Resync).then(|| key.clone());
+            let added = self.queue.add_with(key, opts).await;
+            if let Some(key) = noted
+                && !added.as_ref().is_ok_and(|&added| made_pending(added))
+            {
+                self.causes.withdraw(&key, Cause::Resync);
+            }
+            if added.is_err() {
                 return; // shutting down, or the engine is failing: next round
             }
         }

@@ -1,24 +1,36 @@
-//! The blocking runner: one thread per worker.
+//! The blocking runner: one thread per worker, each driving the worker
+//! loop with `block_on`.
 
-use super::settle::verdict;
+use super::handler::Blocking;
+use super::policy::ErrorPolicy;
 use super::{Action, Controller, Summary};
+use crate::engine::AsyncQueue;
 use crate::exec::block_on;
-use crate::queue::{Key, WorkQueue};
+use crate::queue::Key;
 use crate::wait::Stop;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
-impl<T: Key + fmt::Debug> Controller<T, WorkQueue<T>> {
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
     /// Runs the workers on threads until `stop` fires: each takes a key,
     /// calls `handler`, and settles the outcome. After the stop every worker
     /// finishes the key in hand; then the queue is shut down and the summary
     /// returned.
+    ///
+    /// Each thread drives the same worker loop as
+    /// [`run_async`](Controller::run_async), parking between polls, so
+    /// `Q` is any engine whose futures complete without an async runtime
+    /// around them (the in-memory [`WorkQueue`](crate::queue::WorkQueue)
+    /// does; an engine built on tokio I/O belongs with `run_async`).
     pub fn run<E: fmt::Display>(
         &self,
         stop: &Stop,
         handler: impl Fn(&T) -> Result<Action, E> + Sync,
-    ) -> Summary {
+    ) -> Summary
+    where
+        P: ErrorPolicy<T, E>,
+    {
         self.report(|m| m.max_concurrent_reconciles(self.workers));
+        let handler = Blocking(&handler);
         std::thread::scope(|scope| {
             if self.resync.is_some() {
                 let spawned = std::thread::Builder::new()
@@ -31,47 +43,12 @@ impl<T: Key + fmt::Debug> Controller<T, WorkQueue<T>> {
             for n in 0..self.workers {
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-worker-{n}", self.queue.name()))
-                    .spawn_scoped(scope, || self.work(stop, &handler));
+                    .spawn_scoped(scope, || block_on(self.work(stop, &handler)));
                 if let Err(error) = spawned {
                     tracing::error!(%error, "cannot start a controller worker");
                 }
             }
         });
-        self.finish()
-    }
-
-    fn work<E: fmt::Display>(
-        &self,
-        stop: &Stop,
-        handler: &(impl Fn(&T) -> Result<Action, E> + Sync),
-    ) {
-        while !stop.is_stopped() {
-            let Ok(item) = self.queue.get_until(stop) else {
-                break;
-            };
-            let attempt = self.queue.num_requeues(&item) + 1;
-            let span = tracing::info_span!(
-                "reconcile",
-                queue = self.queue.name(),
-                key = ?*item,
-                attempt,
-            );
-            let _entered = span.enter();
-            self.report(|m| m.active_workers(1));
-            let outcome = catch_unwind(AssertUnwindSafe(|| handler(&item)));
-            self.report(|m| m.active_workers(-1));
-            if outcome.is_err() {
-                tracing::error!(key = ?*item, "the handler panicked; retrying the key");
-            }
-            let outcome =
-                outcome.map_err(|payload| crate::crash::panic_message(&*payload).to_string());
-            self.settle(item, verdict(outcome), Some(attempt));
-        }
-    }
-
-    /// Shuts the queue down and reports.
-    fn finish(&self) -> Summary {
-        let withdrawn = self.queue.shut_down();
-        self.counters.summary(self.queue.len(), withdrawn.len())
+        block_on(self.finish())
     }
 }

@@ -1,87 +1,182 @@
-//! The rules of the module docs, in one place for both runners: what a
-//! handler's outcome means ([`verdict`]), what is counted and reported
-//! ([`Controller::record`]), and how the hand-out ends.
+//! The rules of the module docs, in one place: what a handler's outcome
+//! means ([`Controller::verdict`], with the error policy deciding for failures), what
+//! is counted and reported ([`Controller::record`]), and how the hand-out
+//! ends ([`Controller::settle`]).
 
-use super::metrics::ReconcileResult;
+use super::cause::{Cause, ended_pending};
+use super::handler::Outcome;
+#[cfg(feature = "events")]
+use super::policy::RECONCILE_ERROR;
+use super::policy::{ErrorPolicy, Failure};
 use super::{Action, Controller};
 use crate::engine::{AsyncQueue, Ended, QueueError, Then};
+use crate::metrics::ReconcileResult;
 use crate::queue::{Item, Key};
+#[cfg(feature = "events")]
+use std::borrow::Cow;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// What one handled key comes to.
 pub(super) struct Verdict {
-    /// How the hand-out ends.
-    pub(super) then: Then,
+    /// What is done with the key (the handler's answer, or the policy's).
+    pub(super) action: Action,
     /// The reconcile result for the metrics.
     pub(super) result: ReconcileResult,
-    /// The error message, for failures (`None` on success).
-    pub(super) error: Option<String>,
+    /// Set for failures (`None` on success).
+    pub(super) failed: Option<Failed>,
+}
+
+/// What is kept of a failure once the handler's error is gone (it need not
+/// be `Send`, and the engine is awaited after this).
+pub(super) struct Failed {
+    /// The message logged and put in the Warning event.
+    pub(super) message: String,
+    /// The Warning event's reason, if one is recorded.
+    #[cfg(feature = "events")]
+    pub(super) reason: Option<Cow<'static, str>>,
     /// The handler panicked.
     pub(super) panicked: bool,
 }
 
-/// Turns a handler outcome (`Err`: it panicked, with this message) into a verdict.
-pub(super) fn verdict<E: fmt::Display>(outcome: Result<Result<Action, E>, String>) -> Verdict {
-    let ok = |then, result| Verdict {
-        then,
-        result,
-        error: None,
-        panicked: false,
-    };
-    match outcome {
-        Ok(Ok(Action::Done)) => ok(Then::Forget, ReconcileResult::Success),
-        Ok(Ok(Action::Requeue)) => ok(Then::Requeue, ReconcileResult::Requeue),
-        Ok(Ok(Action::RequeueAfter(delay))) => {
-            ok(Then::ForgetRetryAfter(delay), ReconcileResult::RequeueAfter)
+impl Verdict {
+    /// How the hand-out ends.
+    pub(super) fn then(&self) -> Then {
+        then_of(self.action)
+    }
+
+    /// Why the key is back in the queue, if the ending re-adds it.
+    pub(super) fn cause(&self) -> Option<Cause> {
+        match (self.action, &self.failed) {
+            (Action::Done, _) => None,
+            (_, Some(_)) => Some(Cause::Retry),
+            (Action::RequeueAfter(_), None) => Some(Cause::RequeueAfter),
+            (Action::Requeue | Action::RequeueRateLimited, None) => Some(Cause::Requeue),
         }
-        Ok(Ok(Action::RequeueRateLimited)) => ok(Then::Retry, ReconcileResult::Requeue),
-        Ok(Err(error)) => Verdict {
-            then: Then::Retry,
-            result: ReconcileResult::Error,
-            error: Some(error.to_string()),
-            panicked: false,
-        },
-        Err(message) => Verdict {
-            then: Then::Retry,
-            result: ReconcileResult::Error,
-            error: Some(format!("the handler panicked: {message}")),
-            panicked: true,
-        },
     }
 }
 
-impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
+/// The queue calls an action stands for (the module docs' table).
+fn then_of(action: Action) -> Then {
+    match action {
+        Action::Done => Then::Forget,
+        Action::Requeue => Then::Requeue,
+        Action::RequeueAfter(delay) => Then::ForgetRetryAfter(delay),
+        Action::RequeueRateLimited => Then::Retry,
+    }
+}
+
+/// Runs the user's `f`; if it panics, logs that (`what` names the code)
+/// and returns `fallback`: user code must not take the worker down.
+fn guarded<R>(what: &str, f: impl FnOnce() -> R, fallback: R) -> R {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        tracing::error!(
+            panic = crate::crash::panic_message(&*payload),
+            "{what} panicked; doing what the default policy does"
+        );
+        fallback
+    })
+}
+
+/// What the warning log says happens next.
+fn next_step(action: Action) -> String {
+    match action {
+        Action::RequeueRateLimited => "retrying with backoff".to_string(),
+        Action::Done => "giving up, as the error policy says".to_string(),
+        Action::Requeue => "requeued, as the error policy says".to_string(),
+        Action::RequeueAfter(delay) => {
+            format!("retrying in {delay:?}, as the error policy says")
+        }
+    }
+}
+
+impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
+    /// Turns a handler outcome into a verdict, asking the error policy
+    /// about failures. `attempt` is the try that just ended (`None`: the
+    /// engine could not say).
+    pub(super) fn verdict<E>(&self, key: &T, outcome: Outcome<E>, attempt: Option<u32>) -> Verdict
+    where
+        E: fmt::Display,
+        P: ErrorPolicy<T, E>,
+    {
+        let failure = match &outcome {
+            Ok(Ok(action)) => {
+                let result = match action {
+                    Action::Done => ReconcileResult::Success,
+                    Action::Requeue | Action::RequeueRateLimited => ReconcileResult::Requeue,
+                    Action::RequeueAfter(_) => ReconcileResult::RequeueAfter,
+                };
+                return Verdict {
+                    action: *action,
+                    result,
+                    failed: None,
+                };
+            }
+            Ok(Err(error)) => Failure::Error(error),
+            Err(message) => Failure::Panicked(message),
+        };
+        let action = guarded(
+            "the error policy",
+            || self.policy.on_failure(key, failure, attempt.unwrap_or(0)),
+            Action::RequeueRateLimited,
+        );
+        Verdict {
+            action,
+            result: ReconcileResult::Error,
+            failed: Some(Failed {
+                message: failure.to_string(),
+                // Asked only when an event will be recorded.
+                #[cfg(feature = "events")]
+                reason: self.events.is_some().then(|| {
+                    guarded(
+                        "the error policy's reason",
+                        || self.policy.reason(key, failure),
+                        Cow::Borrowed(RECONCILE_ERROR),
+                    )
+                }),
+                panicked: matches!(failure, Failure::Panicked(_)),
+            }),
+        }
+    }
+
     /// Counts the verdict, reports it to the metrics and, for failures,
     /// logs it and records a Warning event. `attempt` is the 1-based try.
     pub(super) fn record(&self, item: &T, verdict: &Verdict, attempt: Option<u32>) {
         self.report(|m| {
             m.reconciled(verdict.result);
-            if verdict.panicked {
+            if verdict.failed.as_ref().is_some_and(|f| f.panicked) {
                 m.panicked();
             }
         });
-        let Some(error) = &verdict.error else {
+        let Some(failed) = &verdict.failed else {
             self.counters.succeeded();
             return;
         };
         self.counters.failed();
-        if verdict.panicked {
+        if failed.panicked {
             self.counters.panicked();
         }
-        tracing::warn!(queue = self.queue.name(), key = ?item, attempt, error = %error, "reconcile failed; retrying with backoff");
+        tracing::warn!(
+            queue = self.queue.name(),
+            key = ?item,
+            attempt,
+            error = %failed.message,
+            "reconcile failed; {}",
+            next_step(verdict.action),
+        );
         #[cfg(feature = "events")]
         if let Some((recorder, object_of)) = &self.events {
             recorder.event(
                 &object_of(item),
                 crate::events::EventType::Warning,
-                "ReconcileError",
-                error,
+                failed.reason.as_deref().unwrap_or(RECONCILE_ERROR),
+                &failed.message,
             );
         }
     }
 
     /// Counts how the hand-out ended.
-    pub(super) fn count_end(&self, item: &T, then: Then, ended: Result<Ended, QueueError>) {
+    fn count_end(&self, item: &T, then: Then, ended: &Result<Ended, QueueError>) {
         match ended {
             Ok(ended) => {
                 if ended.refused {
@@ -100,23 +195,23 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>> Controller<T, Q> {
         }
     }
 
-    /// Settles one handled key without waiting on the engine.
-    pub(super) fn settle(&self, item: Item<T>, verdict: Verdict, attempt: Option<u32>) {
+    /// Settles one handled key: records the verdict, ends the hand-out and
+    /// waits for the engine's answer.
+    pub(super) async fn settle(&self, item: Item<T>, verdict: Verdict, attempt: Option<u32>) {
         self.record(&item, &verdict, attempt);
         let key = (*item).clone();
-        let ended = item.end(verdict.then);
-        self.count_end(&key, verdict.then, Ok(ended));
-    }
-
-    /// Settles one handled key and waits for the engine's answer.
-    pub(super) async fn settle_async(&self, item: Item<T>, verdict: Verdict) {
-        let attempt = match verdict.error {
-            Some(_) => self.queue.num_requeues(&item).await.ok().map(|n| n + 1),
-            None => None,
-        };
-        self.record(&item, &verdict, attempt);
-        let key = (*item).clone();
-        let ended = item.end_async(verdict.then).await;
-        self.count_end(&key, verdict.then, ended);
+        let then = verdict.then();
+        // Noted before the re-add: another worker may take the key the
+        // moment it is queued again.
+        let noted = verdict
+            .cause()
+            .filter(|&cause| self.causes.note(&key, cause));
+        let ended = item.end_async(then).await;
+        if let Some(cause) = noted
+            && !ended_pending(&ended)
+        {
+            self.causes.withdraw(&key, cause);
+        }
+        self.count_end(&key, then, &ended);
     }
 }

@@ -47,6 +47,7 @@
 //! the values are consistent with each other; hooks must be quick and must
 //! not call back into the queue.
 
+mod controller;
 mod memory;
 #[cfg(feature = "prometheus")]
 mod prometheus;
@@ -55,6 +56,7 @@ mod prometheus_controller;
 #[cfg(feature = "prometheus")]
 mod serve;
 
+pub use controller::{ControllerMetrics, ReconcileResult};
 pub use memory::{DEFAULT_MAX_OBSERVATIONS, InMemoryMetrics, QueueRecord};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusMetrics, encode_text};

@@ -1,7 +1,7 @@
 //! controller-runtime's controller series in a `prometheus-client` registry.
 
 use super::prometheus::family;
-use crate::controller::{ControllerMetrics, ReconcileResult};
+use super::{ControllerMetrics, ReconcileResult};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;

@@ -235,7 +235,10 @@ impl<'a, T: Key> Waiting<'a, T> {
             self.queue.withdraw(&mut self.waiter);
             return Poll::Ready(Err(GetError::Stopped));
         }
-        if self.park_until_due {
+        // An async get driven by `block_on` (a blocking controller worker
+        // runs its async loop so) has the thread to itself, as a blocking
+        // get does: it parks the same way.
+        if self.park_until_due || crate::exec::blocks_on(cx.waker()) {
             self.wake_when_due(cx);
         }
         Poll::Pending

@@ -1,9 +1,13 @@
 //! The controller's metric hooks (controller-runtime's series).
+//!
+//! They live here, with the queue's hooks, so that `metrics` does not
+//! depend on `controller` (the controller depends on them);
+//! `requeue::controller` re-exports them where its users look for them.
 
 /// How a reconcile ended, as controller-runtime's `result` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReconcileResult {
-    /// `Ok(Action::Done)`.
+    /// The handler returned `Ok(Action::Done)`.
     Success,
     /// `Err(_)` or a panic.
     Error,
