@@ -48,6 +48,10 @@ impl AsyncQueue<String> for Delegating {
         AsyncQueue::get_until(&self.inner, stop).await
     }
 
+    async fn done(&self, item: &String) -> Result<bool, QueueError> {
+        AsyncQueue::done(&self.inner, item).await
+    }
+
     async fn forget(&self, item: &String) -> Result<(), QueueError> {
         AsyncQueue::forget(&self.inner, item).await
     }
