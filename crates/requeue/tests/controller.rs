@@ -282,3 +282,93 @@ fn resync_adds_wait_behind_keys_with_real_changes() {
     queue.add("changed".to_string()).unwrap();
     assert_eq!(*queue.try_get().unwrap(), "changed");
 }
+
+#[test]
+fn a_panicking_resync_lister_skips_its_round_and_the_next_rounds_go_on() {
+    // The lister is user code: a panic in it used to end the resync loop
+    // for the rest of the run.
+    let clock = FakeClock::new();
+    let queue = fake_queue(&clock);
+    let rounds = Arc::new(AtomicUsize::new(0));
+    let counted = rounds.clone();
+    let controller = Controller::new(queue.clone(), 1).resync(Duration::from_secs(10), move || {
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("the lister's cache is not ready");
+        }
+        vec!["a".to_string()]
+    });
+    let handled = AtomicUsize::new(0);
+    let stop = Stop::new();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |_: &String| -> Result<Action, String> {
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok(Action::Done)
+            })
+        });
+        wait_until("the first round ran (and panicked)", || {
+            rounds.load(Ordering::SeqCst) == 1
+        });
+        assert!(clock.wait_for_waiters(1, support::BOUND));
+        clock.advance(Duration::from_secs(10));
+        wait_until("the second round is handled", || {
+            handled.load(Ordering::SeqCst) == 1
+        });
+        stop.stop();
+        run.join().unwrap()
+    });
+}
+
+#[test]
+fn a_panicking_object_of_costs_its_event_not_the_worker() {
+    let clock = FakeClock::new();
+    let queue = fake_queue(&clock);
+    let broadcaster = Broadcaster::default();
+    let sink = Arc::new(MemorySink::new());
+    broadcaster.start_recording_to_sink(sink.clone()).unwrap();
+    let controller = Controller::new(queue.clone(), 1).record_errors(
+        broadcaster.recorder(EventSource::new("test-controller", "")),
+        |key: &String| {
+            if key == "bad" {
+                panic!("no object for {key}");
+            }
+            ObjectReference::new("Widget", "default", key.clone())
+        },
+    );
+    for key in ["bad", "good"] {
+        queue.add(key.to_string()).unwrap();
+    }
+    let failed = Mutex::new(HashMap::<String, usize>::new());
+    let stop = Stop::new();
+    let summary = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |key: &String| -> Result<Action, String> {
+                let mut failed = failed.lock().unwrap();
+                let n = failed.entry(key.clone()).or_default();
+                *n += 1;
+                if *n == 1 {
+                    Err(format!("{key} failed once"))
+                } else {
+                    Ok(Action::Done)
+                }
+            })
+        });
+        // Each look moves the fake clock on, so both retries come due
+        // whenever their backoff was registered.
+        wait_until("both keys succeeded", || {
+            clock.advance(Duration::from_millis(100));
+            let failed = failed.lock().unwrap();
+            failed.len() == 2 && failed.values().all(|&n| n == 2)
+        });
+        stop.stop();
+        run.join().unwrap()
+    });
+    assert_eq!(summary.succeeded, 2);
+    broadcaster.shutdown();
+    let reasons: Vec<String> = sink
+        .events()
+        .iter()
+        .map(|e| e.involved_object.name.clone())
+        .collect();
+    assert_eq!(reasons, ["good"], "the good key's event was recorded");
+}

@@ -243,7 +243,17 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
     /// One resync round.
     async fn resync_once(&self, lister: &Lister<T>) {
         let opts = crate::queue::AddOpts::new().priority(RESYNC_PRIORITY);
-        for key in lister() {
+        // The lister is user code: a panic in it skips this round (told
+        // in the log) instead of ending the resync loop for good.
+        let keys = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lister())) {
+            Ok(keys) => keys,
+            Err(panic) => {
+                let message = crate::crash::panic_message(panic.as_ref());
+                tracing::error!(queue = self.queue.name(), panic = %message, "the resync lister panicked; this round is skipped");
+                return;
+            }
+        };
+        for key in keys {
             // Noted before the add: a worker may take the key at once.
             let noted = self.causes.note(&key, Cause::Resync).then(|| key.clone());
             let added = self.queue.add_with(key, opts).await;

@@ -166,12 +166,22 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
         );
         #[cfg(feature = "events")]
         if let Some((recorder, object_of)) = &self.events {
-            recorder.event(
-                &object_of(item),
-                crate::events::EventType::Warning,
-                failed.reason.as_deref().unwrap_or(RECONCILE_ERROR),
-                &failed.message,
-            );
+            // `object_of` is user code: a panic in it costs this event
+            // (told in the log), not the worker.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| object_of(item))) {
+                Ok(object) => recorder.event(
+                    &object,
+                    crate::events::EventType::Warning,
+                    failed.reason.as_deref().unwrap_or(RECONCILE_ERROR),
+                    &failed.message,
+                ),
+                Err(panic) => tracing::error!(
+                    queue = self.queue.name(),
+                    key = ?item,
+                    panic = %crate::crash::panic_message(panic.as_ref()),
+                    "the events' object_of panicked; no event recorded"
+                ),
+            }
         }
     }
 
