@@ -3,7 +3,7 @@
 
 use super::{AddError, AsyncQueue, QueueError};
 use crate::clock::SharedClock;
-use crate::queue::{AddOpts, Added, GetError, Item, Key, WorkQueue};
+use crate::queue::{AddOpts, Added, Item, Key, WorkQueue};
 use crate::wait::Stop;
 use std::future::{Future, ready};
 
@@ -29,10 +29,7 @@ impl<T: Key> AsyncQueue<T> for WorkQueue<T> {
     }
 
     async fn get_until(&self, stop: &Stop) -> Result<Item<T>, QueueError> {
-        self.get_until_async(stop).await.map_err(|e| match e {
-            GetError::ShutDown => QueueError::ShutDown,
-            GetError::Stopped | GetError::TimedOut => QueueError::Stopped,
-        })
+        self.get_until_async(stop).await.map_err(QueueError::from)
     }
 
     fn done(&self, item: &T) -> impl Future<Output = Result<bool, QueueError>> + Send {

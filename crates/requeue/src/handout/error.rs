@@ -18,6 +18,9 @@ pub enum QueueError {
     /// The stop signal fired before an item was ready.
     #[error("stopped while waiting for an item")]
     Stopped,
+    /// A deadline passed before an item was ready.
+    #[error("timed out waiting for an item")]
+    TimedOut,
     /// The item's lease ran out and may now be held by another worker; the
     /// call did not touch the new holder's lease.
     #[error("the lease on this item was lost; another worker may hold it now")]
@@ -133,4 +136,39 @@ pub enum TryGetError {
     /// The queue is shut down and has no item left to hand out.
     #[error("the work queue is shut down and empty")]
     ShutDown,
+}
+
+/// The in-memory queue's get errors in the words every engine uses.
+impl From<GetError> for QueueError {
+    fn from(error: GetError) -> Self {
+        match error {
+            GetError::ShutDown => QueueError::ShutDown,
+            GetError::Stopped => QueueError::Stopped,
+            GetError::TimedOut => QueueError::TimedOut,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_get_error_keeps_its_meaning_in_the_engines_words() {
+        assert!(matches!(
+            QueueError::from(GetError::ShutDown),
+            QueueError::ShutDown
+        ));
+        assert!(matches!(
+            QueueError::from(GetError::Stopped),
+            QueueError::Stopped
+        ));
+        assert!(matches!(
+            QueueError::from(GetError::TimedOut),
+            QueueError::TimedOut
+        ));
+        let refused: AddError<&str> = ShutDown("k").into();
+        assert!(matches!(refused.error, QueueError::ShutDown));
+        assert_eq!(refused.into_inner(), "k");
+    }
 }
