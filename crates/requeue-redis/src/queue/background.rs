@@ -1,12 +1,12 @@
-//! The two tasks each process runs per queue: the renewer (keeps this
-//! process's leases alive, and renews first after a connection error)
-//! and the marker waiter (blocks in `BZPOPMIN` so idle getters wake when
-//! work arrives, without polling).
+//! The Redis-only background task of each process: the marker waiter
+//! (blocks in `BZPOPMIN` so idle getters wake when work arrives, without
+//! polling). The renewer and the unfinished-work tick are core's
+//! (`requeue::engine::remote`).
 
 use super::shared::Shared;
-use crate::ops;
+
 use redis::aio::MultiplexedConnection;
-use requeue::clock::Sleep;
+use requeue::engine::remote::retry_backoff;
 use requeue::queue::Key;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,70 +16,6 @@ use tokio_util::sync::CancellationToken;
 /// The longest a marker wait blocks; a lost wake-up costs at most this.
 pub(crate) const WAKE_CAP: Duration = Duration::from_secs(5);
 
-/// Renews every lease this process holds each `lease / 3`, and at once
-/// when a call failed; until a renewal succeeds after a failure, getters
-/// wait (renew first, then take new work).
-pub(crate) async fn renew<T: Key>(shared: Arc<Shared<T>>, cancel: CancellationToken) {
-    let period = shared.lease / 3;
-    let mut backoff = super::shared::retry_backoff(Duration::from_millis(50));
-    loop {
-        let deadline = requeue::clock::deadline_after(shared.clock.now(), period);
-        tokio::select! {
-            // A stopped queue must not renew: checked first, so a clock
-            // that moved at the same moment cannot win.
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = Sleep::new(&*shared.clock, deadline) => {}
-            _ = shared.renew_now.notified() => {}
-        }
-        loop {
-            match renew_once(&shared).await {
-                Ok(()) => {
-                    backoff = super::shared::retry_backoff(Duration::from_millis(50));
-                    shared.healthy.send_replace(true);
-                    break;
-                }
-                Err(error @ crate::error::Error::Corrupt { .. }) => {
-                    // The connection is fine: gets go on (and report the
-                    // same corruption to their callers); the leases held
-                    // here run out unless the state is repaired in time.
-                    tracing::error!(queue = %shared.name, %error, "cannot renew leases: the queue's state needs repair; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.step()) => {}
-                    }
-                }
-                Err(error) => {
-                    shared.healthy.send_replace(false);
-                    tracing::warn!(queue = %shared.name, url = %shared.url, %error, "cannot renew leases; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.step()) => {}
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// One renewal round over every held lease.
-async fn renew_once<T: Key>(shared: &Arc<Shared<T>>) -> Result<(), crate::error::Error> {
-    let held = shared.held.snapshot();
-    let sent = shared.local_ms();
-    let lease_ms = super::lease::millis(shared.lease);
-    let mut conn = shared.conn.clone();
-    if held.is_empty() {
-        // Nothing to renew: a PING still proves the connection is back.
-        return Ok(redis::cmd("PING").query_async::<()>(&mut conn).await?);
-    }
-    let lost = ops::extend(&mut conn, &shared.keys, lease_ms, &held, shared.now()).await?;
-    let really_lost = shared.held.renewed(&held, &lost, shared.held.until(sent));
-    if really_lost > 0 {
-        tracing::warn!(queue = %shared.name, lost = really_lost, "leases lost: their holders are told when they finish");
-    }
-    Ok(())
-}
-
 /// Blocks on the queue's marker while some getter of this process is
 /// idle, and wakes the getters when it pops one.
 pub(crate) async fn wait_for_marker<T: Key>(
@@ -88,7 +24,7 @@ pub(crate) async fn wait_for_marker<T: Key>(
     cancel: CancellationToken,
 ) {
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut backoff = super::shared::retry_backoff(Duration::from_millis(50));
+    let mut backoff = retry_backoff(Duration::from_millis(50));
     loop {
         // Only block while a getter waits, so this process never takes a
         // wake-up it cannot use.
@@ -113,7 +49,7 @@ pub(crate) async fn wait_for_marker<T: Key>(
                     .await
                 {
                     Ok(c) => {
-                        backoff = super::shared::retry_backoff(Duration::from_millis(50));
+                        backoff = retry_backoff(Duration::from_millis(50));
                         conn.insert(c)
                     }
                     Err(error) => {
@@ -168,33 +104,5 @@ pub(crate) async fn wait_for_marker<T: Key>(
                 shared.ready.notify_waiters();
             }
         }
-    }
-}
-
-/// client-go's 500 ms tick of `unfinished_work_seconds` and
-/// `longest_running_processor_seconds`, over this process's leases.
-pub(crate) async fn tick_unfinished_work<T: Key>(
-    shared: Arc<Shared<T>>,
-    cancel: CancellationToken,
-) {
-    const TICK: Duration = Duration::from_millis(500);
-    loop {
-        let deadline = requeue::clock::deadline_after(shared.clock.now(), TICK);
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return,
-            _ = Sleep::new(&*shared.clock, deadline) => {}
-        }
-        let now = shared.clock.now();
-        let (mut total, mut longest) = (0.0, 0.0);
-        shared.held.for_each_started(|started| {
-            let age = now.saturating_duration_since(started).as_secs_f64();
-            total += age;
-            longest = f64::max(longest, age);
-        });
-        shared.report(|m| {
-            m.unfinished_work.set(total);
-            m.longest_running.set(longest);
-        });
     }
 }

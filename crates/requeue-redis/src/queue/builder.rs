@@ -10,13 +10,14 @@ use crate::scripts::Scripts;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::clock::{FakeClock, SharedClock};
 use requeue::engine::codec::{DefaultCodec, KeyCodec};
+use requeue::engine::remote::{self, LeaseKeeper};
 use requeue::limiter::RateLimiter;
 use requeue::metrics::{MetricsProvider, QueueMetrics};
 use requeue::queue::Key;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// The default lease: as BullMQ's `lockDuration`, asynq's and NATS's.
@@ -290,32 +291,29 @@ impl<T: Key> Prepared<T> {
             reap_base_ms,
             reap_max_ms,
         };
+        let keeper =
+            LeaseKeeper::new(b.name.clone(), b.lease, clock.clone()).with_endpoint(url.to_string());
         let shared = Arc::new(Shared {
             name: b.name.clone(),
             url,
             keys: self.keys,
             conn,
             codec: b.codec,
-            epoch: clock.now(),
+            keeper,
             clock,
             time: if b.fake_time {
                 Time::Fake
             } else {
                 Time::Server
             },
-            lease: b.lease,
             limiter: b.limiter,
             local_limiter: b.local_limiter,
             get_args,
             runtime: tokio::runtime::Handle::current(),
-            held: requeue::engine::leases::LeaseTable::new(b.lease),
-            released: Notify::new(),
             ready: Notify::new(),
             idle: AtomicUsize::new(0),
             idle_changed: Notify::new(),
             shutting_down: AtomicBool::new(false),
-            healthy: watch::Sender::new(true),
-            renew_now: Notify::new(),
             stats: Stats::default(),
             metrics: b
                 .metrics
@@ -336,14 +334,14 @@ impl<T: Key> RedisQueue<T> {
         let shared = connected.shared;
         runtime
             .handle()
-            .spawn(background::renew(shared.clone(), cancel.clone()));
+            .spawn(remote::renew(shared.clone(), cancel.clone()));
         runtime.handle().spawn(background::wait_for_marker(
             shared.clone(),
             connected.client,
             cancel.clone(),
         ));
         if shared.metrics.is_some() {
-            runtime.handle().spawn(background::tick_unfinished_work(
+            runtime.handle().spawn(remote::report_unfinished_work(
                 shared.clone(),
                 cancel.clone(),
             ));

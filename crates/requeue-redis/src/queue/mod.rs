@@ -51,8 +51,9 @@ pub use requeue::engine::codec::{DefaultCodec, Json, KeyCodec, Raw, Utf8};
 
 use crate::ops::{self, Leased};
 use background::WAKE_CAP;
-use lease::{RedisLease, added_of, millis};
+use lease::{added_of, millis};
 use requeue::clock::{SharedClock, Sleep};
+use requeue::engine::remote::{self, LeaseEngine, retry_backoff};
 use requeue::engine::{AddError, AsyncQueue, QueueError, Then};
 use requeue::queue::{AddOpts, Added, Item, Key};
 use requeue::wait::Stop;
@@ -83,7 +84,7 @@ impl<T> std::fmt::Debug for RedisQueue<T> {
         f.debug_struct("RedisQueue")
             .field("name", &self.shared.name)
             .field("url", &self.shared.url)
-            .field("held", &self.shared.held.len())
+            .field("held", &self.shared.keeper.table().len())
             .finish()
     }
 }
@@ -132,17 +133,17 @@ impl<T: Key> RedisQueue<T> {
 
     /// The lease duration.
     pub fn lease(&self) -> Duration {
-        self.shared.lease
+        self.shared.keeper.lease()
     }
 
     /// How many items this process holds right now.
     pub fn held(&self) -> usize {
-        self.shared.held.len()
+        self.shared.keeper.table().len()
     }
 
     /// Leases this process lost (its `done` came too late) so far.
     pub fn leases_lost(&self) -> u64 {
-        self.shared.stats.lease_lost.load(Ordering::Relaxed)
+        self.shared.keeper.lease_lost()
     }
 
     /// Expired leases (of any process) this process's gets reaped so far.
@@ -253,7 +254,7 @@ impl<T: Key> RedisQueue<T> {
 
     async fn get_inner(&self, stop: Option<&Stop>) -> Result<Item<T>, QueueError> {
         let shared = &self.shared;
-        let mut backoff = shared::retry_backoff(Duration::from_millis(20));
+        let mut backoff = retry_backoff(Duration::from_millis(20));
         let never = Stop::new();
         let stop = stop.unwrap_or(&never);
         loop {
@@ -268,11 +269,10 @@ impl<T: Key> RedisQueue<T> {
             let ready = shared.ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            if !*shared.healthy.borrow() {
+            if !shared.keeper.is_healthy() {
                 // Renew first: wait for the renewer's next success.
-                let mut healthy = shared.healthy.subscribe();
                 tokio::select! {
-                    _ = healthy.wait_for(|ok| *ok) => {}
+                    _ = shared.keeper.wait_healthy() => {}
                     _ = &mut ready => {}
                     _ = stop.stopped() => {}
                 }
@@ -300,7 +300,7 @@ impl<T: Key> RedisQueue<T> {
                     continue;
                 }
             };
-            backoff = shared::retry_backoff(Duration::from_millis(20));
+            backoff = retry_backoff(Duration::from_millis(20));
             self.observe_get(&reply);
             if let Some(leased) = reply.item {
                 return self.hand_out(leased, sent);
@@ -376,20 +376,13 @@ impl<T: Key> RedisQueue<T> {
                 });
             }
         };
-        let until = self.shared.held.until(sent_ms);
-        let state = self.shared.held.insert(
-            leased.item.clone(),
+        Ok(remote::hand_out(
+            &self.shared,
+            item,
+            leased.item,
             leased.token,
-            until,
-            self.shared.clock.now(),
-        );
-        let lease = RedisLease {
-            shared: self.shared.clone(),
-            raw: leased.item,
-            token: leased.token,
-            state,
-        };
-        Ok(Item::leased(item, Box::new(lease)))
+            sent_ms,
+        ))
     }
 
     /// Ends the processing of `item`, held by this process under a guard
@@ -399,10 +392,10 @@ impl<T: Key> RedisQueue<T> {
     /// lease ran out meanwhile.
     pub async fn done(&self, item: &T) -> Result<bool, QueueError> {
         let raw = self.shared.codec.encode(item);
-        let Some(token) = self.shared.held.token_of(&raw) else {
+        let Some(token) = self.shared.keeper.table().token_of(&raw) else {
             return Ok(false);
         };
-        lease::end_with_retries(&self.shared, raw, token, Then::Done, None)
+        remote::end_with_retries(&self.shared, raw, token, Then::Done, None)
             .await
             .map(|ended| ended.released)
     }
@@ -462,15 +455,7 @@ impl<T: Key> RedisQueue<T> {
     /// process holds no lease (client-go's `ShutDownWithDrain`).
     pub async fn shut_down_with_drain(&self) {
         self.shut_down();
-        loop {
-            let released = self.shared.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if self.shared.held.is_empty() {
-                return;
-            }
-            released.await;
-        }
+        self.shared.keeper.drained().await;
     }
 
     /// As [`shut_down`](RedisQueue::shut_down), then gives every held item
@@ -479,20 +464,13 @@ impl<T: Key> RedisQueue<T> {
     /// gone. Returns how many items were given back.
     pub async fn shut_down_and_release(&self) -> Result<usize, QueueError> {
         self.shut_down();
-        let held = self.shared.held.snapshot();
+        let held = self.shared.keeper.table().snapshot();
         let mut released = 0;
         for (raw, token) in held {
-            let raw2 = raw.clone();
-            let reply = self
-                .shared
-                .call(move |mut conn, shared| async move {
-                    ops::release(&mut conn, &shared.keys, &raw2, token, shared.now()).await
-                })
-                .await?;
-            if reply.code == ops::ReleaseCode::Released {
+            if self.shared.clone().release(raw.clone(), token).await? {
                 released += 1;
             }
-            self.shared.forget_lease(&raw, token);
+            self.shared.keeper.forget(&raw, token);
         }
         Ok(released)
     }

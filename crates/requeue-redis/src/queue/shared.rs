@@ -9,14 +9,14 @@ use redis::aio::ConnectionManager;
 use requeue::clock::SharedClock;
 use requeue::engine::QueueError;
 use requeue::engine::codec::KeyCodec;
-use requeue::engine::leases::LeaseTable;
+use requeue::engine::remote::LeaseKeeper;
 use requeue::limiter::RateLimiter;
 use requeue::metrics::QueueMetrics;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Which clock the scripts read.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,6 @@ pub(crate) enum Time {
 /// Counters of what this process saw (for metrics and tests).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    pub(crate) lease_lost: AtomicU64,
     pub(crate) reaped: AtomicU64,
     pub(crate) backend_errors: AtomicU64,
 }
@@ -44,9 +43,7 @@ pub(crate) struct Shared<T> {
     pub(crate) conn: ConnectionManager,
     pub(crate) codec: Arc<dyn KeyCodec<T>>,
     pub(crate) clock: SharedClock,
-    pub(crate) epoch: Instant,
     pub(crate) time: Time,
-    pub(crate) lease: Duration,
     pub(crate) limiter: LimiterSpec,
     /// A limiter of this process's own (`RedisQueueBuilder::rate_limiter`):
     /// when set, rate-limited adds ask it instead of `limiter`, and its
@@ -55,13 +52,11 @@ pub(crate) struct Shared<T> {
     pub(crate) get_args: GetArgs,
     /// The runtime every Redis call runs on (see `RedisQueue`'s docs).
     pub(crate) runtime: tokio::runtime::Handle,
-    /// One per item this process holds a lease on: inserted at hand-out,
-    /// removed when the item's guard ends the lease (whatever the outcome)
-    /// or by `shut_down_and_release`. So the guards alive (the caller's
-    /// workers) bound it, and `renew_once` sends it in `MAX_BATCH` chunks.
-    pub(crate) held: LeaseTable<Token>,
-    /// Signalled whenever a lease leaves the table (drain waits on it).
-    pub(crate) released: Notify,
+    /// The leases this process holds (one per item: in at hand-out, out
+    /// when the item's guard ends the lease, whatever the outcome, or by
+    /// `shut_down_and_release`, so the caller's workers bound it; renewals
+    /// send it in `MAX_BATCH` chunks), and the connection's health.
+    pub(crate) keeper: LeaseKeeper<Token>,
     /// Signalled when items may be ready (marker popped, shutdown).
     pub(crate) ready: Notify,
     /// Getters waiting for an item; the marker waiter only blocks while
@@ -69,11 +64,6 @@ pub(crate) struct Shared<T> {
     pub(crate) idle: AtomicUsize,
     pub(crate) idle_changed: Notify,
     pub(crate) shutting_down: AtomicBool,
-    /// `true` while the connection works and leases are renewed; after an
-    /// error getters wait for the renewer to renew first.
-    pub(crate) healthy: watch::Sender<bool>,
-    /// Asks the renewer to run now (after a connection error).
-    pub(crate) renew_now: Notify,
     pub(crate) stats: Stats,
     /// client-go's metrics (plus the lease counters), if a provider was given.
     pub(crate) metrics: Option<QueueMetrics>,
@@ -100,8 +90,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
 
     /// Milliseconds on the queue's clock since the queue was built.
     pub(crate) fn local_ms(&self) -> u64 {
-        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        self.keeper.local_ms()
     }
 
     /// The `now` argument of the next script call.
@@ -135,8 +124,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
         result.map_err(|error| {
             self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
             if is_connection_error(&error) {
-                self.healthy.send_replace(false);
-                self.renew_now.notify_one();
+                self.keeper.connection_failed();
             }
             match error {
                 crate::error::Error::Corrupt {
@@ -151,14 +139,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 error => QueueError::backend(error),
             }
         })
-    }
-
-    /// Removes a lease from the table (ended or lost); returns when it
-    /// was handed out, if it was still there.
-    pub(crate) fn forget_lease(&self, raw: &[u8], token: Token) -> Option<Instant> {
-        let started = self.held.forget(raw, token);
-        self.released.notify_waiters();
-        started
     }
 
     /// Reports to the metrics, if any.
@@ -186,14 +166,4 @@ pub(crate) fn is_connection_error(error: &crate::error::Error) -> bool {
         crate::error::Error::Connect { .. } => true,
         _ => false,
     }
-}
-
-/// The backoff of every retry loop of the engine (reconnects, renewals,
-/// gets, ends): from `first`, doubling up to 2 s. Real time, even when the
-/// queue's clock is fake: it paces a network, not the queue.
-pub(crate) fn retry_backoff(first: std::time::Duration) -> requeue::wait::Backoff {
-    requeue::wait::Backoff::new(first)
-        .factor(2.0)
-        .steps(u32::MAX)
-        .cap(std::time::Duration::from_secs(2))
 }

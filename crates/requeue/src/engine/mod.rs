@@ -52,8 +52,9 @@ mod blocking;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-pub mod leases;
 mod memory;
+#[cfg(feature = "remote")]
+pub mod remote;
 
 pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Readd, Then};
 pub use blocking::Blocking;

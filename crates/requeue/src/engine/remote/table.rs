@@ -5,7 +5,7 @@
 //! does its own calls; the bookkeeping is here, once.
 //!
 //! ```
-//! use requeue::engine::leases::LeaseTable;
+//! use requeue::engine::remote::LeaseTable;
 //! use std::time::{Duration, Instant};
 //!
 //! let table: LeaseTable<u64> = LeaseTable::new(Duration::from_secs(30));
