@@ -72,7 +72,7 @@ mod single;
 mod sys;
 mod tasks;
 #[cfg(test)]
-mod tests;
+mod workload_tests;
 
 pub use catalog::{Case, Engine, Target, Workload};
 pub use clientgo::{

@@ -281,10 +281,12 @@ impl<T: Key> Prepared<T> {
         let clock = b.clock.unwrap_or_else(requeue::clock::real);
         // A reaped item backs off as a failure would; without a per-item
         // limiter, with the default controller's 5 ms .. 1000 s.
-        let (reap_base_ms, reap_max_ms) = b
+        let reap = b
             .limiter
             .exponential
-            .map_or((5, 1_000_000), |e| (e.base_ms, e.max_ms));
+            .or(LimiterSpec::default_controller().exponential)
+            .map_or((0, 0), |e| (e.base_ms, e.max_ms));
+        let (reap_base_ms, reap_max_ms) = reap;
         let get_args = GetArgs {
             lease_ms: super::lease::millis(b.lease),
             batch: b.batch,

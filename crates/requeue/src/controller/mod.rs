@@ -90,9 +90,10 @@ mod settle;
 mod signal;
 mod worker;
 
+pub use crate::handout::Action;
 /// Re-exported from [`crate::metrics`], where they live.
 pub use crate::metrics::{ControllerMetrics, ReconcileResult};
-pub use outcome::{Action, Counts, Summary};
+pub use outcome::{Counts, Summary};
 pub use policy::{ErrorPolicy, Failure, RECONCILE_ERROR, RetryOnError};
 #[cfg(feature = "signal")]
 pub use signal::{SignalError, stop_on_signals};

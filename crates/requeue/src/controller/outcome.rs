@@ -1,20 +1,7 @@
-//! What a handler returns, and what a run reports.
+//! What a run reports. (What a handler returns, [`Action`](crate::handout::Action),
+//! is hand-out vocabulary and lives in [`handout`](crate::handout).)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-/// What to do with a key after handling it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Finished: its backoff history is cleared.
-    Done,
-    /// Handle it again soon: it goes to the back of the queue.
-    Requeue,
-    /// Handle it again after this long (its backoff history is cleared).
-    RequeueAfter(Duration),
-    /// Handle it again after its rate limiter's delay.
-    RequeueRateLimited,
-}
 
 /// Counts of handled keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

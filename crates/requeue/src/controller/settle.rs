@@ -42,7 +42,7 @@ pub(super) struct Failed {
 impl Verdict {
     /// How the hand-out ends.
     pub(super) fn then(&self) -> Then {
-        then_of(self.action)
+        self.action.then()
     }
 
     /// Why the key is back in the queue, if the ending re-adds it.
@@ -53,16 +53,6 @@ impl Verdict {
             (Action::RequeueAfter(_), None) => Some(Cause::RequeueAfter),
             (Action::Requeue | Action::RequeueRateLimited, None) => Some(Cause::Requeue),
         }
-    }
-}
-
-/// The queue calls an action stands for (the module docs' table).
-fn then_of(action: Action) -> Then {
-    match action {
-        Action::Done => Then::Forget,
-        Action::Requeue => Then::Requeue,
-        Action::RequeueAfter(delay) => Then::ForgetRetryAfter(delay),
-        Action::RequeueRateLimited => Then::Retry,
     }
 }
 
@@ -101,14 +91,9 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
     {
         let failure = match &outcome {
             Ok(Ok(action)) => {
-                let result = match action {
-                    Action::Done => ReconcileResult::Success,
-                    Action::Requeue | Action::RequeueRateLimited => ReconcileResult::Requeue,
-                    Action::RequeueAfter(_) => ReconcileResult::RequeueAfter,
-                };
                 return Verdict {
                     action: *action,
-                    result,
+                    result: ReconcileResult::from(*action),
                     failed: None,
                 };
             }

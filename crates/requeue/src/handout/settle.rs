@@ -1,10 +1,49 @@
-//! How a hand-out ends ([`Then`], [`Ended`]) and how a remote engine's
-//! hand-out plugs into the one [`Item`](crate::queue::Item) guard ([`Lease`]).
+//! How a hand-out ends ([`Action`] as a handler says it, [`Then`] as the
+//! queue does it, [`Ended`] as it went) and how a remote engine's hand-out
+//! plugs into the one [`Item`](crate::queue::Item) guard ([`Lease`]).
+//!
+//! One outcome, two words for it: a handler answers with an [`Action`]
+//! (kube-runtime's vocabulary), [`Action::then`] is the one place that
+//! says which queue calls it stands for, and the metrics label is
+//! `From<Action>` (`metrics::ReconcileResult`).
 
 use super::{Added, QueueError};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+
+/// What to do with a key after handling it: a handler's (or an error
+/// policy's) answer. [`Action::then`] turns it into the queue's ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Finished: its backoff history is cleared.
+    Done,
+    /// Handle it again soon: it goes to the back of the queue.
+    Requeue,
+    /// Handle it again after this long (its backoff history is cleared).
+    RequeueAfter(Duration),
+    /// Handle it again after its rate limiter's delay.
+    RequeueRateLimited,
+}
+
+impl Action {
+    /// The queue calls this answer stands for:
+    ///
+    /// | action | ending | queue calls |
+    /// |---|---|---|
+    /// | `Done` | [`Then::Forget`] | `forget`, done |
+    /// | `Requeue` | [`Then::Requeue`] | `add`, done |
+    /// | `RequeueAfter(d)` | [`Then::ForgetRetryAfter`] | `forget`, `add_after(d)`, done |
+    /// | `RequeueRateLimited` | [`Then::Retry`] | `add_rate_limited`, done |
+    pub fn then(self) -> Then {
+        match self {
+            Action::Done => Then::Forget,
+            Action::Requeue => Then::Requeue,
+            Action::RequeueAfter(delay) => Then::ForgetRetryAfter(delay),
+            Action::RequeueRateLimited => Then::Retry,
+        }
+    }
+}
 
 /// How a hand-out ends: marked done, and what else happens to the key in
 /// the same step. The guard's methods (`done`, `forget`, `retry`, …) are

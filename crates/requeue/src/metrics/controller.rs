@@ -17,6 +17,19 @@ pub enum ReconcileResult {
     RequeueAfter,
 }
 
+/// The label of a reconcile that returned `Ok(action)` (a failure is
+/// [`ReconcileResult::Error`], whatever the error policy answered).
+impl From<crate::handout::Action> for ReconcileResult {
+    fn from(action: crate::handout::Action) -> Self {
+        use crate::handout::Action;
+        match action {
+            Action::Done => ReconcileResult::Success,
+            Action::Requeue | Action::RequeueRateLimited => ReconcileResult::Requeue,
+            Action::RequeueAfter(_) => ReconcileResult::RequeueAfter,
+        }
+    }
+}
+
 impl ReconcileResult {
     /// The label value: `success`, `error`, `requeue` or `requeue_after`.
     pub fn as_str(self) -> &'static str {
