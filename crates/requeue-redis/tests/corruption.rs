@@ -13,7 +13,7 @@ use requeue_redis::error::Error;
 use requeue_redis::inspect;
 use requeue_redis::keys::QueueKeys;
 use requeue_redis::ops::{
-    self, Bucket, Exponential, FastSlow, GetArgs, Leased, LimiterSpec, Now, ReapArgs,
+    self, BatchOp, Bucket, Exponential, FastSlow, GetArgs, Leased, LimiterSpec, Now, ReapArgs,
 };
 use support::{T0, connect, server};
 
@@ -334,6 +334,7 @@ async fn every_script(
         "get",
         "done",
         "done_get",
+        "batch",
         "extend",
         "release",
         "reap",
@@ -360,6 +361,19 @@ async fn every_script(
                 script,
                 ops::done_get(conn, keys, &e.item, e.token, &LONG, now).await,
             ),
+            "batch" => {
+                let ops = [
+                    BatchOp::Add(b"x".to_vec()),
+                    BatchOp::Done {
+                        item: c.item.clone(),
+                        token: c.token,
+                        forget: true,
+                    },
+                    BatchOp::Get(2),
+                    BatchOp::Add(b"a".to_vec()),
+                ];
+                outcome(script, ops::batch(conn, keys, &LONG, &ops, true, now).await)
+            }
             "extend" => outcome(
                 script,
                 ops::extend(

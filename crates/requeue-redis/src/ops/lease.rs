@@ -146,7 +146,7 @@ impl DoneCode {
 }
 
 impl DoneCode {
-    fn from_code(code: i64) -> Result<Self, Error> {
+    pub(super) fn from_code(code: i64) -> Result<Self, Error> {
         match code {
             1 => Ok(DoneCode::Done),
             2 => Ok(DoneCode::Requeued),

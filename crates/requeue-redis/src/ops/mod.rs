@@ -13,6 +13,7 @@
 //! | `Get` | [`get`] (leases the item under a [`Token`]) |
 //! | `Done` | [`done`], or [`done_get`] to fetch the next item too |
 //! | — | [`extend`] (renew leases), [`release`] (give back to the head), [`reap`] |
+//! | many of `Add`, `Done`, `Get` at once | [`batch`] (what `RedisQueue` sends) |
 //! | `Forget`, `NumRequeues`, `Len` | [`forget`], [`num_requeues`], [`len`] |
 //!
 //! A reply of an unexpected shape is [`Error::Protocol`], never a panic.
@@ -45,6 +46,7 @@
 //! [`QueueKeys`]: crate::keys::QueueKeys
 
 mod add;
+mod batch;
 mod lease;
 mod limiter;
 mod plain;
@@ -53,6 +55,7 @@ mod reply;
 mod token;
 
 pub use add::{AddBatchReply, AddCode, AddReply, add, add_after, add_batch};
+pub use batch::{BatchOp, BatchReply, BatchResult, MAX_BATCH_ITEMS, batch};
 pub use lease::{
     DoneCode, DoneGetReply, DoneReply, GetArgs, GetReply, Leased, done, done_forgetting, done_get,
     get,

@@ -70,6 +70,11 @@ pub(super) fn opt_bytes(value: Value, what: &str) -> Result<Option<Vec<u8>>, Err
     bytes(value, what).map(Some)
 }
 
+/// A UTF-8 string.
+pub(super) fn string(value: Value, what: &str) -> Result<String, Error> {
+    String::from_utf8(bytes(value, what)?).map_err(|e| Error::Protocol(format!("{what}: {e}")))
+}
+
 /// A UTF-8 string or Lua `false`.
 pub(super) fn opt_string(value: Value, what: &str) -> Result<Option<String>, Error> {
     opt_bytes(value, what)?

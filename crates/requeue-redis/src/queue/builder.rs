@@ -1,5 +1,6 @@
 //! Configuring and connecting a [`RedisQueue`].
 
+use super::pipeline::Pipeline;
 use super::shared::{Shared, Stats, Time};
 use super::{Engine, RedisQueue, background};
 use crate::error::Error;
@@ -317,6 +318,7 @@ impl<T: Key> Prepared<T> {
             idle_changed: Notify::new(),
             shutting_down: AtomicBool::new(false),
             stats: Stats::default(),
+            pipeline: std::sync::OnceLock::new(),
             metrics: b
                 .metrics
                 .as_deref()
@@ -337,6 +339,10 @@ impl<T: Key> RedisQueue<T> {
         runtime
             .handle()
             .spawn(remote::renew(shared.clone(), cancel.clone()));
+        let (pipeline, coalescing) = Pipeline::new(shared.clone(), cancel.clone());
+        runtime.handle().spawn(coalescing);
+        // Set once, here, before the queue is handed to anyone.
+        let _ = shared.pipeline.set(pipeline);
         runtime.handle().spawn(background::wait_for_marker(
             shared.clone(),
             connected.client,

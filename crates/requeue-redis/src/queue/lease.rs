@@ -69,8 +69,15 @@ impl<T: Key> LeaseEngine<T> for Shared<T> {
         local_delay: Option<Duration>,
     ) -> BoxFuture<'static, Result<EndReply, QueueError>> {
         Box::pin(async move {
-            self.call(move |conn, shared| end_once(conn, shared, raw, token, then, local_delay))
-                .await
+            match then.readd() {
+                None | Some(Readd::Now) => end_pipelined(&self, raw, token, then).await,
+                Some(_) => {
+                    self.call(move |conn, shared| {
+                        end_once(conn, shared, raw, token, then, local_delay)
+                    })
+                    .await
+                }
+            }
         })
     }
 
@@ -83,6 +90,44 @@ impl<T: Key> LeaseEngine<T> for Shared<T> {
         Box::pin(async move {
             let _ = slept.await;
         })
+    }
+}
+
+/// The hot endings (done, forget, requeue now) through the pipeline: the
+/// re-add and the done are submitted back to back, so they go in order,
+/// usually in one call shared with other workers.
+async fn end_pipelined<T: Key>(
+    shared: &Arc<Shared<T>>,
+    raw: Vec<u8>,
+    token: Token,
+    then: Then,
+) -> Result<EndReply, QueueError> {
+    let pipeline = shared.pipeline()?;
+    let (added, done) = if then.readd() == Some(Readd::Now) {
+        let (added, done) = tokio::join!(
+            pipeline.add(raw.clone()),
+            pipeline.done(raw, token, then.forgets())
+        );
+        (Some(added?), done?)
+    } else {
+        (None, pipeline.done(raw, token, then.forgets()).await?)
+    };
+    if let Some(code) = added
+        && code.is_added()
+    {
+        shared.report(|m| m.adds.inc());
+    }
+    Ok(EndReply {
+        fenced: fenced(done),
+        added: added.map(|code| added_of(shared, code, 0)),
+    })
+}
+
+fn fenced(code: DoneCode) -> Fenced {
+    match code {
+        DoneCode::Done | DoneCode::Requeued => Fenced::Ended,
+        DoneCode::NotHeld => Fenced::NotHeld,
+        DoneCode::LeaseLost => Fenced::LeaseLost,
     }
 }
 
@@ -133,13 +178,8 @@ async fn end_once<T: Key>(
             }
         });
     }
-    let fenced = match done.code {
-        DoneCode::Done | DoneCode::Requeued => Fenced::Ended,
-        DoneCode::NotHeld => Fenced::NotHeld,
-        DoneCode::LeaseLost => Fenced::LeaseLost,
-    };
     Ok(EndReply {
-        fenced,
+        fenced: fenced(done.code),
         added: added.map(|(code, delay)| added_of(&shared, code, delay)),
     })
 }

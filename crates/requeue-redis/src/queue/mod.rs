@@ -43,6 +43,7 @@ mod background;
 mod blocking;
 mod builder;
 mod lease;
+mod pipeline;
 mod shared;
 
 pub use blocking::BlockingRedisQueue;
@@ -193,6 +194,22 @@ impl<T: Key> RedisQueue<T> {
         }
         let raw = self.shared.codec.encode(&item);
         let after = opts.delay(None).map(millis);
+        if !opts.rate_limited && after.is_none() {
+            // The hot path: coalesced with this process's other calls.
+            let added = match self.shared.pipeline() {
+                Ok(pipeline) => pipeline.add(raw).await,
+                Err(error) => Err(error),
+            };
+            return match added {
+                Ok(code) => {
+                    if code.is_added() {
+                        self.shared.report(|m| m.adds.inc());
+                    }
+                    Ok(added_of(&self.shared, code, 0))
+                }
+                Err(error) => Err(AddError { item, error }),
+            };
+        }
         let result = self
             .shared
             .call(move |mut conn, shared| async move {
@@ -216,12 +233,12 @@ impl<T: Key> RedisQueue<T> {
                         }
                         None => (limited.code, limited.depth, limited.delay_ms),
                     }
-                } else if let Some(ms) = after {
+                } else {
+                    // Only delayed adds get here (plain ones took the
+                    // pipeline); a zero delay is an immediate add anyway.
+                    let ms = after.unwrap_or(0);
                     let reply = ops::add_after(&mut conn, keys, &raw, ms, now).await?;
                     (reply.code, reply.depth, ms)
-                } else {
-                    let reply = ops::add(&mut conn, keys, &raw, now).await?;
-                    (reply.code, reply.depth, 0)
                 };
                 shared.report_depth(depth);
                 if code.is_added() {
@@ -278,12 +295,10 @@ impl<T: Key> RedisQueue<T> {
                 }
                 continue;
             }
-            let sent = shared.local_ms();
-            let reply = shared
-                .call(|mut conn, shared| async move {
-                    ops::get(&mut conn, &shared.keys, &shared.get_args, shared.now()).await
-                })
-                .await;
+            let reply = match shared.pipeline() {
+                Ok(pipeline) => pipeline.get().await,
+                Err(error) => Err(error),
+            };
             let reply = match reply {
                 Ok(reply) => reply,
                 Err(error @ QueueError::Corrupt { .. }) => {
@@ -301,9 +316,8 @@ impl<T: Key> RedisQueue<T> {
                 }
             };
             backoff = retry_backoff(Duration::from_millis(20));
-            self.observe_get(&reply);
             if let Some(leased) = reply.item {
-                return self.hand_out(leased, sent);
+                return self.hand_out(leased, reply.sent_ms);
             }
             let wait = reply
                 .next_wake_ms
@@ -331,40 +345,17 @@ impl<T: Key> RedisQueue<T> {
         if shared.is_shutting_down() {
             return Err(QueueError::ShutDown);
         }
-        let sent = shared.local_ms();
-        let reply = shared
-            .call(|mut conn, shared| async move {
-                ops::get(&mut conn, &shared.keys, &shared.get_args, shared.now()).await
-            })
-            .await?;
-        self.observe_get(&reply);
+        let reply = shared.pipeline()?.get().await?;
         reply
             .item
-            .map(|leased| self.hand_out(leased, sent))
+            .map(|leased| self.hand_out(leased, reply.sent_ms))
             .transpose()
-    }
-
-    /// Counts what a get script reported.
-    fn observe_get(&self, reply: &ops::GetReply) {
-        let shared = &self.shared;
-        shared
-            .stats
-            .reaped
-            .fetch_add(reply.reaped, Ordering::Relaxed);
-        shared.report(|m| {
-            m.depth
-                .set_value(i64::try_from(reply.depth).unwrap_or(i64::MAX));
-            for _ in 0..reply.reaped {
-                m.lease_expired.inc();
-            }
-            if let Some(leased) = &reply.item {
-                m.latency.observe(leased.queue_ms as f64 / 1000.0);
-            }
-        });
     }
 
     /// Wraps a leased item in the guard, registering its lease for renewal.
     fn hand_out(&self, leased: Leased, sent_ms: u64) -> Result<Item<T>, QueueError> {
+        self.shared
+            .report(|m| m.latency.observe(leased.queue_ms as f64 / 1000.0));
         let item = match self.shared.codec.decode(&leased.item) {
             Ok(item) => item,
             Err(reason) => {

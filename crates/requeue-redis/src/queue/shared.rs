@@ -67,6 +67,8 @@ pub(crate) struct Shared<T> {
     pub(crate) stats: Stats,
     /// client-go's metrics (plus the lease counters), if a provider was given.
     pub(crate) metrics: Option<QueueMetrics>,
+    /// Where adds, dones and gets are coalesced; set once when the queue starts.
+    pub(crate) pipeline: std::sync::OnceLock<super::pipeline::Pipeline>,
 }
 
 /// The fake-time base, so fake ms look like (and sort like) real ones.
@@ -146,6 +148,26 @@ impl<T: Send + Sync + 'static> Shared<T> {
         if let Some(metrics) = &self.metrics {
             f(metrics);
         }
+    }
+
+    /// The coalescing pipeline (set when the queue starts).
+    pub(crate) fn pipeline(&self) -> Result<&super::pipeline::Pipeline, QueueError> {
+        self.pipeline
+            .get()
+            .ok_or_else(|| QueueError::backend("the queue's engine has not started"))
+    }
+
+    /// Counts what a batch reported: reaped leases and the depth.
+    pub(crate) fn observe_batch(&self, reply: &crate::ops::BatchReply) {
+        self.stats.reaped.fetch_add(reply.reaped, Ordering::Relaxed);
+        self.report(|m| {
+            for _ in 0..reply.reaped {
+                m.lease_expired.inc();
+            }
+            if let Some(depth) = reply.depth {
+                m.depth.set_value(i64::try_from(depth).unwrap_or(i64::MAX));
+            }
+        });
     }
 
     /// Reports the queue depth a script returned.

@@ -73,11 +73,13 @@ pub enum ScriptName {
     Len,
     /// Read-only: every key's type and content, for diagnosis and repair.
     Dump,
+    /// Adds, fenced dones and gets of many callers in one call, in order.
+    Batch,
 }
 
 impl ScriptName {
     /// Every script, in a fixed order.
-    pub const ALL: [ScriptName; 13] = [
+    pub const ALL: [ScriptName; 14] = [
         ScriptName::Add,
         ScriptName::AddBatch,
         ScriptName::AddAfter,
@@ -91,6 +93,7 @@ impl ScriptName {
         ScriptName::Inspect,
         ScriptName::Len,
         ScriptName::Dump,
+        ScriptName::Batch,
     ];
 
     /// A stable snake_case name (for logs and a `script` metric label).
@@ -109,6 +112,7 @@ impl ScriptName {
             ScriptName::Inspect => "inspect",
             ScriptName::Len => "len",
             ScriptName::Dump => "dump",
+            ScriptName::Batch => "batch",
         }
     }
 
@@ -128,6 +132,7 @@ impl ScriptName {
             ScriptName::Inspect => with_prelude!("inspect.lua"),
             ScriptName::Len => with_prelude!("len.lua"),
             ScriptName::Dump => with_prelude!("dump.lua"),
+            ScriptName::Batch => with_prelude!("batch.lua"),
         }
     }
 

@@ -125,8 +125,12 @@ else
 end
 
 -- Wakes blocked waiters (they BZPOPMIN the marker): 'r' = ready work,
--- 'd' = the earliest due time changed.
+-- 'd' = the earliest due time changed. While ARMS is a table (batch.lua)
+-- the wake-ups are only noted, and written once at the end: one ZADD per
+-- call instead of one per item (the marker is a set, so it is the same).
+local ARMS = nil
 local function arm(member)
+  if ARMS then ARMS[member] = true return end
   redis.call('ZADD', MARK, 0, member)
 end
 

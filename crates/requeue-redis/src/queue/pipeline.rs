@@ -1,0 +1,325 @@
+//! Coalescing: the adds, dones and gets of every caller in this process
+//! that arrive while a call is on its way go together in the next
+//! [`ops::batch`] call. One caller alone pays one round trip per operation
+//! as before; many callers share round trips and the scripts' fixed work
+//! (clock, checks, promotion, reaping, wake-up), which is what makes a
+//! busy queue fast. Each caller still gets its own answer.
+//!
+//! Order is kept: operations go in the order they were submitted, batches
+//! one after the other (one call in flight), and the script applies a
+//! batch's operations in order. So a caller that submits an add and then a
+//! done sees them applied in that order, as two calls would.
+
+use super::shared::Shared;
+use crate::ops::{self, AddCode, BatchOp, BatchResult, DoneCode, Leased, MAX_BATCH_ITEMS, Token};
+use requeue::engine::QueueError;
+use requeue::queue::Key;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Operations waiting for the next call: bounded, so a flood of callers
+/// waits for room instead of growing memory (each caller has one
+/// operation outstanding, so the callers alive bound it anyway).
+const QUEUED_OPS: usize = 4096;
+
+/// The most operations in one call (and at most [`MAX_BATCH_ITEMS`] items).
+const OPS_PER_CALL: usize = 256;
+
+/// What a get's share of a batch brought back.
+#[derive(Debug)]
+pub(crate) struct Got {
+    /// The leased item, or `None` when the queue had none for this caller.
+    pub(crate) item: Option<Leased>,
+    /// Local ms (queue clock) just before the call was sent: the lease
+    /// runs at least a lease from then.
+    pub(crate) sent_ms: u64,
+    /// The script's time, ms.
+    pub(crate) now_ms: u64,
+    /// When a get could next succeed, if the queue was empty.
+    pub(crate) next_wake_ms: Option<u64>,
+}
+
+/// One caller's operation and where its answer goes.
+enum Request {
+    Add(Vec<u8>, oneshot::Sender<Result<AddCode, QueueError>>),
+    Done(
+        Vec<u8>,
+        Token,
+        bool,
+        oneshot::Sender<Result<DoneCode, QueueError>>,
+    ),
+    Get(oneshot::Sender<Result<Got, QueueError>>),
+}
+
+/// The submitting side, one per queue (clones share it).
+#[derive(Debug, Clone)]
+pub(crate) struct Pipeline {
+    requests: mpsc::Sender<Request>,
+}
+
+/// The pipeline has stopped: the queue's engine is gone.
+fn stopped() -> QueueError {
+    QueueError::backend("the queue's engine has stopped")
+}
+
+impl Pipeline {
+    /// A pipeline whose task (to be spawned on the queue's runtime) runs
+    /// until `cancel` fires.
+    pub(crate) fn new<T: Key>(
+        shared: Arc<Shared<T>>,
+        cancel: CancellationToken,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = mpsc::channel(QUEUED_OPS);
+        (Pipeline { requests: tx }, run(shared, rx, cancel))
+    }
+
+    async fn submit<R>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<R, QueueError>>) -> Request,
+    ) -> Result<R, QueueError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(request(tx))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// client-go `Add` of `raw`.
+    pub(crate) async fn add(&self, raw: Vec<u8>) -> Result<AddCode, QueueError> {
+        self.submit(|tx| Request::Add(raw, tx)).await
+    }
+
+    /// Fenced `Done` of `raw` under `token`, clearing its failure count if
+    /// `forget`.
+    pub(crate) async fn done(
+        &self,
+        raw: Vec<u8>,
+        token: Token,
+        forget: bool,
+    ) -> Result<DoneCode, QueueError> {
+        self.submit(|tx| Request::Done(raw, token, forget, tx))
+            .await
+    }
+
+    /// Leases the head of the queue, if there is one.
+    pub(crate) async fn get(&self) -> Result<Got, QueueError> {
+        self.submit(Request::Get).await
+    }
+}
+
+/// The task: takes whatever is waiting (at least one operation), sends it
+/// as one call, hands out the answers, and again.
+async fn run<T: Key>(
+    shared: Arc<Shared<T>>,
+    mut requests: mpsc::Receiver<Request>,
+    cancel: CancellationToken,
+) {
+    let mut waiting: Vec<Request> = Vec::with_capacity(OPS_PER_CALL);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            next = requests.recv() => match next {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        waiting.push(first);
+        let mut items = waiting.iter().map(request_items).sum::<usize>();
+        while waiting.len() < OPS_PER_CALL {
+            match requests.try_recv() {
+                Ok(request) if items + request_items(&request) <= MAX_BATCH_ITEMS => {
+                    items += request_items(&request);
+                    waiting.push(request);
+                }
+                Ok(request) => {
+                    // Too big for this call: it starts the next one.
+                    send(&shared, std::mem::take(&mut waiting)).await;
+                    waiting.push(request);
+                    items = waiting.iter().map(request_items).sum();
+                }
+                Err(_) => break,
+            }
+        }
+        send(&shared, std::mem::take(&mut waiting)).await;
+    }
+}
+
+fn request_items(request: &Request) -> usize {
+    match request {
+        Request::Add(..) | Request::Done(..) | Request::Get(_) => 1,
+    }
+}
+
+/// The operations of `requests`, consecutive gets merged into one, and
+/// where each request's answer is: (operation, place among a merged
+/// get's items).
+fn operations(requests: &[Request]) -> (Vec<BatchOp>, Vec<(usize, usize)>) {
+    let mut ops: Vec<BatchOp> = Vec::with_capacity(requests.len());
+    let mut places = Vec::with_capacity(requests.len());
+    for request in requests {
+        match request {
+            Request::Add(raw, _) => ops.push(BatchOp::Add(raw.clone())),
+            Request::Done(raw, token, forget, _) => ops.push(BatchOp::Done {
+                item: raw.clone(),
+                token: *token,
+                forget: *forget,
+            }),
+            Request::Get(_) => {
+                let last = ops.len().saturating_sub(1);
+                if let Some(BatchOp::Get(count)) = ops.last_mut() {
+                    places.push((last, *count as usize));
+                    *count += 1;
+                    continue;
+                }
+                ops.push(BatchOp::Get(1));
+                places.push((ops.len() - 1, 0));
+                continue;
+            }
+        }
+        places.push((ops.len() - 1, 0));
+    }
+    (ops, places)
+}
+
+/// A batch's results, each taken once by the request it answers.
+enum Answer {
+    Add(AddCode),
+    Done(DoneCode),
+    Get(Vec<Option<Leased>>),
+    Taken,
+}
+
+/// One call for `requests`, and every caller's answer.
+async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
+    if requests.is_empty() {
+        return;
+    }
+    let (ops, places) = operations(&requests);
+    let want_depth = shared.metrics.is_some();
+    let sent_ms = shared.local_ms();
+    let reply = shared
+        .call(move |mut conn, shared| async move {
+            ops::batch(
+                &mut conn,
+                &shared.keys,
+                &shared.get_args,
+                &ops,
+                want_depth,
+                shared.now(),
+            )
+            .await
+        })
+        .await;
+    let reply = match reply {
+        Ok(reply) => reply,
+        Err(error) => {
+            for request in requests {
+                fail(request, same_error(&error));
+            }
+            return;
+        }
+    };
+    shared.observe_batch(&reply);
+    let (now_ms, next_wake_ms) = (reply.now_ms, reply.next_wake_ms);
+    let mut answers: Vec<Answer> = reply
+        .results
+        .into_iter()
+        .map(|result| match result {
+            BatchResult::Add(code) => Answer::Add(code),
+            BatchResult::Done(code) => Answer::Done(code),
+            BatchResult::Get(items) => Answer::Get(items.into_iter().map(Some).collect()),
+        })
+        .collect();
+    for (request, (op, slot)) in requests.into_iter().zip(places) {
+        let answer = answers.get_mut(op);
+        match request {
+            Request::Add(_, tx) => {
+                let code = match answer.map(|a| std::mem::replace(a, Answer::Taken)) {
+                    Some(Answer::Add(code)) => Ok(code),
+                    _ => Err(mismatch()),
+                };
+                let _ = tx.send(code);
+            }
+            Request::Done(_, _, _, tx) => {
+                let code = match answer.map(|a| std::mem::replace(a, Answer::Taken)) {
+                    Some(Answer::Done(code)) => Ok(code),
+                    _ => Err(mismatch()),
+                };
+                let _ = tx.send(code);
+            }
+            Request::Get(tx) => {
+                let Some(Answer::Get(items)) = answer else {
+                    let _ = tx.send(Err(mismatch()));
+                    continue;
+                };
+                // A short get leaves its last getters without an item.
+                let item = items.get_mut(slot).and_then(Option::take);
+                let got = Got {
+                    item,
+                    sent_ms,
+                    now_ms,
+                    next_wake_ms,
+                };
+                if let Err(Ok(Got {
+                    item: Some(orphan), ..
+                })) = tx.send(Ok(got))
+                {
+                    // Its getter gave up meanwhile: give the item back at
+                    // once rather than let its lease run out (which would
+                    // count a failure).
+                    give_back(shared, orphan);
+                }
+            }
+        }
+    }
+}
+
+fn mismatch() -> QueueError {
+    QueueError::backend("the batch reply does not match its operations")
+}
+
+fn fail(request: Request, error: QueueError) {
+    match request {
+        Request::Add(_, tx) => drop(tx.send(Err(error))),
+        Request::Done(_, _, _, tx) => drop(tx.send(Err(error))),
+        Request::Get(tx) => drop(tx.send(Err(error))),
+    }
+}
+
+/// `error` again, for the next caller of a failed batch (the cause chain
+/// is kept as text).
+fn same_error(error: &QueueError) -> QueueError {
+    match error {
+        QueueError::Corrupt {
+            key,
+            field,
+            problem,
+        } => QueueError::Corrupt {
+            key: key.clone(),
+            field: field.clone(),
+            problem: problem.clone(),
+        },
+        QueueError::Backend(inner) => {
+            QueueError::backend(crate::error::Chain(inner.as_ref()).to_string())
+        }
+        other => QueueError::backend(other.to_string()),
+    }
+}
+
+fn give_back<T: Key>(shared: &Arc<Shared<T>>, leased: Leased) {
+    let shared = shared.clone();
+    shared.runtime.clone().spawn(async move {
+        let released = shared
+            .call(move |mut conn, shared| async move {
+                ops::release(&mut conn, &shared.keys, &leased.item, leased.token, shared.now())
+                    .await
+            })
+            .await;
+        if let Err(error) = released {
+            tracing::debug!(queue = %shared.name, %error, "cannot give back an unclaimed item; it comes back when its lease expires");
+        }
+    });
+}

@@ -1,0 +1,120 @@
+-- batch.lua  ARGV: now, lease_ms, batch, reap_base_ms, reap_max_ms, nonce,
+--                  want_depth ('1' or '0'), then the operations, each a
+--                  code and its arguments:
+--   'a' item                   client-go Add
+--   'd' item token forget      fenced Done ('1': the failure count is
+--                              cleared too, only if the caller held it)
+--   'g' count                  Get: lease up to `count` items
+-- The operations of many callers in one call: they apply in order, exactly
+-- as the same calls one after the other would, but the clock, the checks,
+-- the promotion and the wake-up are paid once per call, not per item.
+-- Returns {result of each operation..., reaped, now, next_wake|false,
+-- depth|false}: 'a' and 'd' give the code add and done give, 'g' a flat
+-- list {item, token, queue_ms, ...} of what it leased. next_wake is set
+-- when a get came back short (as get's), depth when asked for.
+local lease = ms_arg(ARGV[2], 'lease_ms')
+local batch = num(ARGV[3], 'batch')
+local base, max = ms_arg(ARGV[4], 'reap_base_ms'), ms_arg(ARGV[5], 'reap_max_ms')
+local nonce = ARGV[6]
+local want_depth = ARGV[7] == '1'
+
+-- Read every operation before anything is written: a malformed list is a
+-- client bug, and raises with nothing changed.
+local ops, i, gets = {}, 8, false
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'a' and ARGV[i + 1] then
+    ops[#ops + 1] = {op, ARGV[i + 1]}
+    i = i + 2
+  elseif op == 'd' and ARGV[i + 3] then
+    ops[#ops + 1] = {op, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'}
+    i = i + 4
+  elseif op == 'g' and ARGV[i + 1] then
+    local count = num(ARGV[i + 1], 'get count')
+    if count < 1 or count > 1000 then error('requeue: get count out of range: ' .. ARGV[i + 1]) end
+    ops[#ops + 1] = {op, count}
+    gets = true
+    i = i + 2
+  else
+    error('requeue: malformed batch operation at ARGV ' .. i .. ': ' .. tostring(op))
+  end
+end
+
+check_get_types()
+local dead = {}
+if gets then dead = expired(batch) end
+check_get_values(dead)
+
+ARMS = {}
+promote(batch)
+-- An add cancels a pending delay: one ZREM each, unless nothing is delayed.
+local delayed = redis.call('ZCARD', DELAYED) > 0
+local reaped, reaped_yet = 0, false
+local popped, short = false, false
+local out = {}
+
+-- Leases up to `count` items from the head of the queue, as get_core does
+-- for one; variadic, so the cost does not grow with the count.
+local function lease_items(count)
+  if not reaped_yet then
+    reaped = reap_items(dead, base, max)
+    reaped_yet = true
+    if reaped > 0 then delayed = true end
+  end
+  local items = redis.call('RPOP', Q, count)
+  if not items then
+    short = true
+    return {}
+  end
+  if #items < count then short = true end
+  popped = true
+  local n = #items
+  redis.call('SREM', DIRTY, unpack(items))
+  local last = redis.call('HINCRBY', META, 'seq', n)
+  local added = redis.call('HMGET', ADDED, unpack(items))
+  redis.call('HDEL', ADDED, unpack(items))
+  local deadlines, owners, got = {}, {}, {}
+  for j, item in ipairs(items) do
+    local token = string.format('%d', last - n + j) .. ':' .. nonce
+    deadlines[#deadlines + 1] = NOW + lease
+    deadlines[#deadlines + 1] = item
+    owners[#owners + 1] = item
+    owners[#owners + 1] = token
+    local waited = NOW - (tonumber(added[j]) or NOW)
+    if waited < 0 then waited = 0 end
+    got[#got + 1] = item
+    got[#got + 1] = token
+    got[#got + 1] = waited
+  end
+  redis.call('ZADD', PROC, unpack(deadlines))
+  redis.call('HSET', OWN, unpack(owners))
+  return got
+end
+
+for k, op in ipairs(ops) do
+  if op[1] == 'a' then
+    if delayed then redis.call('ZREM', DELAYED, op[2]) end
+    out[k] = add_core(op[2])
+  elseif op[1] == 'd' then
+    local code = done_core(op[2], op[3])
+    if code > 0 and op[4] then redis.call('HDEL', FAIL, op[2]) end
+    out[k] = code
+  else
+    out[k] = lease_items(op[2])
+  end
+end
+
+local depth = false
+if want_depth or popped then depth = redis.call('LLEN', Q) end
+-- Chain the wake-up to the next waiter when items are left, as get does.
+if popped and depth > 0 then ARMS['r'] = true end
+for member in pairs(ARMS) do redis.call('ZADD', MARK, 0, member) end
+ARMS = nil
+local wake = false
+if short then wake = next_wake() end
+if not want_depth then depth = false end
+out[#out + 1] = reaped
+out[#out + 1] = NOW
+out[#out + 1] = wake
+out[#out + 1] = depth
+return out
