@@ -93,9 +93,10 @@ impl<T: Key> LeaseEngine<T> for Shared<T> {
     }
 }
 
-/// The hot endings (done, forget, requeue now) through the pipeline: the
-/// re-add and the done are submitted back to back, so they go in order,
-/// usually in one call shared with other workers.
+/// The hot endings (done, forget, requeue now) through the pipeline,
+/// usually in one call shared with other workers. A requeue's add is
+/// answered before its done is submitted (the pipeline keeps no order
+/// between outstanding operations), so it parks and the done queues it.
 async fn end_pipelined<T: Key>(
     shared: &Arc<Shared<T>>,
     raw: Vec<u8>,
@@ -103,15 +104,11 @@ async fn end_pipelined<T: Key>(
     then: Then,
 ) -> Result<EndReply, QueueError> {
     let pipeline = shared.pipeline()?;
-    let (added, done) = if then.readd() == Some(Readd::Now) {
-        let (added, done) = tokio::join!(
-            pipeline.add(raw.clone()),
-            pipeline.done(raw, token, then.forgets())
-        );
-        (Some(added?), done?)
-    } else {
-        (None, pipeline.done(raw, token, then.forgets()).await?)
+    let added = match then.readd() {
+        Some(Readd::Now) => Some(pipeline.add(raw.clone()).await?),
+        _ => None,
     };
+    let done = pipeline.done(raw, token, then.forgets()).await?;
     if let Some(code) = added
         && code.is_added()
     {

@@ -147,6 +147,13 @@ impl<T: Key> RedisQueue<T> {
         self.shared.keeper.lease_lost()
     }
 
+    /// Calls this process has sent to Redis so far (each a round trip;
+    /// the adds, dones and gets that went together in one batch count
+    /// once), renewals and marker waits excluded.
+    pub fn round_trips(&self) -> u64 {
+        self.shared.stats.calls.load(Ordering::Relaxed)
+    }
+
     /// Expired leases (of any process) this process's gets reaped so far.
     pub fn leases_reaped(&self) -> u64 {
         self.shared.stats.reaped.load(Ordering::Relaxed)

@@ -5,10 +5,10 @@
 //! (clock, checks, promotion, reaping, wake-up), which is what makes a
 //! busy queue fast. Each caller still gets its own answer.
 //!
-//! Order is kept: operations go in the order they were submitted, batches
-//! one after the other (one call in flight), and the script applies a
-//! batch's operations in order. So a caller that submits an add and then a
-//! done sees them applied in that order, as two calls would.
+//! Each caller has at most one operation outstanding (it waits for the
+//! answer before its next), so no order between callers needs keeping;
+//! within a call the script applies the operations in the order they
+//! were submitted.
 
 use super::shared::Shared;
 use crate::ops::{self, AddCode, BatchOp, BatchResult, DoneCode, Leased, MAX_BATCH_ITEMS, Token};
@@ -23,8 +23,10 @@ use tokio_util::sync::CancellationToken;
 /// operation outstanding, so the callers alive bound it anyway).
 const QUEUED_OPS: usize = 4096;
 
-/// The most operations in one call (and at most [`MAX_BATCH_ITEMS`] items).
+/// The most operations in one call; each names or leases one item, so
+/// this also keeps a call under [`MAX_BATCH_ITEMS`].
 const OPS_PER_CALL: usize = 256;
+const _: () = assert!(OPS_PER_CALL <= MAX_BATCH_ITEMS);
 
 /// What a get's share of a batch brought back.
 #[derive(Debug)]
@@ -109,14 +111,22 @@ impl Pipeline {
     }
 }
 
+/// Calls on their way at once. A second call overlaps one call's answer
+/// handling with the next one's trip; more buys little on a busy queue
+/// and only splits batches. Two calls in flight may run in either order,
+/// which is safe because every caller has at most one operation
+/// outstanding: concurrent callers have no order to keep.
+const IN_FLIGHT: usize = 2;
+
 /// The task: takes whatever is waiting (at least one operation), sends it
-/// as one call, hands out the answers, and again.
+/// as one call (at most [`IN_FLIGHT`] at once), hands out the answers,
+/// and again.
 async fn run<T: Key>(
     shared: Arc<Shared<T>>,
     mut requests: mpsc::Receiver<Request>,
     cancel: CancellationToken,
 ) {
-    let mut waiting: Vec<Request> = Vec::with_capacity(OPS_PER_CALL);
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     loop {
         let first = tokio::select! {
             biased;
@@ -126,60 +136,67 @@ async fn run<T: Key>(
                 None => return,
             },
         };
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Let the callers that were woken by the last answer submit their
+        // next operation before this call is closed: they are usually
+        // ready within one scheduling round, and waiting one round makes
+        // a busy queue's batches many times larger (a lone caller loses
+        // no more than that round).
+        tokio::task::yield_now().await;
+        let mut waiting = Vec::with_capacity(OPS_PER_CALL);
         waiting.push(first);
-        let mut items = waiting.iter().map(request_items).sum::<usize>();
         while waiting.len() < OPS_PER_CALL {
             match requests.try_recv() {
-                Ok(request) if items + request_items(&request) <= MAX_BATCH_ITEMS => {
-                    items += request_items(&request);
-                    waiting.push(request);
-                }
-                Ok(request) => {
-                    // Too big for this call: it starts the next one.
-                    send(&shared, std::mem::take(&mut waiting)).await;
-                    waiting.push(request);
-                    items = waiting.iter().map(request_items).sum();
-                }
+                Ok(request) => waiting.push(request),
                 Err(_) => break,
             }
         }
-        send(&shared, std::mem::take(&mut waiting)).await;
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            send(&shared, waiting).await;
+            drop(slot);
+        });
     }
 }
 
-fn request_items(request: &Request) -> usize {
-    match request {
-        Request::Add(..) | Request::Done(..) | Request::Get(_) => 1,
-    }
-}
-
-/// The operations of `requests`, consecutive gets merged into one, and
-/// where each request's answer is: (operation, place among a merged
-/// get's items).
+/// The operations of `requests`, and where each request's answer is:
+/// (operation, place among a merged get's items).
+///
+/// The requests are concurrent (each caller has one outstanding), so any
+/// order is one they could have had. This one is the cheapest: the dones
+/// first (freeing parked items), then the adds, then every get as one
+/// (the script leases them all with one pop), so that each kind forms one
+/// run the script handles with a fixed number of commands.
 fn operations(requests: &[Request]) -> (Vec<BatchOp>, Vec<(usize, usize)>) {
     let mut ops: Vec<BatchOp> = Vec::with_capacity(requests.len());
-    let mut places = Vec::with_capacity(requests.len());
-    for request in requests {
-        match request {
-            Request::Add(raw, _) => ops.push(BatchOp::Add(raw.clone())),
-            Request::Done(raw, token, forget, _) => ops.push(BatchOp::Done {
+    let mut places = vec![(0, 0); requests.len()];
+    for (n, request) in requests.iter().enumerate() {
+        if let Request::Done(raw, token, forget, _) = request {
+            places[n] = (ops.len(), 0);
+            ops.push(BatchOp::Done {
                 item: raw.clone(),
                 token: *token,
                 forget: *forget,
-            }),
-            Request::Get(_) => {
-                let last = ops.len().saturating_sub(1);
-                if let Some(BatchOp::Get(count)) = ops.last_mut() {
-                    places.push((last, *count as usize));
-                    *count += 1;
-                    continue;
-                }
-                ops.push(BatchOp::Get(1));
-                places.push((ops.len() - 1, 0));
-                continue;
-            }
+            });
         }
-        places.push((ops.len() - 1, 0));
+    }
+    for (n, request) in requests.iter().enumerate() {
+        if let Request::Add(raw, _) = request {
+            places[n] = (ops.len(), 0);
+            ops.push(BatchOp::Add(raw.clone()));
+        }
+    }
+    let mut gets = 0;
+    for (n, request) in requests.iter().enumerate() {
+        if let Request::Get(_) = request {
+            places[n] = (ops.len(), gets as usize);
+            gets += 1;
+        }
+    }
+    if gets > 0 {
+        ops.push(BatchOp::Get(gets));
     }
     (ops, places)
 }

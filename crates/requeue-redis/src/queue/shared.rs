@@ -32,6 +32,8 @@ pub(crate) enum Time {
 pub(crate) struct Stats {
     pub(crate) reaped: AtomicU64,
     pub(crate) backend_errors: AtomicU64,
+    /// Calls sent to Redis (round trips; a pipeline batch is one).
+    pub(crate) calls: AtomicU64,
 }
 
 /// The process-local side of one queue.
@@ -117,6 +119,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
         F: FnOnce(ConnectionManager, Arc<Self>) -> Fut,
         Fut: Future<Output = Result<R, crate::error::Error>> + Send + 'static,
     {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let fut = call(self.conn.clone(), self.clone());
         let result = match self.runtime.spawn(fut).await {
             Ok(result) => result,

@@ -91,7 +91,87 @@ local function lease_items(count)
   return got
 end
 
-for k, op in ipairs(ops) do
+-- A run of adds of distinct items, as add_now one after the other would
+-- do them, in a fixed number of variadic commands.
+local function add_run(first, last)
+  local items = {}
+  for x = first, last do items[#items + 1] = ops[x][2] end
+  if delayed then redis.call('ZREM', DELAYED, unpack(items)) end
+  local dirty = redis.call('SMISMEMBER', DIRTY, unpack(items))
+  local fresh, stamps = {}, {}
+  for x, item in ipairs(items) do
+    if dirty[x] == 1 then
+      out[first + x - 1] = 0
+    else
+      fresh[#fresh + 1] = x
+      stamps[#stamps + 1] = item
+      stamps[#stamps + 1] = NOW
+    end
+  end
+  if #fresh == 0 then return end
+  local names = {}
+  for _, x in ipairs(fresh) do names[#names + 1] = items[x] end
+  redis.call('SADD', DIRTY, unpack(names))
+  redis.call('HSET', ADDED, unpack(stamps))
+  local held = redis.call('ZMSCORE', PROC, unpack(names))
+  local push = {}
+  for n, x in ipairs(fresh) do
+    if held[n] then
+      out[first + x - 1] = 2
+    else
+      out[first + x - 1] = 1
+      push[#push + 1] = items[x]
+    end
+  end
+  if #push > 0 then
+    redis.call('LPUSH', Q, unpack(push))
+    arm('r')
+  end
+end
+
+-- A run of fenced dones of distinct items, as done_core one after the
+-- other would do them, in a fixed number of variadic commands.
+local function done_run(first, last)
+  local items = {}
+  for x = first, last do items[#items + 1] = ops[x][2] end
+  local owners = redis.call('HMGET', OWN, unpack(items))
+  local ended, forgets = {}, {}
+  for x, item in ipairs(items) do
+    local op = ops[first + x - 1]
+    if not owners[x] then
+      out[first + x - 1] = -2
+    elseif owners[x] ~= op[3] then
+      out[first + x - 1] = -1
+    else
+      ended[#ended + 1] = x
+      if op[4] then forgets[#forgets + 1] = item end
+    end
+  end
+  if #ended == 0 then return end
+  local names = {}
+  for _, x in ipairs(ended) do names[#names + 1] = items[x] end
+  redis.call('HDEL', OWN, unpack(names))
+  redis.call('ZREM', PROC, unpack(names))
+  local dirty = redis.call('SMISMEMBER', DIRTY, unpack(names))
+  local push = {}
+  for n, x in ipairs(ended) do
+    if dirty[n] == 1 then
+      out[first + x - 1] = 2
+      push[#push + 1] = items[x]
+    else
+      out[first + x - 1] = 1
+    end
+  end
+  if #push > 0 then
+    redis.call('LPUSH', Q, unpack(push))
+    arm('r')
+  end
+  if #forgets > 0 then redis.call('HDEL', FAIL, unpack(forgets)) end
+end
+
+-- One operation on its own.
+local function single(k)
+  local op = ops[k]
   if op[1] == 'a' then
     if delayed then redis.call('ZREM', DELAYED, op[2]) end
     out[k] = add_core(op[2])
@@ -102,6 +182,27 @@ for k, op in ipairs(ops) do
   else
     out[k] = lease_items(op[2])
   end
+end
+
+-- Runs of the same kind (adds, or dones) over distinct items go
+-- variadic; anything else, one at a time. Either way in order.
+local k = 1
+while k <= #ops do
+  local kind, seen, last = ops[k][1], {[ops[k][2]] = true}, k
+  if kind ~= 'g' then
+    while ops[last + 1] and ops[last + 1][1] == kind and not seen[ops[last + 1][2]] do
+      last = last + 1
+      seen[ops[last][2]] = true
+    end
+  end
+  if last == k then
+    single(k)
+  elseif kind == 'a' then
+    add_run(k, last)
+  else
+    done_run(k, last)
+  end
+  k = last + 1
 end
 
 local depth = false
