@@ -118,6 +118,8 @@ struct HotKeys {
     lease_ms: u64,
     /// `CLIENT KILL TYPE normal` this often during the adds.
     kill_every: Option<Duration>,
+    /// The workers' `prefetch` (0: off).
+    prefetch: usize,
 }
 
 struct HotRun {
@@ -247,7 +249,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     let dir = temp_dir();
     let mut workers: Vec<Worker> = (0..cfg.workers)
         .map(|i| {
-            Worker::spawn(
+            Worker::spawn_with_prefetch(
                 dir.path(),
                 &format!("w{i}"),
                 &cfg.url,
@@ -260,6 +262,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
                     requeue_one_in: 16,
                     keys: cfg.keys,
                 },
+                cfg.prefetch,
             )
         })
         .collect();
@@ -395,9 +398,31 @@ async fn n_processes_hot_keys_never_held_twice() {
         add_for: Duration::from_secs(3),
         lease_ms: 1_000,
         kill_every: None,
+        prefetch: 0,
     })
     .await;
     eprintln!("hot keys: {}", run.summary());
+    run.assert_sound();
+    assert!(run.history.intervals.len() > 100, "{}", run.summary());
+}
+
+/// The same with every worker fetching ahead (up to 4 items): still never
+/// held twice at once, and every add served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_processes_fetching_ahead_never_hold_a_key_twice() {
+    let run = run_hot_keys(HotKeys {
+        url: support::server().url(),
+        queue: unique("hot-ahead"),
+        workers: 4,
+        tasks: 2,
+        keys: 100,
+        add_for: Duration::from_secs(3),
+        lease_ms: 1_000,
+        kill_every: None,
+        prefetch: 4,
+    })
+    .await;
+    eprintln!("hot keys, fetching ahead: {}", run.summary());
     run.assert_sound();
     assert!(run.history.intervals.len() > 100, "{}", run.summary());
 }
@@ -422,6 +447,7 @@ async fn connection_lost_mid_run_reconnects() {
         add_for: Duration::from_secs(3),
         lease_ms: 1_000,
         kill_every: Some(ms(300)),
+        prefetch: 0,
     })
     .await;
     eprintln!("client kills: {}", run.summary());
@@ -569,6 +595,73 @@ async fn kill9_worker_mid_processing_hands_item_to_another() {
         "the killed child never ended anything: {child_lines:?}"
     );
     eprintln!("kill -9: the key came back {waited:?} after the kill (lease {HOLD_LEASE_MS} ms)");
+}
+
+/// A process killed while it holds an item fetched ahead (leased to it,
+/// handed to none of its workers): the item comes back after one lease,
+/// under a later token, to another process, and is processed exactly once
+/// more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
+    let url = support::server().url();
+    let queue = unique("kill9-ahead");
+    let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
+        .lease(ms(HOLD_LEASE_MS))
+        .build()
+        .await
+        .unwrap();
+    for key in ["a", "b"] {
+        assert_eq!(parent.add(key.into()).await.unwrap(), Added::Queued);
+    }
+    let dir = temp_dir();
+    let mut child = Worker::spawn_with_prefetch(
+        dir.path(),
+        "ahead",
+        &url,
+        &queue,
+        HOLD_LEASE_MS,
+        Mode::FetchAhead,
+        4,
+    );
+    child
+        .wait_line("E a", |l| match l {
+            Line::End { key, rc, .. } if key == "a" && rc == "ok" => Some(()),
+            _ => None,
+        })
+        .await;
+    let mut conn = support::connect(&url).await;
+    let keys = QueueKeys::new(&queue).unwrap();
+    // The end of "a" leased "b" to the child, which keeps it unclaimed.
+    let (deadline, owner) = lease_of(&mut conn, &keys, "b").await;
+    assert!(deadline.is_some(), "b was not fetched ahead");
+    let child_token = owner.unwrap();
+    assert_eq!(parent.len().await.unwrap(), 0, "b is not ready elsewhere");
+
+    let getter = {
+        let parent = parent.clone();
+        tokio::spawn(async move { parent.get().await })
+    };
+    child.signal("KILL");
+    assert!(!child.wait_exit(Duration::from_secs(5)).await.success());
+    let killed = Instant::now();
+    let item = tokio::time::timeout(Duration::from_secs(10), getter)
+        .await
+        .expect("the item fetched ahead never came back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(*item, "b");
+    assert!(epoch(&item.token().unwrap()) > epoch(&child_token));
+    assert!(
+        killed.elapsed() < ms(HOLD_LEASE_MS) + Duration::from_secs(2),
+        "came back after {:?}",
+        killed.elapsed()
+    );
+    assert!(item.end_async(Then::Done).await.unwrap().released);
+    let s = state(&mut conn, &keys).await;
+    assert!(is_empty(&s), "{s:?}");
+    assert_eq!(s.seq, 3, "a, b fetched ahead, b once more");
+    assert_eq!(s.lease_expired_total, 1, "{s:?}");
+    assert_eq!(inspect::check_invariants(&mut conn, &keys).await, Ok(()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,7 @@ pub struct RedisQueueBuilder<T> {
     clock: Option<SharedClock>,
     fake_time: bool,
     batch: u32,
+    prefetch: usize,
     response_timeout: Duration,
     connect_timeout: Duration,
     metrics: Option<Arc<dyn MetricsProvider>>,
@@ -51,6 +52,7 @@ impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
             .field("local_limiter", &self.local_limiter.is_some())
             .field("fake_time", &self.fake_time)
             .field("batch", &self.batch)
+            .field("prefetch", &self.prefetch)
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -85,6 +87,7 @@ impl<T: Key> RedisQueue<T> {
             clock: None,
             fake_time: false,
             batch: GetArgs::default().batch,
+            prefetch: super::ahead::DEFAULT_PREFETCH,
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             metrics: None,
@@ -146,6 +149,28 @@ impl<T: Key> RedisQueueBuilder<T> {
     /// per `get` (default 100): bounds the work of one script call.
     pub fn batch(mut self, batch: u32) -> Self {
         self.batch = batch;
+        self
+    }
+
+    /// Fetch ahead for workers that are about to ask (default off: 0).
+    ///
+    /// When a worker of this process ends an item, the call that ends it
+    /// also leases the next item for it, so that its next `get` needs no
+    /// round trip. At most `items` are held this way, each under its own
+    /// lease (renewed like any other); one nobody claims within a quarter
+    /// of a lease is given back, and shutting down gives back all of them.
+    /// If the process dies they come back after one lease, like any held
+    /// item.
+    ///
+    /// The price, and why it is off by default: in Redis an item fetched
+    /// ahead is being processed, so an add of it before a worker takes it
+    /// parks it ([`Added::AfterDone`](requeue::queue::Added::AfterDone):
+    /// it is processed once more afterwards) where client-go would merge
+    /// it into the queued one. Nothing is lost and no key is processed
+    /// twice at once. It also trades a little fairness between processes
+    /// (a busy process keeps its own workers fed first) for throughput.
+    pub fn prefetch(mut self, items: usize) -> Self {
+        self.prefetch = items;
         self
     }
 
@@ -319,6 +344,7 @@ impl<T: Key> Prepared<T> {
             shutting_down: AtomicBool::new(false),
             stats: Stats::default(),
             pipeline: std::sync::OnceLock::new(),
+            ahead: super::ahead::Ahead::new(b.prefetch),
             metrics: b
                 .metrics
                 .as_deref()

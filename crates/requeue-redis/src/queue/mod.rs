@@ -39,6 +39,7 @@
 //! leased one, the lease simply runs out and the item comes back (with
 //! backoff, as for a crashed worker).
 
+mod ahead;
 mod background;
 mod blocking;
 mod builder;
@@ -46,6 +47,7 @@ mod lease;
 mod pipeline;
 mod shared;
 
+pub use ahead::DEFAULT_PREFETCH;
 pub use blocking::BlockingRedisQueue;
 pub use builder::{DEFAULT_LEASE, RedisQueueBuilder};
 pub use requeue::engine::codec::{DefaultCodec, Json, KeyCodec, Raw, Utf8};
@@ -86,6 +88,7 @@ impl<T> std::fmt::Debug for RedisQueue<T> {
             .field("name", &self.shared.name)
             .field("url", &self.shared.url)
             .field("held", &self.shared.keeper.table().len())
+            .field("fetched_ahead", &self.shared.ahead.len())
             .finish()
     }
 }
@@ -288,6 +291,9 @@ impl<T: Key> RedisQueue<T> {
             if stop.is_stopped() {
                 return Err(QueueError::Stopped);
             }
+            if let Some(fetched) = shared.ahead.take() {
+                return self.claim(fetched);
+            }
             // Registered before the script runs, so a wake-up that lands
             // while it runs is not missed.
             let ready = shared.ready.notified();
@@ -352,11 +358,39 @@ impl<T: Key> RedisQueue<T> {
         if shared.is_shutting_down() {
             return Err(QueueError::ShutDown);
         }
+        if let Some(fetched) = shared.ahead.take() {
+            return self.claim(fetched).map(Some);
+        }
         let reply = shared.pipeline()?.get().await?;
         reply
             .item
             .map(|leased| self.hand_out(leased, reply.sent_ms))
             .transpose()
+    }
+
+    /// Wraps an item fetched ahead (its lease already renewed) in the guard.
+    fn claim(&self, fetched: ahead::Fetched) -> Result<Item<T>, QueueError> {
+        let leased = fetched.leased;
+        self.shared
+            .report(|m| m.latency.observe(leased.queue_ms as f64 / 1000.0));
+        match self.shared.codec.decode(&leased.item) {
+            Ok(item) => Ok(remote::guard(
+                &self.shared,
+                item,
+                leased.item,
+                leased.token,
+                fetched.state,
+            )),
+            Err(reason) => {
+                // No longer renewed: it is reaped after the lease and comes
+                // back with backoff, as any undecodable item.
+                self.shared.keeper.forget(&leased.item, leased.token);
+                Err(QueueError::Decode {
+                    raw: leased.item,
+                    reason,
+                })
+            }
+        }
     }
 
     /// Wraps a leased item in the guard, registering its lease for renewal.
@@ -393,6 +427,10 @@ impl<T: Key> RedisQueue<T> {
         let Some(token) = self.shared.keeper.table().token_of(&raw) else {
             return Ok(false);
         };
+        if self.shared.ahead.holds(&raw, token) {
+            // Fetched ahead, not handed to anyone: nothing to end.
+            return Ok(false);
+        }
         remote::end_with_retries(&self.shared, raw, token, Then::Done, None)
             .await
             .map(|ended| ended.released)
@@ -424,15 +462,20 @@ impl<T: Key> RedisQueue<T> {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// Items ready in the queue, across every process (client-go's `Len`).
+    /// Items ready in the queue, across every process (client-go's `Len`),
+    /// with the items this process fetched ahead and no worker took yet
+    /// (those of other processes are not counted).
     pub async fn len(&self) -> Result<usize, QueueError> {
+        let ahead = self.shared.ahead.len();
         let n = self
             .shared
             .call(|mut conn, shared| async move {
                 ops::len(&mut conn, &shared.keys, shared.now()).await
             })
             .await?;
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        Ok(usize::try_from(n)
+            .unwrap_or(usize::MAX)
+            .saturating_add(ahead))
     }
 
     /// Whether no item is ready (see [`len`](RedisQueue::len)).
@@ -443,10 +486,13 @@ impl<T: Key> RedisQueue<T> {
     /// Stops this process taking work: waiting gets return
     /// [`QueueError::ShutDown`] and adds are refused. The queue in Redis
     /// lives on for other processes; items this process holds stay leased
-    /// until their guards end them.
+    /// until their guards end them, and items fetched ahead that no worker
+    /// took yet are given back at once.
     pub fn shut_down(&self) {
         self.shared.shutting_down.store(true, Ordering::SeqCst);
         self.shared.ready.notify_waiters();
+        // Fetched ahead but not started: back to the head of the queue.
+        self.shared.give_back_ahead(self.shared.ahead.take_all());
     }
 
     /// As [`shut_down`](RedisQueue::shut_down), then waits until this

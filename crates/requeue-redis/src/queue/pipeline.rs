@@ -10,6 +10,7 @@
 //! within a call the script applies the operations in the order they
 //! were submitted.
 
+use super::ahead::Fetched;
 use super::shared::Shared;
 use crate::ops::{self, AddCode, BatchOp, BatchResult, DoneCode, Leased, MAX_BATCH_ITEMS, Token};
 use requeue::engine::QueueError;
@@ -169,7 +170,10 @@ async fn run<T: Key>(
 /// first (freeing parked items), then the adds, then every get as one
 /// (the script leases them all with one pop), so that each kind forms one
 /// run the script handles with a fixed number of commands.
-fn operations(requests: &[Request]) -> (Vec<BatchOp>, Vec<(usize, usize)>) {
+///
+/// Each done also asks for one item ahead (at most `ahead` in all): its
+/// worker is about to ask for its next item.
+fn operations(requests: &[Request], ahead: usize) -> (Vec<BatchOp>, Vec<(usize, usize)>) {
     let mut ops: Vec<BatchOp> = Vec::with_capacity(requests.len());
     let mut places = vec![(0, 0); requests.len()];
     for (n, request) in requests.iter().enumerate() {
@@ -195,10 +199,18 @@ fn operations(requests: &[Request]) -> (Vec<BatchOp>, Vec<(usize, usize)>) {
             gets += 1;
         }
     }
-    if gets > 0 {
-        ops.push(BatchOp::Get(gets));
+    let dones = ops.len() - adds(&ops);
+    let ahead = u32::try_from(dones.min(ahead)).unwrap_or(0);
+    if gets + ahead > 0 {
+        ops.push(BatchOp::Get(gets + ahead));
     }
     (ops, places)
+}
+
+fn adds(ops: &[BatchOp]) -> usize {
+    ops.iter()
+        .filter(|op| matches!(op, BatchOp::Add(_)))
+        .count()
 }
 
 /// A batch's results, each taken once by the request it answers.
@@ -214,7 +226,16 @@ async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
     if requests.is_empty() {
         return;
     }
-    let (ops, places) = operations(&requests);
+    let room = if shared.is_shutting_down() {
+        0
+    } else {
+        shared.ahead.room()
+    };
+    let (ops, places) = operations(&requests, room);
+    let asked = requests
+        .iter()
+        .filter(|r| matches!(r, Request::Get(_)))
+        .count();
     let want_depth = shared.metrics.is_some();
     let sent_ms = shared.local_ms();
     let reply = shared
@@ -250,6 +271,16 @@ async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
             BatchResult::Get(items) => Answer::Get(items.into_iter().map(Some).collect()),
         })
         .collect();
+    // The items leased beyond what getters asked for: fetched ahead.
+    if let Some(Answer::Get(items)) = answers.last_mut() {
+        let extra: Vec<Leased> = items
+            .iter_mut()
+            .skip(asked)
+            .filter_map(Option::take)
+            .collect();
+        keep_ahead(shared, extra, sent_ms);
+    }
+    give_back_stale(shared);
     for (request, (op, slot)) in requests.into_iter().zip(places) {
         let answer = answers.get_mut(op);
         match request {
@@ -292,6 +323,41 @@ async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
             }
         }
     }
+}
+
+/// Registers items fetched ahead (so they are renewed) and keeps them
+/// for the next getters; gives back what does not fit, and what waited
+/// unclaimed for a quarter of a lease.
+fn keep_ahead<T: Key>(shared: &Arc<Shared<T>>, items: Vec<Leased>, sent_ms: u64) {
+    let now = shared.local_ms();
+    let mut back = Vec::new();
+    for leased in items {
+        let state = shared
+            .keeper
+            .hand_out(leased.item.clone(), leased.token, sent_ms);
+        let fetched = Fetched {
+            leased,
+            state,
+            at_ms: now,
+        };
+        if shared.is_shutting_down() {
+            back.push(fetched);
+        } else if let Err(fetched) = shared.ahead.keep(fetched) {
+            back.push(fetched);
+        }
+    }
+    shared.give_back_ahead(back);
+}
+
+/// Gives back the items fetched ahead that waited unclaimed for a quarter
+/// of a lease: this process's workers are busier than the fetch assumed,
+/// and another process may be idle. Checked after every call.
+fn give_back_stale<T: Key>(shared: &Arc<Shared<T>>) {
+    let quarter = u64::try_from((shared.keeper.lease() / 4).as_millis()).unwrap_or(u64::MAX);
+    let stale = shared
+        .ahead
+        .take_older(shared.local_ms().saturating_sub(quarter));
+    shared.give_back_ahead(stale);
 }
 
 fn mismatch() -> QueueError {

@@ -69,6 +69,8 @@ pub(crate) struct Shared<T> {
     pub(crate) stats: Stats,
     /// client-go's metrics (plus the lease counters), if a provider was given.
     pub(crate) metrics: Option<QueueMetrics>,
+    /// Items fetched ahead for workers about to ask (see `ahead`).
+    pub(crate) ahead: super::ahead::Ahead,
     /// Where adds, dones and gets are coalesced; set once when the queue starts.
     pub(crate) pipeline: std::sync::OnceLock<super::pipeline::Pipeline>,
 }
@@ -158,6 +160,35 @@ impl<T: Send + Sync + 'static> Shared<T> {
         self.pipeline
             .get()
             .ok_or_else(|| QueueError::backend("the queue's engine has not started"))
+    }
+
+    /// Gives fetched-ahead items back to the head of the queue (in the
+    /// background; if that fails their leases run out).
+    pub(crate) fn give_back_ahead(self: &Arc<Self>, items: Vec<super::ahead::Fetched>)
+    where
+        T: requeue::queue::Key,
+    {
+        if items.is_empty() {
+            return;
+        }
+        let pairs: Vec<_> = items
+            .into_iter()
+            .map(|fetched| {
+                self.keeper
+                    .forget(&fetched.leased.item, fetched.leased.token);
+                (fetched.leased.item, fetched.leased.token)
+            })
+            .collect();
+        let shared = self.clone();
+        self.runtime.spawn(async move {
+            for (raw, token) in pairs {
+                let released =
+                    requeue::engine::remote::LeaseEngine::release(shared.clone(), raw, token).await;
+                if let Err(error) = released {
+                    tracing::debug!(queue = %shared.name, %error, "cannot give back an item fetched ahead; it comes back when its lease expires");
+                }
+            }
+        });
     }
 
     /// Counts what a batch reported: reaped leases and the depth.

@@ -62,6 +62,9 @@ pub struct Config {
     pub lease_ms: u64,
     pub log: PathBuf,
     pub mode: Mode,
+    /// `RedisQueueBuilder::prefetch` (0: off).
+    #[serde(default)]
+    pub prefetch: usize,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -81,6 +84,10 @@ pub enum Mode {
     /// line `end` arrives on stdin; then logs `V`, ends it with
     /// `Then::Done` and logs `E`.
     Hold,
+    /// Takes one item (logs `S`) and ends it with `Then::Done` (logs `E`);
+    /// with `prefetch` on, that end fetches the next item ahead, which
+    /// this worker then keeps, unclaimed, until stdin closes.
+    FetchAhead,
 }
 
 /// The Redis key of a queue's test sequence (same hash tag as the queue).
@@ -177,6 +184,7 @@ async fn run(config: Config) {
     )));
     let queue: RedisQueue<String> = RedisQueue::builder(&config.url, &config.queue)
         .lease(Duration::from_millis(config.lease_ms))
+        .prefetch(config.prefetch)
         .build()
         .await
         .unwrap();
@@ -222,6 +230,14 @@ async fn run(config: Config) {
                 }
             }
             log.line(format!("V {key} {token} {}\n", item.is_valid()));
+            let e = seq.next().await;
+            let rc = rc_of(item.end_async(Then::Done).await);
+            log.line(format!("E {key} {token} {e} {rc} -\n"));
+            while stdin.recv().await.is_some() {}
+        }
+        Mode::FetchAhead => {
+            let item = queue.get().await.unwrap();
+            let (key, token) = started(&item, &seq, &log).await;
             let e = seq.next().await;
             let rc = rc_of(item.end_async(Then::Done).await);
             log.line(format!("E {key} {token} {e} {rc} -\n"));
@@ -337,6 +353,20 @@ impl Worker {
         lease_ms: u64,
         mode: Mode,
     ) -> Self {
+        Worker::spawn_with_prefetch(dir, name, url, queue, lease_ms, mode, 0)
+    }
+
+    /// As [`spawn`](Worker::spawn), with the worker's queue fetching up
+    /// to `prefetch` items ahead.
+    pub fn spawn_with_prefetch(
+        dir: &Path,
+        name: &str,
+        url: &str,
+        queue: &str,
+        lease_ms: u64,
+        mode: Mode,
+        prefetch: usize,
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let out = dir.join(format!("{name}.out"));
         File::create(&log).unwrap();
@@ -346,6 +376,7 @@ impl Worker {
             lease_ms,
             log: log.clone(),
             mode,
+            prefetch,
         };
         let output = File::create(&out).unwrap();
         let mut child = Command::new(std::env::current_exe().unwrap())

@@ -21,6 +21,20 @@ pub fn hand_out<T: Key, E: LeaseEngine<T>>(
     sent_ms: u64,
 ) -> Item<T> {
     let state = engine.keeper().hand_out(raw.clone(), token, sent_ms);
+    guard(engine, item, raw, token, state)
+}
+
+/// The [`Item`] guard for a lease that is already in the keeper's table
+/// (registered by [`LeaseKeeper::hand_out`](super::LeaseKeeper::hand_out)
+/// when it arrived, e.g. an item an engine fetched ahead for a worker that
+/// has not asked yet, renewed meanwhile like any other).
+pub fn guard<T: Key, E: LeaseEngine<T>>(
+    engine: &Arc<E>,
+    item: T,
+    raw: Vec<u8>,
+    token: E::Token,
+    state: Arc<LeaseState>,
+) -> Item<T> {
     let lease = RemoteLease {
         engine: engine.clone(),
         raw,

@@ -8,7 +8,8 @@
 //! and where its [`LeaseKeeper`] lives. In return it gets:
 //!
 //! - [`hand_out`]: the [`Item`] guard for a leased key, registered for
-//!   renewal, ended through the engine when the worker is done;
+//!   renewal, ended through the engine when the worker is done ([`guard`]
+//!   for a key registered earlier, e.g. fetched ahead);
 //! - [`renew`]: the task that keeps every held lease alive, renews first
 //!   after a failure, and reports lost leases;
 //! - [`end_with_retries`]: the end of a lease (the re-add of
@@ -109,7 +110,7 @@ mod keeper;
 mod renewer;
 mod table;
 
-pub use ending::{END_ATTEMPTS, end_with_retries, hand_out};
+pub use ending::{END_ATTEMPTS, end_with_retries, guard, hand_out};
 pub use keeper::LeaseKeeper;
 pub use renewer::{renew, report_unfinished_work};
 pub use table::{Held, LeaseState, LeaseTable};
