@@ -112,12 +112,12 @@ impl Pipeline {
     }
 }
 
-/// Calls on their way at once. A second call overlaps one call's answer
-/// handling with the next one's trip; more buys little on a busy queue
-/// and only splits batches. Two calls in flight may run in either order,
-/// which is safe because every caller has at most one operation
-/// outstanding: concurrent callers have no order to keep.
-const IN_FLIGHT: usize = 2;
+/// Calls on their way at once. More than one overlaps a call's answer
+/// handling (waking its callers) with the next calls' trips; measured on
+/// W3 with 32 workers, 4 beat 1 and 2 and matched 8. Calls in flight may
+/// run in either order, which is safe because every caller has at most
+/// one operation outstanding: concurrent callers have no order to keep.
+const IN_FLIGHT: usize = 4;
 
 /// The task: takes whatever is waiting (at least one operation), sends it
 /// as one call (at most [`IN_FLIGHT`] at once), hands out the answers,
