@@ -38,6 +38,8 @@ struct Figures {
     median: Measurement,
     /// Median over the rounds.
     commands_per_item: f64,
+    /// What Redis executed, by command, in the run with that median.
+    commands: CommandCounts,
     /// From the `MONITOR` pass.
     monitored: MonitorCounts,
     monitored_items: u64,
@@ -180,25 +182,21 @@ fn figures(
     monitored: MonitorCounts,
     monitored_items: u64,
 ) -> anyhow::Result<Figures> {
-    let commands_per_item = median_f64(runs.iter().map(PeerRun::commands_per_item));
+    let mut by_commands: Vec<&PeerRun> = runs.iter().collect();
+    by_commands.sort_by(|a, b| a.commands_per_item().total_cmp(&b.commands_per_item()));
+    let middle = by_commands
+        .get(by_commands.len().saturating_sub(1) / 2)
+        .context("no run")?;
+    let (commands_per_item, commands) = (middle.commands_per_item(), middle.commands.clone());
     let median =
         report::median(runs.into_iter().map(|r| r.measurement).collect()).context("no run")?;
     Ok(Figures {
         median,
         commands_per_item,
+        commands,
         monitored,
         monitored_items,
     })
-}
-
-/// The median (the lower middle one for an even count; 0 for none).
-fn median_f64(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values
-        .len()
-        .checked_sub(1)
-        .map_or(0.0, |last| values[last / 2])
 }
 
 /// `ours / theirs`, `None` when `theirs` is 0.
@@ -243,6 +241,7 @@ fn to_json(
         "ratio_to_floor": serde_json::Value::Null,
         "peak_rss_bytes": m.peak_rss_bytes,
         "commands_per_item": f.commands_per_item,
+        "commands_by_command": per_item(&f.commands, m.items),
         "round_trips_per_item": f.round_trips_per_item(),
         "script_commands_per_item": f.monitored.script.per_item(f.monitored_items),
         "round_trips_by_command": per_item(&f.monitored.client, f.monitored_items),
@@ -292,10 +291,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn medians_ratios_and_the_running_order() {
-        assert_eq!(median_f64([3.0, 1.0, 2.0].into_iter()), 2.0);
-        assert_eq!(median_f64([4.0, 1.0].into_iter()), 1.0);
-        assert_eq!(median_f64(std::iter::empty()), 0.0);
+    fn ratios_and_the_running_order() {
         assert_eq!(ratio(3.0, 2.0), Some(1.5));
         assert_eq!(ratio(3.0, 0.0), None);
         assert!(requeue_first(1) && !requeue_first(2) && requeue_first(3));

@@ -75,7 +75,7 @@ enum Command {
         /// printed.
         #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
         redis: Option<RedisUrl>,
-        /// With `--engine redis`: run BullMQ (Node.js 20+, installed with
+        /// With `--engine redis`: run BullMQ (Node.js 18+, installed with
         /// npm into requeue-bench's peers/bullmq on first use) beside
         /// requeue-redis on the same server, alternately, and report both
         /// sides' items/s, Redis commands per item and client round trips

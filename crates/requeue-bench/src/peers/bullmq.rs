@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// The oldest Node.js major version the pinned packages run on (ioredis 6).
-pub const MIN_NODE_MAJOR: u32 = 20;
+/// The oldest Node.js major version the driver is known to run on: 18, as
+/// Debian 12 ships it (cron-parser, which BullMQ loads, needs 18; ioredis 6
+/// declares 20 but runs this driver on 18.20 too).
+pub const MIN_NODE_MAJOR: u32 = 18;
 
 /// How long `npm ci` may take.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(600);
