@@ -65,6 +65,8 @@ mod measure;
 mod metrics;
 mod mpmc;
 #[cfg(feature = "redis")]
+pub mod peers;
+#[cfg(feature = "redis")]
 mod redis;
 pub mod report;
 mod retry;

@@ -131,11 +131,35 @@ async fn connect(workload: &'static str, url: &str) -> Result<RedisQueue<String>
         .map_err(|e| redis_failed(workload, e))
 }
 
+/// An edge of a workload's timed part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Edge {
+    /// Right before the clock starts (the queue is connected).
+    Start,
+    /// Right after the clock stops.
+    Stop,
+}
+
+/// Called at each [`Edge`] of the timed part, outside the clock (the
+/// peers bench reads `INFO commandstats` there); the plain bench's does nothing.
+pub(crate) type Window<'a> = &'a mut dyn FnMut(Edge) -> Result<(), BenchError>;
+
 /// W1 on Redis: add `n` distinct keys (`workers` concurrent adders), then
 /// `workers` consumers get + done them all. ops = 3N.
 pub fn w1_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchError> {
+    w1_redis_within(url, n, workers, &mut |_| Ok(()))
+}
+
+/// [`w1_redis`], calling `window` at the edges of the timed part.
+pub(crate) fn w1_redis_within(
+    url: &str,
+    n: u64,
+    workers: usize,
+    window: Window<'_>,
+) -> Result<Measurement, BenchError> {
     runtime()?.block_on(async {
         let queue = connect("W1", url).await?;
+        window(Edge::Start)?;
         let start = Instant::now();
         let adders: Vec<_> = shares(n, workers)
             .into_iter()
@@ -146,6 +170,7 @@ pub fn w1_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchE
         }
         consume("W1", &queue, n, workers).await?;
         let wall = start.elapsed();
+        window(Edge::Stop)?;
         Ok(Measurement::new("W1", redis_engine_name(workers, false), 3 * n, n, wall).with_memory())
     })
 }
@@ -153,8 +178,19 @@ pub fn w1_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchE
 /// W3 on Redis: `workers` producers add `n` keys in total while `workers`
 /// consumers get + done them. items/s = N / wall.
 pub fn w3_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchError> {
+    w3_redis_within(url, n, workers, &mut |_| Ok(()))
+}
+
+/// [`w3_redis`], calling `window` at the edges of the timed part.
+pub(crate) fn w3_redis_within(
+    url: &str,
+    n: u64,
+    workers: usize,
+    window: Window<'_>,
+) -> Result<Measurement, BenchError> {
     runtime()?.block_on(async {
         let queue = connect("W3", url).await?;
+        window(Edge::Start)?;
         let start = Instant::now();
         let producers: Vec<_> = shares(n, workers)
             .into_iter()
@@ -165,6 +201,7 @@ pub fn w3_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchE
             producer.await.map_err(|e| redis_failed("W3", e))??;
         }
         let wall = start.elapsed();
+        window(Edge::Stop)?;
         Ok(Measurement::new("W3", redis_engine_name(workers, false), n, n, wall).with_memory())
     })
 }

@@ -50,14 +50,17 @@ pub fn select(names: &[String]) -> Result<Vec<&'static str>, String> {
 }
 
 /// Runs `workloads` (W1, W3) against `url`, or a throwaway local
-/// `redis-server` (AOF off, as a cache-like bench setup) when `url` is `None`.
+/// `redis-server` (AOF off, as a cache-like bench setup) when `url` is `None`;
+/// with `peers`, beside BullMQ instead of the floor ([`bench_peers`](crate::bench_peers)).
 pub fn run(
     url: Option<&RedisUrl>,
     workloads: &[&'static str],
     quick: bool,
     json: bool,
     runs: usize,
+    peers: bool,
 ) -> anyhow::Result<()> {
+    let bullmq = peers.then(crate::bench_peers::prepare).transpose()?;
     let mut local = None;
     let url = match url {
         Some(url) => url.clone(),
@@ -74,6 +77,11 @@ pub fn run(
         }
     };
     check_reachable(&url)?;
+    if let Some(bullmq) = &bullmq {
+        crate::bench_peers::run(bullmq, &url, workloads, quick, json, runs)?;
+        drop(local);
+        return Ok(());
+    }
     let n = if quick { QUICK_N } else { FULL_N };
     if !json {
         eprintln!("Redis at {url}; {n} items per run, median of {runs}");

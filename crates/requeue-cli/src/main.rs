@@ -1,6 +1,7 @@
 //! `requeue`: watch the library's primitives at work.
 
 mod bench;
+mod bench_peers;
 mod bench_redis;
 mod demo;
 mod inspect;
@@ -74,6 +75,13 @@ enum Command {
         /// printed.
         #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
         redis: Option<RedisUrl>,
+        /// With `--engine redis`: run BullMQ (Node.js 18+, installed with
+        /// npm into requeue-bench's peers/bullmq on first use) beside
+        /// requeue-redis on the same server, alternately, and report both
+        /// sides' items/s, Redis commands per item and client round trips
+        /// per item, with requeue's ratio to BullMQ ("x BullMQ").
+        #[arg(long)]
+        peers: bool,
         /// Workloads to run, e.g. `W1 W3/floor W3/tasks` (default: all).
         /// Each workload's channel floor is added so that its ratio is known.
         /// With `--engine redis`: `W1`, `W3` or both (the default).
@@ -219,6 +227,7 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
         client_go,
         child,
         cases,
+        peers,
         ..
     } = &cli.command
     else {
@@ -229,6 +238,13 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
             "bench",
             ErrorKind::ArgumentConflict,
             "--client-go compares the in-memory engine; it cannot be used with --engine redis",
+        );
+    }
+    if *engine == BenchEngine::Memory && *peers {
+        usage_error(
+            "bench",
+            ErrorKind::ArgumentConflict,
+            "--peers compares Redis job queues; it needs --engine redis",
         );
     }
     // Given on the command line, not inherited from REDIS_URL: ignoring it
@@ -300,11 +316,19 @@ fn main() -> std::process::ExitCode {
             runs,
             redis,
             cases,
+            peers,
             ..
         } => bench_redis::select(&cases)
             .map_err(anyhow::Error::msg)
             .and_then(|workloads| {
-                bench_redis::run(redis.as_ref(), &workloads, quick, json, usize::from(runs))
+                bench_redis::run(
+                    redis.as_ref(),
+                    &workloads,
+                    quick,
+                    json,
+                    usize::from(runs),
+                    peers,
+                )
             }),
         Command::Bench {
             quick,
