@@ -91,7 +91,9 @@ pub use mpmc::{
     w4_mpmc_oversub_tasks,
 };
 #[cfg(feature = "redis")]
-pub use redis::{REDIS_WORKERS, floor_redis, redis_engine_name, w1_redis, w3_redis};
+pub use redis::{
+    REDIS_WORKERS, floor_redis, redis_engine_name, requeue_redis_name, w1_redis, w3_redis,
+};
 pub use retry::{W8_ATTEMPTS, w8_ratelimited_queue};
 pub use single::{floor_w1, w1_fifo_single, w1_fifo_single_metered, w2_dedup, w7_limiter_when};
 pub use sys::{cpu_time, current_rss_bytes, idle_fraction, peak_rss_bytes};

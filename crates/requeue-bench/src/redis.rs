@@ -16,6 +16,18 @@ use std::time::Instant;
 /// The concurrency levels `requeue bench --engine redis` runs.
 pub const REDIS_WORKERS: [usize; 3] = [1, 8, 32];
 
+/// The engine name of requeue-redis with `workers` tasks, fetching ahead
+/// or not (`RedisQueueBuilder::prefetch`).
+pub fn requeue_redis_name(workers: usize, prefetch: bool) -> &'static str {
+    match (prefetch, workers) {
+        (false, _) => redis_engine_name(workers, false),
+        (true, 1) => "requeue-redis x1 prefetch",
+        (true, 8) => "requeue-redis x8 prefetch",
+        (true, 32) => "requeue-redis x32 prefetch",
+        (true, _) => "requeue-redis prefetch",
+    }
+}
+
 /// The engine name of a Redis measurement with `workers` tasks.
 pub fn redis_engine_name(workers: usize, floor: bool) -> &'static str {
     match (floor, workers) {
@@ -124,8 +136,13 @@ async fn produce(
     Ok(())
 }
 
-async fn connect(workload: &'static str, url: &str) -> Result<RedisQueue<String>, BenchError> {
+async fn connect(
+    workload: &'static str,
+    url: &str,
+    prefetch: usize,
+) -> Result<RedisQueue<String>, BenchError> {
     RedisQueue::builder(url, unique("bench"))
+        .prefetch(prefetch)
         .build()
         .await
         .map_err(|e| redis_failed(workload, e))
@@ -145,9 +162,15 @@ pub(crate) enum Edge {
 pub(crate) type Window<'a> = &'a mut dyn FnMut(Edge) -> Result<(), BenchError>;
 
 /// W1 on Redis: add `n` distinct keys (`workers` concurrent adders), then
-/// `workers` consumers get + done them all. ops = 3N.
-pub fn w1_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchError> {
-    w1_redis_within(url, n, workers, &mut |_| Ok(()))
+/// `workers` consumers get + done them all. ops = 3N. `prefetch` is the
+/// queue's `RedisQueueBuilder::prefetch` (0: off, the default).
+pub fn w1_redis(
+    url: &str,
+    n: u64,
+    workers: usize,
+    prefetch: usize,
+) -> Result<Measurement, BenchError> {
+    w1_redis_within(url, n, workers, prefetch, &mut |_| Ok(()))
 }
 
 /// [`w1_redis`], calling `window` at the edges of the timed part.
@@ -155,10 +178,11 @@ pub(crate) fn w1_redis_within(
     url: &str,
     n: u64,
     workers: usize,
+    prefetch: usize,
     window: Window<'_>,
 ) -> Result<Measurement, BenchError> {
     runtime()?.block_on(async {
-        let queue = connect("W1", url).await?;
+        let queue = connect("W1", url, prefetch).await?;
         window(Edge::Start)?;
         let start = Instant::now();
         let adders: Vec<_> = shares(n, workers)
@@ -171,14 +195,27 @@ pub(crate) fn w1_redis_within(
         consume("W1", &queue, n, workers).await?;
         let wall = start.elapsed();
         window(Edge::Stop)?;
-        Ok(Measurement::new("W1", redis_engine_name(workers, false), 3 * n, n, wall).with_memory())
+        Ok(Measurement::new(
+            "W1",
+            requeue_redis_name(workers, prefetch > 0),
+            3 * n,
+            n,
+            wall,
+        )
+        .with_memory())
     })
 }
 
 /// W3 on Redis: `workers` producers add `n` keys in total while `workers`
-/// consumers get + done them. items/s = N / wall.
-pub fn w3_redis(url: &str, n: u64, workers: usize) -> Result<Measurement, BenchError> {
-    w3_redis_within(url, n, workers, &mut |_| Ok(()))
+/// consumers get + done them. items/s = N / wall. `prefetch` as for
+/// [`w1_redis`].
+pub fn w3_redis(
+    url: &str,
+    n: u64,
+    workers: usize,
+    prefetch: usize,
+) -> Result<Measurement, BenchError> {
+    w3_redis_within(url, n, workers, prefetch, &mut |_| Ok(()))
 }
 
 /// [`w3_redis`], calling `window` at the edges of the timed part.
@@ -186,10 +223,11 @@ pub(crate) fn w3_redis_within(
     url: &str,
     n: u64,
     workers: usize,
+    prefetch: usize,
     window: Window<'_>,
 ) -> Result<Measurement, BenchError> {
     runtime()?.block_on(async {
-        let queue = connect("W3", url).await?;
+        let queue = connect("W3", url, prefetch).await?;
         window(Edge::Start)?;
         let start = Instant::now();
         let producers: Vec<_> = shares(n, workers)
@@ -202,7 +240,10 @@ pub(crate) fn w3_redis_within(
         }
         let wall = start.elapsed();
         window(Edge::Stop)?;
-        Ok(Measurement::new("W3", redis_engine_name(workers, false), n, n, wall).with_memory())
+        Ok(
+            Measurement::new("W3", requeue_redis_name(workers, prefetch > 0), n, n, wall)
+                .with_memory(),
+        )
     })
 }
 

@@ -73,6 +73,7 @@ pub fn run(
     quick: bool,
     json: bool,
     runs: usize,
+    prefetch: usize,
 ) -> anyhow::Result<()> {
     let (n, warmup, monitored_n) = if quick {
         (QUICK_N, QUICK_WARMUP, QUICK_MONITORED)
@@ -97,7 +98,7 @@ pub fn run(
     let mut monitored = Vec::with_capacity(cases.len());
     for &(workers, workload) in &cases {
         let (_, ours) = peers::monitored(raw, |tag| {
-            peers::requeue_run(raw, workload, monitored_n, workers, tag)
+            peers::requeue_run(raw, workload, monitored_n, workers, prefetch, tag)
         })
         .with_context(|| format!("{workload} x{workers}: requeue-redis under MONITOR"))?;
         let (_, theirs) = peers::monitored(raw, |tag| {
@@ -117,7 +118,7 @@ pub fn run(
     for round in 1..=runs {
         for (&(workers, workload), (ours, theirs)) in cases.iter().zip(&mut timed) {
             let requeue = || {
-                peers::requeue_run(raw, workload, n, workers, &peers::new_tag())
+                peers::requeue_run(raw, workload, n, workers, prefetch, &peers::new_tag())
                     .with_context(|| format!("{workload} x{workers}: requeue-redis"))
             };
             let peer = || {

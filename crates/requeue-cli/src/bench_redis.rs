@@ -59,6 +59,7 @@ pub fn run(
     json: bool,
     runs: usize,
     peers: bool,
+    prefetch: usize,
 ) -> anyhow::Result<()> {
     let bullmq = peers.then(crate::bench_peers::prepare).transpose()?;
     let mut local = None;
@@ -78,7 +79,7 @@ pub fn run(
     };
     check_reachable(&url)?;
     if let Some(bullmq) = &bullmq {
-        crate::bench_peers::run(bullmq, &url, workloads, quick, json, runs)?;
+        crate::bench_peers::run(bullmq, &url, workloads, quick, json, runs, prefetch)?;
         drop(local);
         return Ok(());
     }
@@ -103,8 +104,8 @@ pub fn run(
                 };
             let raw = url.expose();
             let engine = median(&|| match workload {
-                "W1" => w1_redis(raw, n, workers),
-                _ => w3_redis(raw, n, workers),
+                "W1" => w1_redis(raw, n, workers, prefetch),
+                _ => w3_redis(raw, n, workers, prefetch),
             })?;
             let floor = median(&|| floor_redis(workload, raw, n, workers))?;
             let ratio = engine.ratio_to(&floor);

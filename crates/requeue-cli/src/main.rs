@@ -82,6 +82,11 @@ enum Command {
         /// per item, with requeue's ratio to BullMQ ("x BullMQ").
         #[arg(long)]
         peers: bool,
+        /// With `--engine redis`: the queues fetch up to N items ahead for
+        /// their workers (`RedisQueueBuilder::prefetch`; 0, the default, is
+        /// off). Rows are then named `requeue-redis xW prefetch`.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        prefetch: usize,
         /// Workloads to run, e.g. `W1 W3/floor W3/tasks` (default: all).
         /// Each workload's channel floor is added so that its ratio is known.
         /// With `--engine redis`: `W1`, `W3` or both (the default).
@@ -228,6 +233,7 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
         child,
         cases,
         peers,
+        prefetch,
         ..
     } = &cli.command
     else {
@@ -238,6 +244,13 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
             "bench",
             ErrorKind::ArgumentConflict,
             "--client-go compares the in-memory engine; it cannot be used with --engine redis",
+        );
+    }
+    if *engine == BenchEngine::Memory && *prefetch > 0 {
+        usage_error(
+            "bench",
+            ErrorKind::ArgumentConflict,
+            "--prefetch sets the Redis queues' fetching ahead; it needs --engine redis",
         );
     }
     if *engine == BenchEngine::Memory && *peers {
@@ -317,6 +330,7 @@ fn main() -> std::process::ExitCode {
             redis,
             cases,
             peers,
+            prefetch,
             ..
         } => bench_redis::select(&cases)
             .map_err(anyhow::Error::msg)
@@ -328,6 +342,7 @@ fn main() -> std::process::ExitCode {
                     json,
                     usize::from(runs),
                     peers,
+                    prefetch,
                 )
             }),
         Command::Bench {

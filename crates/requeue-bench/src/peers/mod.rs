@@ -145,6 +145,7 @@ pub fn requeue_run(
     workload: &'static str,
     n: u64,
     workers: usize,
+    prefetch: usize,
     tag: &str,
 ) -> Result<PeerRun, PeerError> {
     let side_failed = |e: redis::RedisError| PeerError::Side {
@@ -176,8 +177,8 @@ pub fn requeue_run(
         })
     };
     let measured = match workload {
-        "W1" => w1_redis_within(url, n, workers, &mut window),
-        _ => w3_redis_within(url, n, workers, &mut window),
+        "W1" => w1_redis_within(url, n, workers, prefetch, &mut window),
+        _ => w3_redis_within(url, n, workers, prefetch, &mut window),
     };
     let measurement = match (measured, side_error) {
         (Ok(m), _) => m,

@@ -239,7 +239,7 @@ async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
     let want_depth = shared.metrics.is_some();
     let sent_ms = shared.local_ms();
     let reply = shared
-        .call(move |mut conn, shared| async move {
+        .call_here(move |mut conn, shared| async move {
             ops::batch(
                 &mut conn,
                 &shared.keys,

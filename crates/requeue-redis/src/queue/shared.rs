@@ -121,13 +121,30 @@ impl<T: Send + Sync + 'static> Shared<T> {
         F: FnOnce(ConnectionManager, Arc<Self>) -> Fut,
         Fut: Future<Output = Result<R, crate::error::Error>> + Send + 'static,
     {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let fut = call(self.conn.clone(), self.clone());
         let result = match self.runtime.spawn(fut).await {
             Ok(result) => result,
             Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
             Err(_) => return Err(QueueError::backend("the queue's engine has stopped")),
         };
+        self.outcome(result)
+    }
+
+    /// As [`call`](Shared::call), for a caller already running on the
+    /// queue's runtime (the pipeline's tasks): no hop to another task.
+    pub(crate) async fn call_here<R, F, Fut>(self: &Arc<Self>, call: F) -> Result<R, QueueError>
+    where
+        F: FnOnce(ConnectionManager, Arc<Self>) -> Fut,
+        Fut: Future<Output = Result<R, crate::error::Error>>,
+    {
+        let result = call(self.conn.clone(), self.clone()).await;
+        self.outcome(result)
+    }
+
+    /// Counts a call and turns its error into the engine's words; a
+    /// connection error marks the connection unhealthy and wakes the renewer.
+    fn outcome<R>(&self, result: Result<R, crate::error::Error>) -> Result<R, QueueError> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         result.map_err(|error| {
             self.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
             if is_connection_error(&error) {
