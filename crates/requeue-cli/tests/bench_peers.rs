@@ -99,16 +99,19 @@ fn peers_quick_json_has_both_systems_with_rates_commands_and_round_trips() {
         ] {
             assert!(figure(row, field) > 0.0, "{field} of {row}");
         }
-        // A client command takes at least one round trip, and each item
-        // needs at least an add, a take and a completion.
-        assert!(figure(row, "round_trips_per_item") >= 1.0, "{row}");
+        // Every client command is executed, so there are at least as many
+        // commands as round trips.
         assert!(
-            figure(row, "commands_per_item") >= figure(row, "round_trips_per_item") * 0.5,
+            figure(row, "commands_per_item") >= figure(row, "round_trips_per_item"),
             "{row}"
         );
         let requeue_row = row["engine"]
             .as_str()
             .is_some_and(|e| e.starts_with("requeue-redis"));
+        if !requeue_row {
+            // BullMQ sends each job's add and completion on their own.
+            assert!(figure(row, "round_trips_per_item") >= 1.0, "{row}");
+        }
         if requeue_row {
             for field in ["items_per_sec", "commands_per_item", "round_trips_per_item"] {
                 let ratio = row["x_bullmq"][field].as_f64().unwrap_or(0.0);
