@@ -92,7 +92,8 @@ pub use mpmc::{
 };
 #[cfg(feature = "redis")]
 pub use redis::{
-    REDIS_WORKERS, floor_redis, redis_engine_name, requeue_redis_name, w1_redis, w3_redis,
+    REDIS_WORKERS, floor_redis, idle_handout_redis, redis_engine_name, requeue_redis_name,
+    w1_redis, w3_redis,
 };
 pub use retry::{W8_ATTEMPTS, w8_ratelimited_queue};
 pub use single::{floor_w1, w1_fifo_single, w1_fifo_single_metered, w2_dedup, w7_limiter_when};

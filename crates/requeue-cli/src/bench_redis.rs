@@ -136,7 +136,45 @@ pub fn run(
             }
         }
     }
+    idle_latency(
+        url.expose(),
+        if quick { QUICK_IDLE } else { FULL_IDLE },
+        json,
+    )?;
     drop(local);
+    Ok(())
+}
+
+/// Samples of the idle add-to-hand-out latency.
+const FULL_IDLE: u64 = 500;
+const QUICK_IDLE: u64 = 50;
+
+/// The idle queue's add-to-hand-out latency (the wake-up path), one line
+/// or one JSON row.
+fn idle_latency(url: &str, samples: u64, json: bool) -> anyhow::Result<()> {
+    let m = requeue_bench::idle_handout_redis(url, samples).context("idle latency failed")?;
+    let latency = m.latency.context("no latency recorded")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "workload": m.workload,
+                "engine": m.engine,
+                "samples": samples,
+                "p50_seconds": latency.p50.as_secs_f64(),
+                "p99_seconds": latency.p99.as_secs_f64(),
+                "max_seconds": latency.max.as_secs_f64(),
+            })
+        );
+    } else {
+        println!();
+        println!(
+            "Idle queue, add to hand-out ({samples} samples): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            latency.p50.as_secs_f64() * 1e3,
+            latency.p99.as_secs_f64() * 1e3,
+            latency.max.as_secs_f64() * 1e3,
+        );
+    }
     Ok(())
 }
 

@@ -103,10 +103,17 @@ fn bench_redis_quick_json_runs_w1_and_w3_at_three_concurrencies_beside_the_floor
         .collect();
     assert_eq!(
         lines.len(),
-        12,
-        "W1 and W3 x 1/8/32 workers x (engine, floor): {stdout}"
+        13,
+        "W1 and W3 x 1/8/32 workers x (engine, floor), then the idle latency: {stdout}"
     );
-    for figure in &lines {
+    let (idle, lines) = lines.split_last().expect("rows");
+    assert_eq!(idle["workload"], "idle", "{idle}");
+    let (p50, p99) = (
+        idle["p50_seconds"].as_f64().unwrap_or(0.0),
+        idle["p99_seconds"].as_f64().unwrap_or(0.0),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{idle}");
+    for figure in lines {
         let items = figure["items_per_sec"].as_f64().unwrap_or(0.0);
         assert!(items > 0.0, "{figure}");
     }
