@@ -40,15 +40,28 @@ while i <= #ARGV do
   end
 end
 
-check_get_types()
+-- Checks before the first write. The reads this call needs anyway check
+-- their keys' types as they go (read); the other keys get a TYPE each.
 local dead = {}
-if gets then dead = expired(batch) end
-check_get_values(dead)
+if gets then
+  dead = read('ZRANGE', PROC, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, batch)
+end
+local seq = read('HMGET', META, 'seq')[1]
+if seq and not is_int(seq) then corrupt(META, 'seq', 'is not an integer') end
+local first = read('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+if gets then
+  check_types(Q, DIRTY, OWN, FAIL, MARK, ADDED)
+else
+  check_types(Q, DIRTY, PROC, OWN, FAIL, MARK, ADDED)
+end
+check_reap(dead)
 
 ARMS = {}
-promote(batch)
--- An add cancels a pending delay: one ZREM each, unless nothing is delayed.
-local delayed = redis.call('ZCARD', DELAYED) > 0
+-- Promotion only when the earliest delayed item is due (one read above).
+if first[2] and tonumber(first[2]) <= NOW then promote(batch) end
+-- An add cancels a pending delay: one ZREM per run of adds, unless
+-- nothing is delayed.
+local delayed = first[1] ~= nil
 local reaped, reaped_yet = 0, false
 local popped, short = false, false
 local out = {}

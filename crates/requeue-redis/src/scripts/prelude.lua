@@ -66,6 +66,16 @@ local function check_types(...)
   end
 end
 
+-- A read of `key` (its first argument) that doubles as the check of
+-- its type: a key of the wrong type stops the script as check_types would.
+-- Only for reads made before the script's first write.
+local function read(cmd, key, ...)
+  local ok, result = pcall(redis.call, cmd, key, ...)
+  if ok then return result end
+  check_types(key)
+  error(result)
+end
+
 -- A 64-bit integer as Redis writes one (so HINCRBY accepts it), at most
 -- 18 digits (so the increment cannot overflow).
 local function is_int(v)
