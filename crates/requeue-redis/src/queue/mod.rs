@@ -21,7 +21,13 @@
 //! # Implementation
 //!
 //! Every state change is one Lua script over the queue's ten keys (see
-//! [`ops`]). This process keeps only what it needs to renew
+//! [`ops`]). The hot operations (plain adds, gets, and the endings that
+//! mark done, forget or requeue now) of all this process's callers are
+//! coalesced: whatever is waiting goes as one [`ops::batch`] call (up to
+//! four in flight), and each caller gets its own answer, so a busy queue
+//! pays a fraction of a round trip per operation. With
+//! [`RedisQueueBuilder::prefetch`] an ending also fetches the next item
+//! for its worker. This process keeps only what it needs to renew
 //! its leases (a table of tokens) and to wait without polling: one task
 //! renews every held lease each third of the lease, one blocks on the
 //! queue's marker while a getter is idle. Both, and every Redis call, run
@@ -35,9 +41,10 @@
 //!
 //! # Cancellation safety
 //!
-//! Dropping a `get` future never loses an item: if the script already
-//! leased one, the lease simply runs out and the item comes back (with
-//! backoff, as for a crashed worker).
+//! Dropping a `get` future never loses an item: if its batch already
+//! leased one for it, the item is given back to the head of the queue at
+//! once (no failure counted); should that fail, the lease runs out and
+//! the item comes back with backoff, as for a crashed worker.
 
 mod ahead;
 mod background;
