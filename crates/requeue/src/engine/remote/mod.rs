@@ -7,7 +7,7 @@
 //! [`end`](LeaseEngine::end) and a real-time [`pause`](LeaseEngine::pause))
 //! and where its [`LeaseKeeper`] lives. In return it gets:
 //!
-//! - [`hand_out`]: the [`Item`] guard for a leased key, registered for
+//! - [`hand_out`]: the [`Item`](crate::queue::Item) guard for a leased key, registered for
 //!   renewal, ended through the engine when the worker is done ([`guard`]
 //!   for a key registered earlier, e.g. fetched ahead);
 //! - [`renew`]: the task that keeps every held lease alive, renews first
