@@ -335,6 +335,9 @@ async fn every_script(
         "done",
         "done_get",
         "batch",
+        "batch_adds",
+        "batch_dones",
+        "batch_gets",
         "extend",
         "release",
         "reap",
@@ -373,6 +376,38 @@ async fn every_script(
                     BatchOp::Add(b"a".to_vec()),
                 ];
                 outcome(script, ops::batch(conn, keys, &LONG, &ops, true, now).await)
+            }
+            "batch_adds" => {
+                let ops = [BatchOp::Add(b"v".to_vec()), BatchOp::Add(b"w".to_vec())];
+                outcome(
+                    script,
+                    ops::batch(conn, keys, &LONG, &ops, false, now).await,
+                )
+            }
+            "batch_dones" => {
+                let ops = [
+                    BatchOp::Done {
+                        item: e.item.clone(),
+                        token: e.token,
+                        forget: true,
+                    },
+                    BatchOp::Done {
+                        item: c.item.clone(),
+                        token: c.token,
+                        forget: false,
+                    },
+                ];
+                outcome(
+                    script,
+                    ops::batch(conn, keys, &LONG, &ops, false, now).await,
+                )
+            }
+            "batch_gets" => {
+                let ops = [BatchOp::Get(3)];
+                outcome(
+                    script,
+                    ops::batch(conn, keys, &LONG, &ops, false, now).await,
+                )
             }
             "extend" => outcome(
                 script,

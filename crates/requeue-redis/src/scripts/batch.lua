@@ -20,14 +20,17 @@ local want_depth = ARGV[7] == '1'
 
 -- Read every operation before anything is written: a malformed list is a
 -- client bug, and raises with nothing changed.
-local ops, i, gets = {}, 8, false
+local ops, i, gets, adds, dones, forgets = {}, 8, false, false, false, false
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'a' and ARGV[i + 1] then
     ops[#ops + 1] = {op, ARGV[i + 1]}
+    adds = true
     i = i + 2
   elseif op == 'd' and ARGV[i + 3] then
     ops[#ops + 1] = {op, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3] == '1'}
+    dones = true
+    forgets = forgets or ARGV[i + 3] == '1'
     i = i + 4
   elseif op == 'g' and ARGV[i + 1] then
     local count = num(ARGV[i + 1], 'get count')
@@ -40,25 +43,28 @@ while i <= #ARGV do
   end
 end
 
--- Checks before the first write. The reads this call needs anyway check
--- their keys' types as they go (read); the other keys get a TYPE each.
+-- Checks before the first write, of the keys this call can touch. The
+-- reads it needs anyway check their keys' types as they go (read); the
+-- other keys get a TYPE each.
 local dead = {}
 if gets then
   dead = read('ZRANGE', PROC, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, batch)
+  local seq = read('HMGET', META, 'seq')[1]
+  if seq and not is_int(seq) then corrupt(META, 'seq', 'is not an integer') end
 end
-local seq = read('HMGET', META, 'seq')[1]
-if seq and not is_int(seq) then corrupt(META, 'seq', 'is not an integer') end
 local first = read('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
-if gets then
-  check_types(Q, DIRTY, OWN, FAIL, MARK, ADDED)
-else
-  check_types(Q, DIRTY, PROC, OWN, FAIL, MARK, ADDED)
-end
+-- Promotion only when the earliest delayed item is due.
+local due = first[2] ~= nil and tonumber(first[2]) <= NOW
+local unread = {Q, DIRTY, MARK} -- every operation, and promotion, can write these
+if adds or gets or due then unread[#unread + 1] = ADDED end
+if dones or gets then unread[#unread + 1] = OWN end
+if forgets or #dead > 0 then unread[#unread + 1] = FAIL end
+if not gets then unread[#unread + 1] = PROC end
+check_types(unpack(unread))
 check_reap(dead)
 
 ARMS = {}
--- Promotion only when the earliest delayed item is due (one read above).
-if first[2] and tonumber(first[2]) <= NOW then promote(batch) end
+if due then promote(batch) end
 -- An add cancels a pending delay: one ZREM per run of adds, unless
 -- nothing is delayed.
 local delayed = first[1] ~= nil
