@@ -85,8 +85,19 @@ async fn scripts_are_bounded_when_a_flood_falls_due() {
         .unwrap();
         let (after, _) = counts(&mut q).await;
         assert!(before - after <= 100, "an add promoted {}", before - after);
+        // So does a batch of the pipeline's largest size (256 gets).
+        let (before, _) = counts(&mut q).await;
+        let batch = [
+            ops::BatchOp::Add(format!("more-{round}").into_bytes()),
+            ops::BatchOp::Get(256),
+        ];
+        ops::batch(&mut q.conn, &q.keys, &args, &batch, true, at)
+            .await
+            .unwrap();
+        let (after, _) = counts(&mut q).await;
+        assert!(before - after <= 100, "a batch promoted {}", before - after);
     }
-    assert!(counts(&mut q).await.0 >= (DUE - 20 * 200) as u64);
+    assert!(counts(&mut q).await.0 >= (DUE - 20 * 300) as u64);
     // len, reap and done_get are bounded the same way.
     let at = q.at();
     ops::len(&mut q.conn, &q.keys, at).await.unwrap();
