@@ -13,6 +13,8 @@
 use super::ahead::Fetched;
 use super::shared::Shared;
 use crate::ops::{self, AddCode, BatchOp, BatchResult, DoneCode, Leased, MAX_BATCH_ITEMS, Token};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use requeue::engine::QueueError;
 use requeue::queue::Key;
 use std::sync::Arc;
@@ -127,38 +129,34 @@ async fn run<T: Key>(
     mut requests: mpsc::Receiver<Request>,
     cancel: CancellationToken,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    // The calls on their way run inside this task (no task per call, so
+    // no extra hop between tasks on the way in or out).
+    let mut in_flight = FuturesUnordered::new();
     loop {
-        let first = tokio::select! {
+        tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            next = requests.recv() => match next {
-                Some(request) => request,
-                None => return,
-            },
-        };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        // Let the callers that were woken by the last answer submit their
-        // next operation before this call is closed: they are usually
-        // ready within one scheduling round, and waiting one round makes
-        // a busy queue's batches many times larger (a lone caller loses
-        // no more than that round).
-        tokio::task::yield_now().await;
-        let mut waiting = Vec::with_capacity(OPS_PER_CALL);
-        waiting.push(first);
-        while waiting.len() < OPS_PER_CALL {
-            match requests.try_recv() {
-                Ok(request) => waiting.push(request),
-                Err(_) => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            next = requests.recv(), if in_flight.len() < IN_FLIGHT => {
+                let Some(first) = next else { return };
+                // Let the callers that were woken by the last answer
+                // submit their next operation before this call is closed:
+                // they are usually ready within one scheduling round, and
+                // waiting one round makes a busy queue's batches many
+                // times larger (a lone caller loses no more than that).
+                tokio::task::yield_now().await;
+                let mut waiting = Vec::with_capacity(OPS_PER_CALL);
+                waiting.push(first);
+                while waiting.len() < OPS_PER_CALL {
+                    match requests.try_recv() {
+                        Ok(request) => waiting.push(request),
+                        Err(_) => break,
+                    }
+                }
+                let shared = shared.clone();
+                in_flight.push(async move { send(&shared, waiting).await });
             }
         }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            send(&shared, waiting).await;
-            drop(slot);
-        });
     }
 }
 
