@@ -50,6 +50,7 @@
 //! holds the design, the full behaviour contract, the Redis engine's design
 //! and the benchmark method.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
 pub mod controller;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# What publishing needs, checked: each crate's features on their own build
+# without a warning, the declared rust-version builds the workspace, and
+# every crate packages and builds from its package (`cargo package`).
+# Safe to run again; uses its own target directories under target/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+
+# 1. Each feature of `requeue` on its own (and none), then requeue-bench
+#    with and without Redis: a warning in any of them fails the check.
+check() {
+  local out
+  out=$(CARGO_TARGET_DIR="$target/features" cargo check --message-format short "$@" 2>&1) || {
+    echo "$out" >&2
+    echo "release check: cargo check $* failed" >&2
+    exit 1
+  }
+  if echo "$out" | grep -E '^(crates/|src/).*warning' >&2; then
+    echo "release check: cargo check $* warns" >&2
+    exit 1
+  fi
+}
+check -p requeue --no-default-features
+for feature in tokio events prometheus conformance json remote signal; do
+  check -p requeue --no-default-features --features "$feature"
+done
+check -p requeue-bench --no-default-features
+check -p requeue-bench --features redis
+echo "release check: every feature builds on its own without warnings"
+
+# 2. The declared rust-version (workspace Cargo.toml) builds everything.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  rustup toolchain install "$msrv" --profile minimal >/dev/null 2>&1 || true
+fi
+if rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  CARGO_TARGET_DIR="$target/msrv" cargo "+$msrv" check --workspace --all-features --all-targets
+  echo "release check: rust-version $msrv builds the workspace"
+else
+  echo "release check: RUST-VERSION $msrv NOT CHECKED: its toolchain cannot be installed here" >&2
+fi
+
+# 3. Every crate packages, and builds from its package.
+CARGO_TARGET_DIR="$target/package" cargo package --workspace --allow-dirty
+echo "release check: every crate packages and builds from its package"
