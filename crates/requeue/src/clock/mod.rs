@@ -41,10 +41,14 @@
 mod fake;
 mod real;
 mod sleep;
+#[cfg(feature = "tokio")]
+mod tokio_clock;
 
 pub use fake::FakeClock;
 pub use real::RealClock;
 pub use sleep::Sleep;
+#[cfg(feature = "tokio")]
+pub use tokio_clock::TokioClock;
 
 use std::fmt;
 use std::sync::Arc;
