@@ -95,6 +95,8 @@ pub use crate::handout::Action;
 pub use crate::metrics::{ControllerMetrics, ReconcileResult};
 pub use outcome::{Counts, Summary};
 pub use policy::{ErrorPolicy, Failure, RECONCILE_ERROR, RetryOnError};
+#[cfg(feature = "tokio")]
+pub use signal::stop_on_tokio_signals;
 #[cfg(feature = "signal")]
 pub use signal::{SignalError, stop_on_signals};
 
