@@ -113,3 +113,77 @@ fn a_scripted_run_exposes_exact_queue_and_controller_series() {
         "# HELP controller_runtime_reconcile Total number of reconciliations per controller"
     ));
 }
+
+/// controller-runtime's reconcile-time histogram (its buckets, on the
+/// queue's clock) and terminal errors (failures the error policy gives up on).
+#[test]
+fn reconcile_time_and_terminal_errors_follow_controller_runtime() {
+    let mut registry = Registry::default();
+    let controller_metrics = PrometheusControllerMetrics::new(&mut registry, "w");
+    let clock = FakeClock::new();
+    let queue: WorkQueue<String> = WorkQueue::builder().clock(clock.clone()).build();
+    for key in ["ok", "slow", "give-up"] {
+        queue.add(key.to_string()).unwrap();
+    }
+    let controller = Controller::new(queue.clone(), 1)
+        .metrics(Arc::new(controller_metrics))
+        .error_policy(|_key: &String, _error: &&str, _attempt: u32| Action::Done);
+    let stop = Stop::new();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            controller.run(&stop, |key: &String| match key.as_str() {
+                "slow" => {
+                    // The handler takes 2 s of the queue's clock.
+                    clock.advance(std::time::Duration::from_secs(2));
+                    Ok(Action::Done)
+                }
+                "give-up" => Err("permanent"),
+                _ => Ok(Action::Done),
+            })
+        });
+        wait_until("three reconciles", || controller.counts().processed() == 3);
+        stop.stop();
+        run.join().unwrap();
+    });
+    let text = encode_text(&registry);
+    let values = samples(&text);
+    let get = |series: &str| {
+        values
+            .get(series)
+            .copied()
+            .unwrap_or_else(|| panic!("missing {series} in\n{text}"))
+    };
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_time_seconds_count{controller="w"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_time_seconds_sum{controller="w"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_time_seconds_bucket{le="0.005",controller="w"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_time_seconds_bucket{le="1.75",controller="w"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_time_seconds_bucket{le="2.0",controller="w"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_time_seconds_bucket{le="60.0",controller="w"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_terminal_reconcile_errors_total{controller="w"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"controller_runtime_reconcile_errors_total{controller="w"}"#),
+        1.0
+    );
+    assert_eq!(queue.len(), 0, "given up: not retried");
+}

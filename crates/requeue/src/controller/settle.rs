@@ -129,8 +129,13 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
     pub(super) fn record(&self, item: &T, verdict: &Verdict, attempt: Option<u32>) {
         self.report(|m| {
             m.reconciled(verdict.result);
-            if verdict.failed.as_ref().is_some_and(|f| f.panicked) {
-                m.panicked();
+            if let Some(failed) = &verdict.failed {
+                if failed.panicked {
+                    m.panicked();
+                }
+                if verdict.action == Action::Done {
+                    m.terminal_error();
+                }
             }
         });
         let Some(failed) = &verdict.failed else {

@@ -79,8 +79,14 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
         // awaited.
         let verdict = {
             self.report(|m| m.active_workers(1));
+            let clock = self.queue.clock();
+            let started = clock.now();
             let outcome = handler.reconcile(&item).await;
-            self.report(|m| m.active_workers(-1));
+            let took = clock.now().saturating_duration_since(started);
+            self.report(|m| {
+                m.active_workers(-1);
+                m.reconcile_time(took.as_secs_f64());
+            });
             if outcome.is_err() {
                 tracing::error!(key = ?*item, "the handler panicked");
             }

@@ -53,4 +53,13 @@ pub trait ControllerMetrics: Send + Sync {
     fn active_workers(&self, delta: i64);
     /// The run's worker count.
     fn max_concurrent_reconciles(&self, workers: usize);
+    /// How long one reconcile took, in seconds (the handler's run, on the
+    /// queue's clock; controller-runtime's `reconcile_time_seconds`).
+    fn reconcile_time(&self, seconds: f64) {
+        let _ = seconds;
+    }
+    /// A failed reconcile that will not be retried: the error policy
+    /// answered [`Action::Done`](crate::handout::Action::Done)
+    /// (controller-runtime's terminal errors).
+    fn terminal_error(&self) {}
 }

@@ -13,7 +13,7 @@
 
 use super::{CounterMetric, GaugeMetric, HistogramMetric, MetricsProvider, SettableGaugeMetric};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -56,11 +56,10 @@ const LEASE_EXPIRED_HELP: &str =
 const LEASE_LOST_HELP: &str =
     "Total number of ends refused because the holder's lease had been lost";
 
-/// The `name` label: the queue name.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueueLabels {
-    name: String,
-}
+/// The labels of a queue's series: `name` (the queue name) and, as
+/// controller-runtime labels its queues, `controller` with the same value
+/// when asked for ([`PrometheusMetrics::with_controller_label`]).
+type QueueLabels = Vec<(&'static str, String)>;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 type HistogramFamily = Family<QueueLabels, Histogram, fn() -> Histogram>;
@@ -165,6 +164,8 @@ impl Collector for Families {
 #[derive(Clone, Debug)]
 pub struct PrometheusMetrics {
     families: Families,
+    /// Also label every series `controller="<queue name>"`.
+    controller_label: bool,
 }
 
 impl PrometheusMetrics {
@@ -184,13 +185,29 @@ impl PrometheusMetrics {
             lease_lost: Family::default(),
         };
         registry.register_collector(Box::new(families.clone()));
-        PrometheusMetrics { families }
+        PrometheusMetrics {
+            families,
+            controller_label: false,
+        }
     }
-}
 
-fn labels(name: &str) -> QueueLabels {
-    QueueLabels {
-        name: name.to_string(),
+    /// As [`new`](PrometheusMetrics::new), with every series also labelled
+    /// `controller="<queue name>"`, as controller-runtime labels the queue
+    /// of each controller (`workqueue_depth{controller="pods",name="pods"}`),
+    /// so that dashboards written for controller-runtime work unchanged.
+    pub fn with_controller_label(registry: &mut Registry) -> Self {
+        PrometheusMetrics {
+            controller_label: true,
+            ..PrometheusMetrics::new(registry)
+        }
+    }
+
+    fn labels(&self, name: &str) -> QueueLabels {
+        if self.controller_label {
+            vec![("controller", name.to_string()), ("name", name.to_string())]
+        } else {
+            vec![("name", name.to_string())]
+        }
     }
 }
 
@@ -231,17 +248,25 @@ impl SettableGaugeMetric for FloatGaugeHandle {
 
 impl MetricsProvider for PrometheusMetrics {
     fn new_depth_metric(&self, name: &str) -> Box<dyn GaugeMetric> {
-        let metric = self.families.depth.get_or_create(&labels(name)).clone();
+        let metric = self
+            .families
+            .depth
+            .get_or_create(&self.labels(name))
+            .clone();
         Box::new(DepthHandle(metric))
     }
 
     fn new_adds_metric(&self, name: &str) -> Box<dyn CounterMetric> {
-        let metric = self.families.adds.get_or_create(&labels(name)).clone();
+        let metric = self.families.adds.get_or_create(&self.labels(name)).clone();
         Box::new(CounterHandle(metric))
     }
 
     fn new_latency_metric(&self, name: &str) -> Box<dyn HistogramMetric> {
-        let metric = self.families.latency.get_or_create(&labels(name)).clone();
+        let metric = self
+            .families
+            .latency
+            .get_or_create(&self.labels(name))
+            .clone();
         Box::new(HistogramHandle(metric))
     }
 
@@ -249,7 +274,7 @@ impl MetricsProvider for PrometheusMetrics {
         let metric = self
             .families
             .work_duration
-            .get_or_create(&labels(name))
+            .get_or_create(&self.labels(name))
             .clone();
         Box::new(HistogramHandle(metric))
     }
@@ -258,7 +283,7 @@ impl MetricsProvider for PrometheusMetrics {
         let metric = self
             .families
             .unfinished_work
-            .get_or_create(&labels(name))
+            .get_or_create(&self.labels(name))
             .clone();
         Box::new(FloatGaugeHandle(metric))
     }
@@ -270,13 +295,17 @@ impl MetricsProvider for PrometheusMetrics {
         let metric = self
             .families
             .longest_running
-            .get_or_create(&labels(name))
+            .get_or_create(&self.labels(name))
             .clone();
         Box::new(FloatGaugeHandle(metric))
     }
 
     fn new_retries_metric(&self, name: &str) -> Box<dyn CounterMetric> {
-        let metric = self.families.retries.get_or_create(&labels(name)).clone();
+        let metric = self
+            .families
+            .retries
+            .get_or_create(&self.labels(name))
+            .clone();
         Box::new(CounterHandle(metric))
     }
 
@@ -284,7 +313,7 @@ impl MetricsProvider for PrometheusMetrics {
         let metric = self
             .families
             .lease_expired
-            .get_or_create(&labels(name))
+            .get_or_create(&self.labels(name))
             .clone();
         Box::new(CounterHandle(metric))
     }
@@ -293,7 +322,7 @@ impl MetricsProvider for PrometheusMetrics {
         let metric = self
             .families
             .lease_lost
-            .get_or_create(&labels(name))
+            .get_or_create(&self.labels(name))
             .clone();
         Box::new(CounterHandle(metric))
     }

@@ -7,6 +7,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -22,13 +23,41 @@ struct ResultLabels {
 
 /// One series per controller name (times the four results for `total`),
 /// never removed, as in controller-runtime: the program's controllers bound them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Families {
     total: Family<ResultLabels, Counter>,
     errors: Family<ControllerLabel, Counter>,
     panics: Family<ControllerLabel, Counter>,
     active: Family<ControllerLabel, Gauge>,
     max_concurrent: Family<ControllerLabel, Gauge>,
+    terminal: Family<ControllerLabel, Counter>,
+    time: Family<ControllerLabel, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Families {
+    fn default() -> Self {
+        Families {
+            total: Family::default(),
+            errors: Family::default(),
+            panics: Family::default(),
+            active: Family::default(),
+            max_concurrent: Family::default(),
+            terminal: Family::default(),
+            time: Family::new_with_constructor(reconcile_time_histogram),
+        }
+    }
+}
+
+/// controller-runtime's buckets of `reconcile_time_seconds`: fine below a
+/// second, where most reconciles end, up to a minute.
+const RECONCILE_TIME_BUCKETS: [f64; 40] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
+    1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0,
+    25.0, 30.0, 40.0, 50.0, 60.0,
+];
+
+fn reconcile_time_histogram() -> Histogram {
+    Histogram::new(RECONCILE_TIME_BUCKETS)
 }
 
 impl Collector for Families {
@@ -54,6 +83,18 @@ impl Collector for Families {
         )?;
         family(
             e,
+            "controller_runtime_terminal_reconcile_errors",
+            "Total number of terminal reconciliation errors per controller",
+            &self.terminal,
+        )?;
+        family(
+            e,
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            &self.time,
+        )?;
+        family(
+            e,
             "controller_runtime_active_workers",
             "Number of currently used workers per controller",
             &self.active,
@@ -69,6 +110,8 @@ impl Collector for Families {
 
 /// controller-runtime's series for one controller: `controller_runtime_reconcile_total{controller, result}`,
 /// `controller_runtime_reconcile_errors_total`, `controller_runtime_reconcile_panics_total`,
+/// `controller_runtime_terminal_reconcile_errors_total`,
+/// `controller_runtime_reconcile_time_seconds` (controller-runtime's buckets),
 /// `controller_runtime_active_workers` and `controller_runtime_max_concurrent_reconciles`.
 #[derive(Debug, Clone)]
 pub struct PrometheusControllerMetrics {
@@ -96,6 +139,7 @@ impl PrometheusControllerMetrics {
         }
         let _ = this.families.errors.get_or_create(&this.label());
         let _ = this.families.panics.get_or_create(&this.label());
+        let _ = this.families.terminal.get_or_create(&this.label());
         let _ = this.families.active.get_or_create(&this.label());
         this
     }
@@ -126,6 +170,15 @@ impl ControllerMetrics for PrometheusControllerMetrics {
     }
     fn panicked(&self) {
         self.families.panics.get_or_create(&self.label()).inc();
+    }
+    fn reconcile_time(&self, seconds: f64) {
+        self.families
+            .time
+            .get_or_create(&self.label())
+            .observe(seconds);
+    }
+    fn terminal_error(&self) {
+        self.families.terminal.get_or_create(&self.label()).inc();
     }
     fn active_workers(&self, delta: i64) {
         self.families

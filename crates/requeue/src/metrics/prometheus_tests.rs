@@ -412,3 +412,27 @@ fn the_parser_reads_labels_values_and_escapes() {
         Some("+Inf")
     );
 }
+
+#[test]
+fn with_the_controller_label_every_series_carries_it_as_controller_runtime_does() {
+    let mut registry = Registry::default();
+    let metrics = PrometheusMetrics::with_controller_label(&mut registry);
+    let queue = crate::queue::WorkQueue::builder()
+        .name("pods")
+        .metrics(std::sync::Arc::new(metrics))
+        .build();
+    queue.add("default/web".to_string()).expect("running");
+    let text = encode_text(&registry);
+    assert!(
+        text.contains("workqueue_adds_total{controller=\"pods\",name=\"pods\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("workqueue_depth{controller=\"pods\",name=\"pods\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("{name=\"pods\"}"),
+        "no series without it: {text}"
+    );
+}
