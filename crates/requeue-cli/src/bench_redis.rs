@@ -181,8 +181,8 @@ fn idle_latency(url: &str, samples: u64, json: bool) -> anyhow::Result<()> {
 /// One clear line (and exit 1) when Redis cannot be reached or does not
 /// answer within [`REACH_TIMEOUT`].
 fn check_reachable(url: &RedisUrl) -> anyhow::Result<()> {
-    let client =
-        redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
+    let client = requeue_redis::connect_client(url.expose(), None)
+        .with_context(|| format!("invalid Redis URL {url}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

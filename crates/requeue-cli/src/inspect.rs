@@ -117,8 +117,8 @@ pub async fn connect(
     url: &RedisUrl,
     response: Duration,
 ) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client =
-        redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
+    let client = requeue_redis::connect_client(url.expose(), None)
+        .with_context(|| format!("invalid Redis URL {url}"))?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(response));

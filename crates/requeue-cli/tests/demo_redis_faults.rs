@@ -404,16 +404,25 @@ fn the_queue_keys_carry_a_ttl_while_the_run_goes_on() {
             let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).expect("TTL");
             *seen.entry(key).or_default() |= ttl > 0;
         }
-        // The leases' two keys empty whenever nothing is in flight, and the
-        // marker whenever a waiter pops it; they come back without a TTL
-        // until the next refresh, which on a loaded machine can be most of
-        // the time. So only the others must be seen with one (a leftover
-        // of these is at most one refresh old).
+        // Keys that empty as the work flows come back without a TTL until
+        // the next refresh: the leases' two keys whenever nothing is in
+        // flight, the marker whenever a waiter pops it, and the ready list
+        // with its dirty set and add times whenever the workers catch up
+        // (which, with calls coalesced, is most of the time). On a loaded
+        // machine that can be most of the time, so only the others must be
+        // seen with one (a leftover of these is at most one refresh old).
         let meta = seen.iter().any(|(k, ttl)| k.ends_with(":meta") && *ttl);
+        let cycling = [
+            ":processing",
+            ":owners",
+            ":marker",
+            ":queue",
+            ":dirty",
+            ":added_at",
+        ];
         let lasting = seen
             .iter()
-            .filter(|(k, _)| !k.ends_with(":processing") && !k.ends_with(":owners"))
-            .filter(|(k, _)| !k.ends_with(":marker"));
+            .filter(|(k, _)| !cycling.iter().any(|suffix| k.ends_with(suffix)));
         if meta && lasting.clone().all(|(_, &ttl)| ttl) {
             break true;
         }

@@ -52,4 +52,4 @@ pub mod queue;
 pub mod redact;
 pub mod scripts;
 
-pub use queue::{BlockingRedisQueue, RedisQueue, RedisQueueBuilder};
+pub use queue::{BlockingRedisQueue, RedisQueue, RedisQueueBuilder, connect_client};

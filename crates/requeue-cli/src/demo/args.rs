@@ -179,7 +179,7 @@ fn redis_target(text: &str) -> Result<RedisTarget, String> {
     if text == "local" {
         return Ok(RedisTarget::Local);
     }
-    redis::Client::open(text)
+    requeue_redis::connect_client(text, None)
         .map(|_| RedisTarget::Url(RedisUrl::from(text.to_string())))
         .map_err(|e| format!("not `local` or a Redis URL like redis://127.0.0.1:6379/ ({e})"))
 }

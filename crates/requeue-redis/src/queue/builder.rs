@@ -39,6 +39,7 @@ pub struct RedisQueueBuilder<T> {
     prefetch: usize,
     response_timeout: Duration,
     connect_timeout: Duration,
+    tls: Option<redis::TlsCertificates>,
     metrics: Option<Arc<dyn MetricsProvider>>,
 }
 
@@ -53,6 +54,7 @@ impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
             .field("fake_time", &self.fake_time)
             .field("batch", &self.batch)
             .field("prefetch", &self.prefetch)
+            .field("tls", &self.tls.is_some())
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -89,6 +91,7 @@ impl<T: Key> RedisQueue<T> {
             batch: GetArgs::default().batch,
             prefetch: super::ahead::DEFAULT_PREFETCH,
             response_timeout: Duration::from_secs(5),
+            tls: None,
             connect_timeout: Duration::from_secs(2),
             metrics: None,
         }
@@ -183,6 +186,39 @@ impl<T: Key> RedisQueueBuilder<T> {
         self
     }
 
+    /// Trust `root_cert_pem` (a PEM CA certificate, e.g. a managed Redis
+    /// provider's) for a `rediss://` URL, instead of the system's roots.
+    /// Without it, `rediss://` checks the server against the system's
+    /// trusted certificates.
+    pub fn tls_root_cert(mut self, root_cert_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls
+            .get_or_insert(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: None,
+            })
+            .root_cert = Some(root_cert_pem.into());
+        self
+    }
+
+    /// Present this client certificate and key (both PEM) to a server that
+    /// asks for one (mutual TLS, `tls-auth-clients yes`).
+    pub fn tls_client_cert(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls
+            .get_or_insert(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: None,
+            })
+            .client_tls = Some(redis::ClientTlsConfig {
+            client_cert: cert_pem.into(),
+            client_key: key_pem.into(),
+        });
+        self
+    }
+
     /// How long a script call may take before it counts as failed (default 5 s).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
@@ -225,10 +261,11 @@ impl<T: Key> RedisQueueBuilder<T> {
         if self.batch == 0 {
             return Err(Error::InvalidConfig("the batch must be at least 1".into()));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|source| Error::Connect {
-            url: RedactedUrl::new(&self.url),
-            source,
-        })?;
+        let client =
+            connect_client(&self.url, self.tls.as_ref()).map_err(|source| Error::Connect {
+                url: RedactedUrl::new(&self.url),
+                source,
+            })?;
         // One small runtime per queue runs every Redis call and the
         // background tasks, so a handler that blocks the caller's runtime
         // cannot starve lease renewal.
@@ -387,5 +424,40 @@ impl<T: Key> RedisQueue<T> {
                 cancel,
             }),
         }
+    }
+}
+
+/// A Redis client for `url`, as the queue makes its own: `redis://` plain,
+/// `rediss://` over TLS (rustls, installing the ring provider unless the
+/// program installed one), checked against `tls`'s root certificate when
+/// given, else the system's, and presenting `tls`'s client certificate if
+/// any. For tools that talk to a queue's Redis beside the queue
+/// (`requeue inspect`).
+pub fn connect_client(
+    url: &str,
+    tls: Option<&redis::TlsCertificates>,
+) -> redis::RedisResult<redis::Client> {
+    if url.starts_with("rediss://") {
+        // One process-wide provider; another already installed (by the
+        // program, or an earlier queue) is kept. ring, because it builds
+        // with a C compiler alone (aws-lc-rs needs more tooling); rustls
+        // marks it deprecated for lacking post-quantum key exchange, which
+        // a program that wants it gets by installing aws-lc-rs first.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let _ = provider.install_default();
+    }
+    match tls {
+        Some(certs) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: certs.client_tls.as_ref().map(|c| redis::ClientTlsConfig {
+                    client_cert: c.client_cert.clone(),
+                    client_key: c.client_key.clone(),
+                }),
+                root_cert: certs.root_cert.clone(),
+            },
+        ),
+        None => redis::Client::open(url),
     }
 }

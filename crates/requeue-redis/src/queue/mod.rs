@@ -56,7 +56,7 @@ mod shared;
 
 pub use ahead::DEFAULT_PREFETCH;
 pub use blocking::BlockingRedisQueue;
-pub use builder::{DEFAULT_LEASE, RedisQueueBuilder};
+pub use builder::{DEFAULT_LEASE, RedisQueueBuilder, connect_client};
 pub use requeue::engine::codec::{DefaultCodec, Json, KeyCodec, Raw, Utf8};
 
 use crate::ops::{self, Leased};

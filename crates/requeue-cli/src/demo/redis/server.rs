@@ -104,8 +104,8 @@ pub async fn queue(
 /// and the next ones go to a new connection. Each call also gives up
 /// after [`CALL_TIMEOUT`] (a frozen server).
 pub async fn connection(url: &RedisUrl) -> anyhow::Result<ConnectionManager> {
-    let client =
-        redis::Client::open(url.expose()).with_context(|| format!("invalid Redis URL {url}"))?;
+    let client = requeue_redis::connect_client(url.expose(), None)
+        .with_context(|| format!("invalid Redis URL {url}"))?;
     // Few, short retries per reconnection: the poller calls again at its
     // next period anyway, and a long retry loop would only hide an outage.
     let config = ConnectionManagerConfig::new()
