@@ -41,6 +41,14 @@ else
   echo "release check: RUST-VERSION $msrv NOT CHECKED: its toolchain cannot be installed here" >&2
 fi
 
-# 3. Every crate packages, and builds from its package.
+# 3. Every crate packages, and builds from its package. Cargo verifies the
+#    packages through a temporary local registry, and takes a registry
+#    package of a version it has seen as unchanged: its unpacked copy under
+#    ~/.cargo/registry (directories named "-<hash>") and its build in the
+#    target directory are reused. Drop both first, or a second run would
+#    build against the first run's sources.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+rm -rf "$cargo_home"/registry/src/-*/requeue* "$cargo_home"/registry/cache/-*/requeue*
+rm -rf "$target/package"
 CARGO_TARGET_DIR="$target/package" cargo package --workspace --allow-dirty
 echo "release check: every crate packages and builds from its package"
