@@ -40,6 +40,11 @@ pub struct RedisQueueBuilder<T> {
     response_timeout: Duration,
     connect_timeout: Duration,
     tls: Option<redis::TlsCertificates>,
+    /// The caller's client (`builder_with_client`), used instead of one
+    /// opened from `url` (which then only names the server in messages).
+    client: Option<redis::Client>,
+    /// The caller's runtime (`runtime`), used instead of an owned one.
+    runtime: Option<tokio::runtime::Handle>,
     metrics: Option<Arc<dyn MetricsProvider>>,
 }
 
@@ -55,6 +60,8 @@ impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
             .field("batch", &self.batch)
             .field("prefetch", &self.prefetch)
             .field("tls", &self.tls.is_some())
+            .field("own_client", &self.client.is_some())
+            .field("caller_runtime", &self.runtime.is_some())
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .finish_non_exhaustive()
@@ -71,6 +78,23 @@ impl<T: Key> RedisQueue<T> {
         T: DefaultCodec,
     {
         Self::builder_with_codec(url, name, T::default_codec())
+    }
+
+    /// A builder for the queue `name` on the Redis that `client` connects
+    /// to: the program's own client, with whatever TLS, credentials or
+    /// connection settings it was made with. Messages name its address
+    /// (never its credentials).
+    pub fn builder_with_client(
+        client: redis::Client,
+        name: impl Into<String>,
+    ) -> RedisQueueBuilder<T>
+    where
+        T: DefaultCodec,
+    {
+        let address = client.get_connection_info().addr().to_string();
+        let mut builder = Self::builder_with_codec(address, name, T::default_codec());
+        builder.client = Some(client);
+        builder
     }
 
     /// A builder with an explicit codec (e.g. [`Json`](super::Json) for serde types).
@@ -92,6 +116,8 @@ impl<T: Key> RedisQueue<T> {
             prefetch: super::ahead::DEFAULT_PREFETCH,
             response_timeout: Duration::from_secs(5),
             tls: None,
+            client: None,
+            runtime: None,
             connect_timeout: Duration::from_secs(2),
             metrics: None,
         }
@@ -186,6 +212,19 @@ impl<T: Key> RedisQueueBuilder<T> {
         self
     }
 
+    /// Runs the queue's Redis calls and background tasks (the renewer, the
+    /// wake-up waiter, the coalescing pipeline) on `runtime`, the program's
+    /// own, instead of a small runtime the queue starts for itself (the
+    /// default). It saves a thread and a hop between runtimes per call;
+    /// the price is that a handler which blocks that runtime's threads
+    /// (CPU-bound work, blocking I/O outside `spawn_blocking`) delays the
+    /// lease renewals too, and a lease that is not renewed runs out. The
+    /// runtime needs its time and I/O drivers (`enable_all`).
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// Trust `root_cert_pem` (a PEM CA certificate, e.g. a managed Redis
     /// provider's) for a `rediss://` URL, instead of the system's roots.
     /// Without it, `rediss://` checks the server against the system's
@@ -261,22 +300,34 @@ impl<T: Key> RedisQueueBuilder<T> {
         if self.batch == 0 {
             return Err(Error::InvalidConfig("the batch must be at least 1".into()));
         }
-        let client =
-            connect_client(&self.url, self.tls.as_ref()).map_err(|source| Error::Connect {
-                url: RedactedUrl::new(&self.url),
-                source,
-            })?;
-        // One small runtime per queue runs every Redis call and the
-        // background tasks, so a handler that blocks the caller's runtime
-        // cannot starve lease renewal.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(format!("requeue-redis-{}", self.name))
-            .enable_all()
-            .build()
-            .map_err(|e| Error::InvalidConfig(format!("cannot start the queue's runtime: {e}")))?;
+        let client = match self.client.clone() {
+            Some(client) => client,
+            None => {
+                connect_client(&self.url, self.tls.as_ref()).map_err(|source| Error::Connect {
+                    url: RedactedUrl::new(&self.url),
+                    source,
+                })?
+            }
+        };
+        let runtime = match &self.runtime {
+            Some(handle) => OwnedRuntime::Borrowed(handle.clone()),
+            None => {
+                // By default one small runtime per queue runs every Redis
+                // call and the background tasks, so a handler that blocks
+                // the caller's runtime cannot starve lease renewal.
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name(format!("requeue-redis-{}", self.name))
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        Error::InvalidConfig(format!("cannot start the queue's runtime: {e}"))
+                    })?;
+                OwnedRuntime::Owned(Some(runtime))
+            }
+        };
         Ok((
-            OwnedRuntime(Some(runtime)),
+            runtime,
             Prepared {
                 builder: self,
                 keys,
@@ -286,22 +337,31 @@ impl<T: Key> RedisQueueBuilder<T> {
     }
 }
 
-/// A runtime that may be dropped anywhere (also inside another runtime's
-/// task, e.g. when `build` fails): it shuts down in the background.
-pub(super) struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+/// The runtime the queue runs on: its own (which may be dropped anywhere,
+/// also inside another runtime's task, e.g. when `build` fails: it shuts
+/// down in the background), or the caller's.
+pub(super) enum OwnedRuntime {
+    /// Started for the queue; `None` only while being dropped.
+    Owned(Option<tokio::runtime::Runtime>),
+    /// The caller's (`RedisQueueBuilder::runtime`); left running.
+    Borrowed(tokio::runtime::Handle),
+}
 
 impl OwnedRuntime {
     pub(super) fn handle(&self) -> &tokio::runtime::Handle {
-        match &self.0 {
-            Some(runtime) => runtime.handle(),
-            None => unreachable!("the runtime is only taken on drop"),
+        match self {
+            OwnedRuntime::Owned(Some(runtime)) => runtime.handle(),
+            OwnedRuntime::Owned(None) => unreachable!("the runtime is only taken on drop"),
+            OwnedRuntime::Borrowed(handle) => handle,
         }
     }
 }
 
 impl Drop for OwnedRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let OwnedRuntime::Owned(runtime) = self
+            && let Some(runtime) = runtime.take()
+        {
             runtime.shutdown_background();
         }
     }
