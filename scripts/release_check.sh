@@ -22,7 +22,7 @@ check() {
   fi
 }
 check -p requeue --no-default-features
-for feature in tokio events prometheus conformance json remote signal; do
+for feature in tokio events prometheus opentelemetry conformance json remote signal; do
   check -p requeue --no-default-features --features "$feature"
 done
 check -p requeue-bench --no-default-features

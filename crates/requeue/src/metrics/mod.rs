@@ -49,6 +49,10 @@
 
 mod controller;
 mod memory;
+#[cfg(any(feature = "prometheus", feature = "opentelemetry"))]
+mod names;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 #[cfg(feature = "prometheus")]
@@ -58,6 +62,8 @@ mod serve;
 
 pub use controller::{ControllerMetrics, ReconcileResult};
 pub use memory::{DEFAULT_MAX_OBSERVATIONS, InMemoryMetrics, QueueRecord};
+#[cfg(feature = "opentelemetry")]
+pub use otel::{OtelControllerMetrics, OtelMetrics};
 #[cfg(feature = "prometheus")]
 pub use prometheus::{PrometheusMetrics, encode_text};
 #[cfg(feature = "prometheus")]

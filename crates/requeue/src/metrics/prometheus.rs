@@ -17,44 +17,11 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
-/// `workqueue_depth`.
-const DEPTH: &str = "workqueue_depth";
-/// Exposed as `workqueue_adds_total` (OpenMetrics adds the counter suffix).
-const ADDS: &str = "workqueue_adds";
-/// `workqueue_queue_duration_seconds`.
-const QUEUE_DURATION: &str = "workqueue_queue_duration_seconds";
-/// `workqueue_work_duration_seconds`.
-const WORK_DURATION: &str = "workqueue_work_duration_seconds";
-/// `workqueue_unfinished_work_seconds`.
-const UNFINISHED_WORK: &str = "workqueue_unfinished_work_seconds";
-/// `workqueue_longest_running_processor_seconds`.
-const LONGEST_RUNNING: &str = "workqueue_longest_running_processor_seconds";
-/// Exposed as `workqueue_retries_total`.
-const RETRIES: &str = "workqueue_retries";
-/// Exposed as `workqueue_lease_expired_total` (engines with leases).
-const LEASE_EXPIRED: &str = "workqueue_lease_expired";
-/// Exposed as `workqueue_lease_lost_total` (engines with leases).
-const LEASE_LOST: &str = "workqueue_lease_lost";
-
-const DEPTH_HELP: &str = "Current depth of workqueue";
-const ADDS_HELP: &str = "Total number of adds handled by workqueue";
-const QUEUE_DURATION_HELP: &str =
-    "How long in seconds an item stays in workqueue before being requested.";
-const WORK_DURATION_HELP: &str = "How long in seconds processing an item from workqueue takes.";
-const UNFINISHED_WORK_HELP: &str = "How many seconds of work has done that is in progress and \
-     hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce \
-     the number of stuck threads by observing the rate at which this increases.";
-const LONGEST_RUNNING_HELP: &str =
-    "How many seconds has the longest running processor for workqueue been running.";
-const RETRIES_HELP: &str = "Total number of retries handled by workqueue";
-const LEASE_EXPIRED_HELP: &str =
-    "Total number of leases that ran out and were reaped (the holder presumed dead)";
-const LEASE_LOST_HELP: &str =
-    "Total number of ends refused because the holder's lease had been lost";
+use super::names::*;
 
 /// The labels of a queue's series: `name` (the queue name) and, as
 /// controller-runtime labels its queues, `controller` with the same value
@@ -66,7 +33,7 @@ type HistogramFamily = Family<QueueLabels, Histogram, fn() -> Histogram>;
 
 /// Client-go's buckets: 1e-8 s, factor 10, 10 buckets (1e-8 … 10 s).
 fn seconds_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(1e-8, 10.0, 10))
+    Histogram::new(CLIENT_GO_SECONDS_BUCKETS)
 }
 
 /// The seven families; cloning shares them.

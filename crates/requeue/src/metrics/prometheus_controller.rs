@@ -1,5 +1,6 @@
 //! controller-runtime's controller series in a `prometheus-client` registry.
 
+use super::names::*;
 use super::prometheus::family;
 use super::{ControllerMetrics, ReconcileResult};
 use prometheus_client::collector::Collector;
@@ -48,14 +49,6 @@ impl Default for Families {
     }
 }
 
-/// controller-runtime's buckets of `reconcile_time_seconds`: fine below a
-/// second, where most reconciles end, up to a minute.
-const RECONCILE_TIME_BUCKETS: [f64; 40] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9,
-    1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 15.0, 20.0,
-    25.0, 30.0, 40.0, 50.0, 60.0,
-];
-
 fn reconcile_time_histogram() -> Histogram {
     Histogram::new(RECONCILE_TIME_BUCKETS)
 }
@@ -63,48 +56,13 @@ fn reconcile_time_histogram() -> Histogram {
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
-        family(
-            e,
-            "controller_runtime_reconcile",
-            "Total number of reconciliations per controller",
-            &self.total,
-        )?;
-        family(
-            e,
-            "controller_runtime_reconcile_errors",
-            "Total number of reconciliation errors per controller",
-            &self.errors,
-        )?;
-        family(
-            e,
-            "controller_runtime_reconcile_panics",
-            "Total number of reconciliation panics per controller",
-            &self.panics,
-        )?;
-        family(
-            e,
-            "controller_runtime_terminal_reconcile_errors",
-            "Total number of terminal reconciliation errors per controller",
-            &self.terminal,
-        )?;
-        family(
-            e,
-            "controller_runtime_reconcile_time_seconds",
-            "Length of time per reconciliation per controller",
-            &self.time,
-        )?;
-        family(
-            e,
-            "controller_runtime_active_workers",
-            "Number of currently used workers per controller",
-            &self.active,
-        )?;
-        family(
-            e,
-            "controller_runtime_max_concurrent_reconciles",
-            "Maximum number of concurrent reconciles per controller",
-            &self.max_concurrent,
-        )
+        family(e, RECONCILE, RECONCILE_HELP, &self.total)?;
+        family(e, RECONCILE_ERRORS, RECONCILE_ERRORS_HELP, &self.errors)?;
+        family(e, RECONCILE_PANICS, RECONCILE_PANICS_HELP, &self.panics)?;
+        family(e, TERMINAL_ERRORS, TERMINAL_ERRORS_HELP, &self.terminal)?;
+        family(e, RECONCILE_TIME, RECONCILE_TIME_HELP, &self.time)?;
+        family(e, ACTIVE_WORKERS, ACTIVE_WORKERS_HELP, &self.active)?;
+        family(e, MAX_CONCURRENT, MAX_CONCURRENT_HELP, &self.max_concurrent)
     }
 }
 
