@@ -198,7 +198,10 @@ fn operations(requests: &[Request], ahead: usize) -> (Vec<BatchOp>, Vec<(usize, 
         }
     }
     let dones = ops.len() - adds(&ops);
-    let ahead = u32::try_from(dones.min(ahead)).unwrap_or(0);
+    // Within the script's bound, whatever `prefetch` allows.
+    let named = ops.len() + gets as usize;
+    let ahead = dones.min(ahead).min(MAX_BATCH_ITEMS.saturating_sub(named));
+    let ahead = u32::try_from(ahead).unwrap_or(0);
     if gets + ahead > 0 {
         ops.push(BatchOp::Get(gets + ahead));
     }
@@ -403,4 +406,43 @@ fn give_back<T: Key>(shared: &Arc<Shared<T>>, leased: Leased) {
             tracing::debug!(queue = %shared.name, %error, "cannot give back an unclaimed item; it comes back when its lease expires");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(n: u8) -> Request {
+        let (tx, _rx) = oneshot::channel();
+        Request::Done(vec![n], Token::new(1, 1), false, tx)
+    }
+
+    #[test]
+    fn fetching_ahead_never_takes_a_call_past_the_scripts_bound() {
+        let requests: Vec<Request> = (0..=255).map(done).collect();
+        // A huge `prefetch`: one item ahead per done, and never more
+        // than the script takes.
+        let (ops, _) = operations(&requests, 100_000);
+        let items: usize = ops.iter().map(BatchOp::items).sum();
+        assert!(items <= MAX_BATCH_ITEMS, "{items}");
+        assert!(matches!(ops.last(), Some(BatchOp::Get(256))));
+    }
+
+    #[test]
+    fn dones_come_first_then_adds_then_one_merged_get() {
+        let (tx1, _r1) = oneshot::channel();
+        let (tx2, _r2) = oneshot::channel();
+        let (tx3, _r3) = oneshot::channel();
+        let requests = vec![
+            Request::Get(tx1),
+            Request::Add(b"a".to_vec(), tx2),
+            done(7),
+            Request::Get(tx3),
+        ];
+        let (ops, places) = operations(&requests, 0);
+        assert!(matches!(ops[0], BatchOp::Done { .. }));
+        assert!(matches!(ops[1], BatchOp::Add(_)));
+        assert!(matches!(ops[2], BatchOp::Get(2)));
+        assert_eq!(places, vec![(2, 0), (1, 0), (0, 0), (2, 1)]);
+    }
 }
