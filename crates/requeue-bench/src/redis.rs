@@ -84,11 +84,17 @@ async fn consume(
         .map(|_| {
             let (queue, seen, count) = (queue.clone(), seen.clone(), count.clone());
             tokio::spawn(async move {
+                // The key the last ending took on its way, as a
+                // controller's worker takes it.
+                let mut next = None;
                 loop {
-                    let item = match queue.get().await {
-                        Ok(item) => item,
-                        Err(QueueError::ShutDown) => return Ok(()),
-                        Err(e) => return Err(redis_failed(workload, e)),
+                    let item = match next.take() {
+                        Some(item) => item,
+                        None => match queue.get().await {
+                            Ok(item) => item,
+                            Err(QueueError::ShutDown) => return Ok(()),
+                            Err(e) => return Err(redis_failed(workload, e)),
+                        },
                     };
                     if !seen.insert((*item).clone()) {
                         return Err(BenchError::Duplicate {
@@ -97,9 +103,9 @@ async fn consume(
                             detail: "handed out twice".into(),
                         });
                     }
-                    item.end_async(Then::Done)
-                        .await
-                        .map_err(|e| redis_failed(workload, e))?;
+                    let (ended, following) = item.end_then_next(Then::Done).await;
+                    ended.map_err(|e| redis_failed(workload, e))?;
+                    next = following;
                     if count.fetch_add(1, Ordering::SeqCst) + 1 == n {
                         queue.shut_down();
                     }

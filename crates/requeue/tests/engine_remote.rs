@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use requeue::clock::{FakeClock, SharedClock};
-use requeue::engine::remote::{self, EndReply, Fenced, LeaseEngine, LeaseKeeper};
+use requeue::engine::remote::{self, EndReply, Fenced, LeaseEngine, LeaseKeeper, NextLease};
 use requeue::engine::{BoxFuture, QueueError, Then};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,7 @@ enum Call {
     Extend(Vec<String>),
     Release(String),
     End(String, Then),
+    EndThenGet(String, Then),
 }
 
 type Reply<R> = Result<R, QueueError>;
@@ -30,6 +31,8 @@ struct Scripted {
     keeper: LeaseKeeper<u64>,
     extends: Mutex<VecDeque<Reply<Vec<Vec<u8>>>>>,
     ends: Mutex<VecDeque<Reply<Fenced>>>,
+    /// What each `end_then_get` leases next (key, token); none when empty.
+    nexts: Mutex<VecDeque<(String, u64)>>,
     calls: mpsc::UnboundedSender<Call>,
 }
 
@@ -86,6 +89,43 @@ impl LeaseEngine<String> for Scripted {
         })
     }
 
+    fn end_then_get(
+        self: Arc<Self>,
+        raw: Vec<u8>,
+        _: u64,
+        then: Then,
+    ) -> BoxFuture<'static, Reply<(EndReply, Option<NextLease<String, u64>>)>> {
+        let _ = self.calls.send(Call::EndThenGet(text(&raw), then));
+        let reply = self
+            .ends
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(Fenced::Ended));
+        let sent_ms = self.keeper.local_ms();
+        // A failed call leases nothing.
+        let next = match reply {
+            Ok(_) => self.nexts.lock().unwrap().pop_front(),
+            Err(_) => None,
+        };
+        Box::pin(async move {
+            let fenced = reply?;
+            let next = next.map(|(key, token)| NextLease {
+                raw: key.as_bytes().to_vec(),
+                item: key,
+                token,
+                sent_ms,
+            });
+            Ok((
+                EndReply {
+                    fenced,
+                    added: None,
+                },
+                next,
+            ))
+        })
+    }
+
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         tokio::spawn(task);
     }
@@ -110,6 +150,7 @@ fn rig() -> Rig {
         keeper: LeaseKeeper::new("scripted", LEASE, shared),
         extends: Mutex::new(VecDeque::new()),
         ends: Mutex::new(VecDeque::new()),
+        nexts: Mutex::new(VecDeque::new()),
         calls: tx,
     });
     Rig {
@@ -323,4 +364,83 @@ async fn a_dropped_guard_ends_its_lease_in_the_background() {
     drop(item);
     assert_eq!(rig.next_call().await, Call::End("a".into(), Then::Done));
     rig.engine.keeper().drained().await;
+}
+
+#[tokio::test]
+async fn an_ending_that_takes_the_next_key_hands_it_out_under_its_own_lease() {
+    let mut rig = rig();
+    let item = rig.hand_out("a", 1);
+    rig.engine.nexts.lock().unwrap().push_back(("b".into(), 2));
+    let (ended, next) = item.end_then_next(Then::Forget).await;
+    assert!(ended.unwrap().released);
+    let next = next.expect("the next key came with the ending");
+    assert_eq!(*next, "b");
+    assert_eq!(next.token().as_deref(), Some("2"));
+    assert!(next.is_valid());
+    assert_eq!(
+        rig.next_call().await,
+        Call::EndThenGet("a".into(), Then::Forget)
+    );
+    assert!(rig.calls.try_recv().is_err(), "one trip for both");
+    let held = rig.engine.keeper().table().snapshot();
+    assert_eq!(held, vec![(b"b".to_vec(), 2)], "only the next key is held");
+    // The next key ends like any other.
+    next.end_async(Then::Done).await.unwrap();
+    assert!(rig.engine.keeper().table().is_empty());
+}
+
+#[tokio::test]
+async fn a_fused_ending_that_fails_is_retried_as_a_plain_end_without_a_next_key() {
+    let mut rig = rig();
+    let item = rig.hand_out("a", 1);
+    rig.engine
+        .ends
+        .lock()
+        .unwrap()
+        .push_back(Err(backend_error()));
+    rig.engine.nexts.lock().unwrap().push_back(("b".into(), 2));
+    let (ended, next) = item.end_then_next(Then::Done).await;
+    assert!(ended.unwrap().released);
+    assert!(next.is_none());
+    assert_eq!(
+        rig.next_call().await,
+        Call::EndThenGet("a".into(), Then::Done)
+    );
+    assert_eq!(rig.next_call().await, Call::End("a".into(), Then::Done));
+    assert!(rig.engine.keeper().table().is_empty());
+}
+
+#[tokio::test]
+async fn an_ending_that_re_adds_never_takes_a_next_key() {
+    let mut rig = rig();
+    let item = rig.hand_out("a", 1);
+    rig.engine.nexts.lock().unwrap().push_back(("b".into(), 2));
+    let (ended, next) = item.end_then_next(Then::Retry).await;
+    assert!(ended.unwrap().released);
+    assert!(next.is_none());
+    assert_eq!(rig.next_call().await, Call::End("a".into(), Then::Retry));
+    assert!(rig.calls.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_lost_lease_still_hands_over_the_next_key_it_took() {
+    let rig = rig();
+    let item = rig.hand_out("a", 1);
+    rig.engine
+        .ends
+        .lock()
+        .unwrap()
+        .push_back(Ok(Fenced::LeaseLost));
+    rig.engine.nexts.lock().unwrap().push_back(("b".into(), 2));
+    let (ended, next) = item.end_then_next(Then::Done).await;
+    assert!(matches!(ended, Err(QueueError::LeaseLost)));
+    assert_eq!(rig.engine.keeper().lease_lost(), 1);
+    // The next key is this holder's all the same: held, renewed, ended.
+    let next = next.expect("leased in the same trip");
+    assert!(next.is_valid());
+    assert_eq!(
+        rig.engine.keeper().table().snapshot(),
+        vec![(b"b".to_vec(), 2)]
+    );
+    drop(next);
 }

@@ -45,6 +45,12 @@ impl Ahead {
         }
     }
 
+    /// The most it holds (`RedisQueueBuilder::prefetch`; 0: fetching
+    /// ahead is off).
+    pub(crate) fn capacity(&self) -> usize {
+        self.bound
+    }
+
     /// How many more it may hold.
     pub(crate) fn room(&self) -> usize {
         self.bound.saturating_sub(self.items.lock().len())

@@ -4,7 +4,7 @@
 
 use super::shared::Shared;
 use crate::ops::{self, AddCode, DoneCode, Token};
-use requeue::engine::remote::{EndReply, Fenced, LeaseEngine, LeaseKeeper};
+use requeue::engine::remote::{EndReply, EndThenGet, Fenced, LeaseEngine, LeaseKeeper, NextLease};
 use requeue::engine::{BoxFuture, QueueError, Readd, Then};
 use requeue::limiter::RateLimiter;
 use requeue::metrics::QueueMetrics;
@@ -76,6 +76,54 @@ impl<T: Key> LeaseEngine<T> for Shared<T> {
                         end_once(conn, shared, raw, token, then, local_delay)
                     })
                     .await
+                }
+            }
+        })
+    }
+
+    fn end_then_get(
+        self: Arc<Self>,
+        raw: Vec<u8>,
+        token: Token,
+        then: Then,
+    ) -> BoxFuture<'static, EndThenGet<T, Token>> {
+        Box::pin(async move {
+            // Items fetched ahead serve the next get locally; a fused get
+            // would only fetch past them.
+            if self.ahead.capacity() > 0 || self.is_shutting_down() || then.readd().is_some() {
+                return Ok((self.clone().end(raw, token, then, None).await?, None));
+            }
+            let (done, got) = self
+                .pipeline()?
+                .done_get(raw, token, then.forgets())
+                .await?;
+            let reply = EndReply {
+                fenced: fenced(done),
+                added: None,
+            };
+            let Some(leased) = got.item else {
+                return Ok((reply, None));
+            };
+            self.report(|m| m.latency.observe(leased.queue_ms as f64 / 1000.0));
+            match self.codec.decode(&leased.item) {
+                Ok(item) => Ok((
+                    reply,
+                    Some(NextLease {
+                        item,
+                        raw: leased.item,
+                        token: leased.token,
+                        sent_ms: got.sent_ms,
+                    }),
+                )),
+                Err(reason) => {
+                    // Not registered, so not renewed: it is reaped after the
+                    // lease and comes back with backoff, as a get's would.
+                    let error = QueueError::Decode {
+                        raw: leased.item,
+                        reason,
+                    };
+                    tracing::error!(queue = %self.name, %error, "cannot take the next key");
+                    Ok((reply, None))
                 }
             }
         })

@@ -55,6 +55,13 @@ enum Request {
         oneshot::Sender<Result<DoneCode, QueueError>>,
     ),
     Get(oneshot::Sender<Result<Got, QueueError>>),
+    /// A done and, after it in the same call, a get for the same worker.
+    DoneGet(
+        Vec<u8>,
+        Token,
+        bool,
+        oneshot::Sender<Result<(DoneCode, Got), QueueError>>,
+    ),
 }
 
 /// The submitting side, one per queue (clones share it).
@@ -112,6 +119,18 @@ impl Pipeline {
     pub(crate) async fn get(&self) -> Result<Got, QueueError> {
         self.submit(Request::Get).await
     }
+
+    /// A fenced `Done` of `raw` (as [`done`](Pipeline::done)), then, in the
+    /// same call, a lease of the head of the queue for the same worker.
+    pub(crate) async fn done_get(
+        &self,
+        raw: Vec<u8>,
+        token: Token,
+        forget: bool,
+    ) -> Result<(DoneCode, Got), QueueError> {
+        self.submit(|tx| Request::DoneGet(raw, token, forget, tx))
+            .await
+    }
 }
 
 /// Calls on their way at once. More than one overlaps a call's answer
@@ -161,7 +180,9 @@ async fn run<T: Key>(
 }
 
 /// The operations of `requests`, and where each request's answer is:
-/// (operation, place among a merged get's items).
+/// (operation, place among a merged get's items). A done-get's place is
+/// its done's operation and its place among the merged get's items (the
+/// last operation).
 ///
 /// The requests are concurrent (each caller has one outstanding), so any
 /// order is one they could have had. This one is the cheapest: the dones
@@ -175,7 +196,9 @@ fn operations(requests: &[Request], ahead: usize) -> (Vec<BatchOp>, Vec<(usize, 
     let mut ops: Vec<BatchOp> = Vec::with_capacity(requests.len());
     let mut places = vec![(0, 0); requests.len()];
     for (n, request) in requests.iter().enumerate() {
-        if let Request::Done(raw, token, forget, _) = request {
+        if let Request::Done(raw, token, forget, _) | Request::DoneGet(raw, token, forget, _) =
+            request
+        {
             places[n] = (ops.len(), 0);
             ops.push(BatchOp::Done {
                 item: raw.clone(),
@@ -190,14 +213,21 @@ fn operations(requests: &[Request], ahead: usize) -> (Vec<BatchOp>, Vec<(usize, 
             ops.push(BatchOp::Add(raw.clone()));
         }
     }
+    let dones = ops.len() - adds(&ops);
     let mut gets = 0;
     for (n, request) in requests.iter().enumerate() {
-        if let Request::Get(_) = request {
-            places[n] = (ops.len(), gets as usize);
-            gets += 1;
+        match request {
+            Request::Get(_) => {
+                places[n] = (ops.len(), gets as usize);
+                gets += 1;
+            }
+            Request::DoneGet(..) => {
+                places[n].1 = gets as usize;
+                gets += 1;
+            }
+            _ => {}
         }
     }
-    let dones = ops.len() - adds(&ops);
     // Within the script's bound, whatever `prefetch` allows.
     let named = ops.len() + gets as usize;
     let ahead = dones.min(ahead).min(MAX_BATCH_ITEMS.saturating_sub(named));
@@ -235,7 +265,7 @@ async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
     let (ops, places) = operations(&requests, room);
     let asked = requests
         .iter()
-        .filter(|r| matches!(r, Request::Get(_)))
+        .filter(|r| matches!(r, Request::Get(_) | Request::DoneGet(..)))
         .count();
     let want_depth = shared.metrics.is_some();
     let sent_ms = shared.local_ms();
@@ -322,6 +352,34 @@ async fn send<T: Key>(shared: &Arc<Shared<T>>, requests: Vec<Request>) {
                     give_back(shared, orphan);
                 }
             }
+            Request::DoneGet(_, _, _, tx) => {
+                let code = match answer.map(|a| std::mem::replace(a, Answer::Taken)) {
+                    Some(Answer::Done(code)) => code,
+                    _ => {
+                        let _ = tx.send(Err(mismatch()));
+                        continue;
+                    }
+                };
+                let Some(Answer::Get(items)) = answers.last_mut() else {
+                    let _ = tx.send(Err(mismatch()));
+                    continue;
+                };
+                let got = Got {
+                    item: items.get_mut(slot).and_then(Option::take),
+                    sent_ms,
+                    now_ms,
+                    next_wake_ms,
+                };
+                if let Err(Ok((
+                    _,
+                    Got {
+                        item: Some(orphan), ..
+                    },
+                ))) = tx.send(Ok((code, got)))
+                {
+                    give_back(shared, orphan);
+                }
+            }
         }
     }
 }
@@ -370,6 +428,7 @@ fn fail(request: Request, error: QueueError) {
         Request::Add(_, tx) => drop(tx.send(Err(error))),
         Request::Done(_, _, _, tx) => drop(tx.send(Err(error))),
         Request::Get(tx) => drop(tx.send(Err(error))),
+        Request::DoneGet(_, _, _, tx) => drop(tx.send(Err(error))),
     }
 }
 

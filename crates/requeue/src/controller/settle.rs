@@ -12,6 +12,7 @@ use super::{Action, Controller};
 use crate::engine::{AsyncQueue, Ended, QueueError, Then};
 use crate::metrics::ReconcileResult;
 use crate::queue::{Item, Key};
+use crate::wait::Stop;
 #[cfg(feature = "events")]
 use std::borrow::Cow;
 use std::fmt;
@@ -196,8 +197,16 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
     }
 
     /// Settles one handled key: records the verdict, ends the hand-out and
-    /// waits for the engine's answer.
-    pub(super) async fn settle(&self, item: Item<T>, verdict: Verdict, attempt: Option<u32>) {
+    /// waits for the engine's answer. Until `stop` fires the ending also
+    /// takes the worker's next key when the engine can do both in one
+    /// trip ([`Item::end_then_next`]); that key is returned.
+    pub(super) async fn settle(
+        &self,
+        item: Item<T>,
+        verdict: Verdict,
+        attempt: Option<u32>,
+        stop: &Stop,
+    ) -> Option<Item<T>> {
         self.record(&item, &verdict, attempt);
         let key = (*item).clone();
         let then = verdict.then();
@@ -206,12 +215,17 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
         let noted = verdict
             .cause()
             .filter(|&cause| self.causes.note(&key, cause));
-        let ended = item.end_async(then).await;
+        let (ended, next) = if stop.is_stopped() || self.queue.is_shutting_down() {
+            (item.end_async(then).await, None)
+        } else {
+            item.end_then_next(then).await
+        };
         if let Some(cause) = noted
             && !ended_pending(&ended)
         {
             self.causes.withdraw(&key, cause);
         }
         self.count_end(&key, then, &ended);
+        next
     }
 }

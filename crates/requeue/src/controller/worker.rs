@@ -38,7 +38,17 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
         // queue whose state is corrupt fails every get until it is
         // repaired; the worker must not spin on it).
         let mut pause = GET_ERROR_PAUSE;
-        while !stop.is_stopped() {
+        // The key the last ending took on its way (see `settle`): already
+        // held, so it is handled even if `stop` fired meanwhile.
+        let mut next: Option<Item<T>> = None;
+        loop {
+            if let Some(item) = next.take() {
+                next = self.take(item, handler, stop).await;
+                continue;
+            }
+            if stop.is_stopped() {
+                break;
+            }
             let item = match self.queue.get_until(stop).await {
                 Ok(item) => item,
                 Err(QueueError::ShutDown | QueueError::Stopped) => break,
@@ -54,21 +64,41 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
                 }
             };
             pause = GET_ERROR_PAUSE;
-            let cause = self.causes.take(&item);
-            let attempt = self.attempt(&item).await;
-            let span = tracing::info_span!(
-                "reconcile",
-                queue = self.queue.name(),
-                key = ?*item,
-                attempt,
-                cause = cause.as_str(),
-            );
-            self.handle(item, handler, attempt).instrument(span).await;
+            next = self.take(item, handler, stop).await;
         }
     }
 
-    /// Reconciles one key and settles it.
-    async fn handle<E, H>(&self, item: Item<T>, handler: &H, attempt: Option<u32>)
+    /// Handles one key inside its span; returns the next key if the
+    /// ending took one (only while `stop` has not fired).
+    async fn take<E, H>(&self, item: Item<T>, handler: &H, stop: &Stop) -> Option<Item<T>>
+    where
+        E: fmt::Display,
+        H: Reconcile<T, E>,
+        P: ErrorPolicy<T, E>,
+    {
+        let cause = self.causes.take(&item);
+        let attempt = self.attempt(&item).await;
+        let span = tracing::info_span!(
+            "reconcile",
+            queue = self.queue.name(),
+            key = ?*item,
+            attempt,
+            cause = cause.as_str(),
+        );
+        self.handle(item, handler, attempt, stop)
+            .instrument(span)
+            .await
+    }
+
+    /// Reconciles one key and settles it; returns the next key if the
+    /// ending took one.
+    async fn handle<E, H>(
+        &self,
+        item: Item<T>,
+        handler: &H,
+        attempt: Option<u32>,
+        stop: &Stop,
+    ) -> Option<Item<T>>
     where
         E: fmt::Display,
         H: Reconcile<T, E>,
@@ -92,7 +122,7 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
             }
             self.verdict(&*item, outcome, attempt)
         };
-        self.settle(item, verdict, attempt).await;
+        self.settle(item, verdict, attempt, stop).await
     }
 
     /// Which try of its key this hand-out is: 1 on the first, then one

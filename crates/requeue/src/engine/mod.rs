@@ -56,7 +56,9 @@ mod memory;
 #[cfg(feature = "remote")]
 pub mod remote;
 
-pub use crate::handout::{AddError, BoxError, BoxFuture, Ended, Lease, QueueError, Readd, Then};
+pub use crate::handout::{
+    AddError, BoxError, BoxFuture, Ended, EndedThenNext, Lease, QueueError, Readd, Then,
+};
 pub use blocking::Blocking;
 
 use crate::clock::SharedClock;

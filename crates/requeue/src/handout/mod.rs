@@ -36,7 +36,7 @@ mod settle;
 
 pub use added::Added;
 pub use error::{AddError, BoxError, GetError, QueueError, ShutDown, TryGetError};
-pub use settle::{Action, BoxFuture, Ended, Lease, Readd, Then};
+pub use settle::{Action, BoxFuture, Ended, EndedThenNext, Lease, Readd, Then};
 
 use std::hash::Hash;
 

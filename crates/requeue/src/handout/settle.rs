@@ -119,6 +119,11 @@ impl Ended {
     };
 }
 
+/// What ending a hand-out and taking the next item in one trip gives
+/// ([`Item::end_then_next`](crate::queue::Item::end_then_next)): the
+/// ending's outcome, and the next item if one was taken on the way.
+pub type EndedThenNext<T> = (Result<Ended, QueueError>, Option<crate::queue::Item<T>>);
+
 /// A boxed, sendable future, as [`Lease::end_async`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -146,4 +151,18 @@ pub trait Lease<T>: Send + Sync + 'static {
         item: T,
         then: Then,
     ) -> BoxFuture<'static, Result<Ended, QueueError>>;
+
+    /// Ends the hand-out as [`end_async`](Lease::end_async) does and, when
+    /// the engine can do both in one trip, also takes the next ready item
+    /// for the same holder: what a worker loop does between two items
+    /// ([`Item::end_then_next`](crate::queue::Item::end_then_next)). `None`
+    /// when no item was taken that way (none was ready, or the engine
+    /// takes items only when asked): the holder asks with `get` as usual.
+    fn end_then_next(self: Box<Self>, item: T, then: Then) -> BoxFuture<'static, EndedThenNext<T>>
+    where
+        T: crate::queue::Key,
+    {
+        let ending = self.end_async(item, then);
+        Box::pin(async move { (ending.await, None) })
+    }
 }

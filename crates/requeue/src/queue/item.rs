@@ -7,7 +7,7 @@
 use super::outcome::HandOut;
 use super::shard::Handle;
 use super::{Added, Key, ShutDown, WorkQueue};
-use crate::handout::{Ended, Lease, QueueError, Readd, Then};
+use crate::handout::{Ended, EndedThenNext, Lease, QueueError, Readd, Then};
 use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
@@ -174,6 +174,55 @@ impl<T: Key> Item<T> {
             Hold::Leased(lease) => match lease.take() {
                 Some(lease) => lease.end_async(item, then).await,
                 None => Ok(Ended::NOTHING),
+            },
+        }
+    }
+
+    /// Ends the hand-out as [`end_async`](Item::end_async) does and takes
+    /// the next item in the same trip when the engine can: the step
+    /// between two items of a worker loop. The next item is `Some` only
+    /// when one was ready and the engine took it on the way (a remote
+    /// engine ending a lease with a done or a forget); otherwise ask with
+    /// `get` as usual. In memory it is always `None` (a `get` there costs
+    /// no trip).
+    ///
+    /// A next item is held like any other: process it, even when the
+    /// worker was told to stop meanwhile (dropping it marks it done).
+    ///
+    /// ```
+    /// use requeue::engine::{AsyncQueue, QueueError, Then};
+    /// use requeue::queue::WorkQueue;
+    ///
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # runtime.block_on(async {
+    /// let queue = WorkQueue::new();
+    /// queue.add("a");
+    /// queue.add("b");
+    /// let mut item = AsyncQueue::get(&queue).await?;
+    /// loop {
+    ///     // ... process *item ...
+    ///     let (ended, next) = item.end_then_next(Then::Forget).await;
+    ///     ended?;
+    ///     item = match next {
+    ///         Some(next) => next,
+    ///         None if queue.len() == 0 => break,
+    ///         None => AsyncQueue::get(&queue).await?,
+    ///     };
+    /// }
+    /// # Ok::<(), QueueError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn end_then_next(mut self, then: Then) -> EndedThenNext<T> {
+        let item = self.take_item();
+        match &mut self.hold {
+            Hold::Local {
+                queue,
+                handle,
+                token,
+            } => (Ok(end_local(queue, *handle, *token, item, then)), None),
+            Hold::Leased(lease) => match lease.take() {
+                Some(lease) => lease.end_then_next(item, then).await,
+                None => (Ok(Ended::NOTHING), None),
             },
         }
     }

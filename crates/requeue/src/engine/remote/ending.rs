@@ -4,7 +4,7 @@
 
 use super::table::LeaseState;
 use super::{EndReply, Fenced, LeaseEngine, retry_backoff};
-use crate::handout::{BoxFuture, Ended, Lease, QueueError, Readd, Then};
+use crate::handout::{BoxFuture, Ended, EndedThenNext, Lease, QueueError, Readd, Then};
 use crate::queue::{Item, Key};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -96,6 +96,19 @@ impl<T: Key, E: LeaseEngine<T>> Lease<T> for RemoteLease<T, E> {
             end_with_retries(&self.engine, self.raw.clone(), self.token, then, delay).await
         })
     }
+
+    fn end_then_next(self: Box<Self>, item: T, then: Then) -> BoxFuture<'static, EndedThenNext<T>> {
+        Box::pin(async move {
+            let delay = local_readd(&*self.engine, &item, then);
+            drop(item);
+            if then.readd().is_some() {
+                let ended =
+                    end_with_retries(&self.engine, self.raw.clone(), self.token, then, delay);
+                return (ended.await, None);
+            }
+            end_then_next(&self.engine, self.raw.clone(), self.token, then).await
+        })
+    }
 }
 
 /// What a limiter of this process's own says about `item` as `then` ends
@@ -135,14 +148,55 @@ pub async fn end_with_retries<T: Key, E: LeaseEngine<T>>(
     then: Then,
     local_delay: Option<Duration>,
 ) -> Result<Ended, QueueError> {
+    settle(engine, raw, token, then, local_delay, None).await
+}
+
+/// Ends a lease whose ending re-adds nothing ([`Then::Done`],
+/// [`Then::Forget`]) as [`end_with_retries`] does, taking the next ready
+/// key for the same holder in the first attempt's trip
+/// ([`LeaseEngine::end_then_get`]); the next key's lease is registered
+/// and wrapped in its guard. A failed first attempt is retried as a plain
+/// end, without a next key.
+pub async fn end_then_next<T: Key, E: LeaseEngine<T>>(
+    engine: &Arc<E>,
+    raw: Vec<u8>,
+    token: E::Token,
+    then: Then,
+) -> EndedThenNext<T> {
+    let (first, next) = match engine.clone().end_then_get(raw.clone(), token, then).await {
+        Ok((reply, next)) => (Ok(reply), next),
+        Err(error) => (Err(error), None),
+    };
+    let next = next.map(|n| hand_out(engine, n.item, n.raw, n.token, n.sent_ms));
+    (
+        settle(engine, raw, token, then, None, Some(first)).await,
+        next,
+    )
+}
+
+/// The one ending loop: `first` is the reply of an attempt already made
+/// (by [`end_then_next`]), if any.
+async fn settle<T: Key, E: LeaseEngine<T>>(
+    engine: &Arc<E>,
+    raw: Vec<u8>,
+    token: E::Token,
+    then: Then,
+    local_delay: Option<Duration>,
+    mut first: Option<Result<EndReply, QueueError>>,
+) -> Result<Ended, QueueError> {
     let keeper = engine.keeper();
     let mut backoff = retry_backoff(Duration::from_millis(20));
     let mut attempts = 1;
     let result = loop {
-        let reply = engine
-            .clone()
-            .end(raw.clone(), token, then, local_delay)
-            .await;
+        let reply = match first.take() {
+            Some(reply) => reply,
+            None => {
+                engine
+                    .clone()
+                    .end(raw.clone(), token, then, local_delay)
+                    .await
+            }
+        };
         match reply {
             Err(QueueError::Backend(error))
                 if attempts < END_ATTEMPTS && keeper.still_ours(&raw, token) =>

@@ -110,7 +110,7 @@ mod keeper;
 mod renewer;
 mod table;
 
-pub use ending::{END_ATTEMPTS, end_with_retries, guard, hand_out};
+pub use ending::{END_ATTEMPTS, end_then_next, end_with_retries, guard, hand_out};
 pub use keeper::LeaseKeeper;
 pub use renewer::{renew, report_unfinished_work};
 pub use table::{Held, LeaseState, LeaseTable};
@@ -178,6 +178,26 @@ pub trait LeaseEngine<T>: Send + Sync + Sized + 'static {
         local_delay: Option<Duration>,
     ) -> BoxFuture<'static, Result<EndReply, QueueError>>;
 
+    /// One attempt at ending a lease whose ending re-adds nothing
+    /// ([`Then::Done`] or [`Then::Forget`]) that also, in the same trip,
+    /// leases the next ready key to this process for the same holder
+    /// (what `end_then_next` asks for). The next key comes back decoded,
+    /// not yet registered in the keeper: the toolkit does that. The same
+    /// rules as [`end`](LeaseEngine::end) hold for the ending; a failed
+    /// attempt must leave the backend as it was. The default takes no
+    /// key: [`end`](LeaseEngine::end) alone.
+    fn end_then_get(
+        self: Arc<Self>,
+        raw: Vec<u8>,
+        token: Self::Token,
+        then: Then,
+    ) -> BoxFuture<'static, EndThenGet<T, Self::Token>>
+    where
+        T: Send + 'static,
+    {
+        Box::pin(async move { Ok((self.end(raw, token, then, None).await?, None)) })
+    }
+
     /// Runs `task` on the engine's runtime, without waiting for it (a
     /// guard's drop must not block).
     fn spawn(&self, task: BoxFuture<'static, ()>);
@@ -186,6 +206,25 @@ pub trait LeaseEngine<T>: Send + Sync + Sized + 'static {
     /// paces a network, not the queue, even when the queue's clock is fake.
     fn pause(&self, delay: Duration) -> BoxFuture<'static, ()>;
 }
+
+/// A key leased by [`LeaseEngine::end_then_get`] for the holder that
+/// ended the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextLease<T, Token> {
+    /// The key, decoded.
+    pub item: T,
+    /// Its bytes in the backend.
+    pub raw: Vec<u8>,
+    /// Its fencing token.
+    pub token: Token,
+    /// The keeper's local ms just before the call was sent (see
+    /// [`LeaseKeeper::hand_out`]).
+    pub sent_ms: u64,
+}
+
+/// The reply of one [`LeaseEngine::end_then_get`] attempt: the ending's,
+/// and the next key if one was leased.
+pub type EndThenGet<T, Token> = Result<(EndReply, Option<NextLease<T, Token>>), QueueError>;
 
 /// What the fenced done of [`LeaseEngine::end`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,168 @@
+//! Ending an item and taking the next in one round trip
+//! (`Item::end_then_next`, which `Controller` uses between two keys): the
+//! done and the get go in one script call, the next item is leased to the
+//! same worker under its own token, and nothing is lost when a controller
+//! is stopped while a worker holds a key taken that way.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use requeue::clock::FakeClock;
+use requeue::controller::{Action, Controller};
+use requeue::engine::Then;
+use requeue::wait::Stop;
+use requeue_redis::RedisQueue;
+use requeue_redis::inspect;
+use requeue_redis::keys::QueueKeys;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
+}
+
+async fn fresh(prefetch: usize) -> (RedisQueue<String>, FakeClock) {
+    let clock = FakeClock::new();
+    let queue = RedisQueue::builder(support::server().url(), unique("next"))
+        .fake_time(clock.clone())
+        .lease(Duration::from_secs(40))
+        .prefetch(prefetch)
+        .build()
+        .await
+        .unwrap();
+    (queue, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_done_and_the_next_get_take_one_round_trip() {
+    let (queue, _clock) = fresh(0).await;
+    for key in ["a", "b"] {
+        queue.add(key.into()).await.unwrap();
+    }
+    let a = queue.get().await.unwrap();
+    let a_token = a.token().unwrap();
+    let before = queue.round_trips();
+    let (ended, next) = a.end_then_next(Then::Forget).await;
+    assert!(ended.unwrap().released);
+    assert_eq!(queue.round_trips(), before + 1, "one call for both");
+    let b = next.expect("b was ready");
+    assert_eq!(*b, "b");
+    assert_ne!(b.token().unwrap(), a_token, "its own lease");
+    assert!(b.is_valid());
+    assert_eq!(queue.held(), 1, "a is ended, b is held");
+    // b is an ordinary hand-out: its fenced done works.
+    let (ended, next) = b.end_then_next(Then::Done).await;
+    assert!(ended.unwrap().released);
+    assert!(next.is_none(), "nothing was ready");
+    assert_eq!(queue.held(), 0);
+    assert_eq!(queue.len().await.unwrap(), 0);
+    let mut conn = support::connect(&support::server().url()).await;
+    let keys = QueueKeys::new(queue.name()).unwrap();
+    inspect::check_invariants(&mut conn, &keys).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_re_added_while_held_is_queued_by_the_done_and_can_come_straight_back() {
+    let (queue, _clock) = fresh(0).await;
+    queue.add("a".into()).await.unwrap();
+    let a = queue.get().await.unwrap();
+    queue.add("a".into()).await.unwrap(); // parked while held
+    let (ended, next) = a.end_then_next(Then::Done).await;
+    assert!(ended.unwrap().released);
+    let again = next.expect("the done queued a, the get leased it");
+    assert_eq!(*again, "a");
+    again.end_async(Then::Done).await.unwrap();
+    assert_eq!(queue.len().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_is_reported_and_the_next_item_is_still_handed_over() {
+    let (queue, _clock) = fresh(0).await;
+    for key in ["a", "b"] {
+        queue.add(key.into()).await.unwrap();
+    }
+    let a = queue.get().await.unwrap();
+    // Someone else holds a now (as after a reap and a new hand-out).
+    let mut conn = support::connect(&support::server().url()).await;
+    let keys = QueueKeys::new(queue.name()).unwrap();
+    redis::cmd("HSET")
+        .arg(keys.owners())
+        .arg("a")
+        .arg("999:elsewhere")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let (ended, next) = a.end_then_next(Then::Done).await;
+    assert!(matches!(ended, Err(requeue::engine::QueueError::LeaseLost)));
+    let b = next.expect("b was ready");
+    assert_eq!(*b, "b");
+    b.end_async(Then::Done).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_prefetch_the_next_item_comes_from_the_items_fetched_ahead() {
+    let (queue, _clock) = fresh(4).await;
+    for key in ["a", "b"] {
+        queue.add(key.into()).await.unwrap();
+    }
+    let a = queue.get().await.unwrap();
+    let (ended, next) = a.end_then_next(Then::Done).await;
+    assert!(ended.unwrap().released);
+    assert!(next.is_none(), "b waits among the items fetched ahead");
+    let before = queue.round_trips();
+    let b = queue.get().await.unwrap();
+    assert_eq!(*b, "b");
+    assert_eq!(queue.round_trips(), before, "served without a call");
+    b.end_async(Then::Done).await.unwrap();
+}
+
+/// A controller stopped while its workers take keys with their endings
+/// handles every key it took: each key is handled or still queued, never
+/// dropped on the floor, and no lease is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_controller_handles_every_key_it_took_on_the_way() {
+    for round in 0..5 {
+        let (queue, _clock) = fresh(0).await;
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        for key in &keys {
+            queue.add(key.clone()).await.unwrap();
+        }
+        let handled = Arc::new(Mutex::new(HashSet::new()));
+        let stop = Stop::new();
+        let controller = Controller::new(queue.clone(), 4);
+        let stop_after = 20 + round * 30;
+        let run = {
+            let (handled, stop) = (handled.clone(), stop.clone());
+            let stop_in_handler = stop.clone();
+            async move {
+                controller
+                    .run_async(&stop, move |key: String| {
+                        let handled = handled.clone();
+                        let stop = stop_in_handler.clone();
+                        async move {
+                            let mut handled = handled.lock().unwrap();
+                            assert!(handled.insert(key.clone()), "{key} handled twice");
+                            if handled.len() == stop_after {
+                                stop.stop();
+                            }
+                            Ok::<_, std::convert::Infallible>(Action::Done)
+                        }
+                    })
+                    .await
+            }
+        };
+        run.await;
+        let handled = handled.lock().unwrap().len() as u64;
+        assert!(handled >= stop_after as u64);
+        let mut conn = support::connect(&support::server().url()).await;
+        let keys = QueueKeys::new(queue.name()).unwrap();
+        inspect::check_invariants(&mut conn, &keys).await.unwrap();
+        let state = inspect::inspect(&mut conn, &keys, 10).await.unwrap();
+        assert_eq!(state.processing_count, 0, "no lease left: {state:?}");
+        // Every key was handled once or is still queued: a key a worker
+        // took with its last ending and then dropped would be neither.
+        assert_eq!(handled + state.depth, 200, "{state:?}");
+        drop(stop);
+    }
+}
