@@ -69,7 +69,9 @@ if due then promote(batch) end
 -- nothing is delayed.
 local delayed = first[1] ~= nil
 local reaped, reaped_yet = 0, false
-local popped, short = false, false
+-- known_empty: a get came back short and nothing was queued since, so
+-- the queue is empty without asking LLEN.
+local popped, short, known_empty = false, false, false
 local out = {}
 
 -- Leases up to `count` items from the head of the queue, as get_core does
@@ -81,11 +83,13 @@ local function lease_items(count)
     if reaped > 0 then delayed = true end
   end
   local items = redis.call('RPOP', Q, count)
-  if not items then
-    short = true
-    return {}
+  if not items or #items < count then
+    -- The queue is empty now: a wake-up armed for what this call queued
+    -- earlier would wake a getter for nothing (any later push re-arms).
+    short, known_empty = true, true
+    ARMS['r'] = nil
   end
-  if #items < count then short = true end
+  if not items then return {} end
   popped = true
   local n = #items
   redis.call('SREM', DIRTY, unpack(items))
@@ -225,13 +229,34 @@ while k <= #ops do
 end
 
 local depth = false
-if want_depth or popped then depth = redis.call('LLEN', Q) end
--- Chain the wake-up to the next waiter when items are left, as get does.
-if popped and depth > 0 then ARMS['r'] = true end
+if want_depth or popped then
+  if known_empty and not ARMS['r'] then
+    depth = 0
+  else
+    depth = redis.call('LLEN', Q)
+  end
+end
+-- After a get, wake a waiter only when items are left (chaining the
+-- wake-up to the next waiter, as get does); what this call queued and
+-- leased itself needs nobody.
+if popped then
+  if depth > 0 then ARMS['r'] = true else ARMS['r'] = nil end
+end
 for member in pairs(ARMS) do redis.call('ZADD', MARK, 0, member) end
 ARMS = nil
 local wake = false
-if short then wake = next_wake() end
+if short then
+  -- As next_wake, reusing the earliest delayed item read at the start
+  -- when nothing can have joined delayed since (only reaping adds to it
+  -- here, and promotion or an add's ZREM can only remove).
+  local d = first
+  if delayed and (reaped > 0 or due or adds) then
+    d = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  end
+  local p = redis.call('ZRANGE', PROC, 0, 0, 'WITHSCORES')
+  if d[2] then wake = tonumber(d[2]) end
+  if p[2] and (not wake or tonumber(p[2]) < wake) then wake = tonumber(p[2]) end
+end
 if not want_depth then depth = false end
 out[#out + 1] = reaped
 out[#out + 1] = NOW
