@@ -115,6 +115,7 @@ impl LeaseEngine<String> for Scripted {
                 item: key,
                 token,
                 sent_ms,
+                requeues: None,
             });
             Ok((
                 EndReply {

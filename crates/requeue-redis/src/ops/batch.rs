@@ -150,26 +150,32 @@ where
     })
 }
 
-/// A get's flat `{item, token, queue_ms, ...}`.
+/// A get's flat `{item, token, queue_ms, requeues, ...}`. A stored
+/// failure count that is not a count is left out (`requeues: None`):
+/// whoever needs it asks `num_requeues`, which reports the corruption.
 fn leased(value: redis::Value) -> Result<Vec<Leased>, Error> {
     let fields = list(value, "batch get")?;
-    if fields.len() % 3 != 0 {
+    if fields.len() % 4 != 0 {
         return Err(Error::Protocol(format!(
-            "batch get: {} fields, not item/token/queue_ms triples",
+            "batch get: {} fields, not item/token/queue_ms/requeues quadruples",
             fields.len()
         )));
     }
-    let mut out = Vec::with_capacity(fields.len() / 3);
+    let mut out = Vec::with_capacity(fields.len() / 4);
     let mut fields = fields.into_iter();
-    while let (Some(item), Some(token), Some(queue_ms)) =
-        (fields.next(), fields.next(), fields.next())
+    while let (Some(item), Some(token), Some(queue_ms), Some(requeues)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
     {
+        let requeues = string(requeues, "batch get requeues")
+            .ok()
+            .and_then(|count| count.parse().ok());
         out.push(Leased {
             item: bytes(item, "batch get item")?,
             token: string(token, "batch get token")?
                 .parse()
                 .map_err(|e| Error::Protocol(format!("batch get: {e}")))?,
             queue_ms: uint(&queue_ms, "batch get queue_ms")?,
+            requeues,
         });
     }
     Ok(out)

@@ -45,6 +45,10 @@ pub struct Leased {
     /// How long the item waited since it became dirty, in ms
     /// (`workqueue_queue_duration_seconds`).
     pub queue_ms: u64,
+    /// The item's failure count when it was leased (client-go's
+    /// `NumRequeues`), when the call reported it ([`batch`](super::batch)
+    /// does) and it was a well-formed count.
+    pub requeues: Option<u32>,
 }
 
 /// The reply of [`get`].
@@ -75,6 +79,7 @@ fn get_reply(values: [Value; 7], what: &str) -> Result<GetReply, Error> {
                 .parse()
                 .map_err(|e| Error::Protocol(format!("{what}: {e}")))?,
             queue_ms: uint(&queue_ms, what)?,
+            requeues: None,
         }),
         (None, None) => None,
         _ => return Err(Error::Protocol(format!("{what}: item without token"))),

@@ -113,6 +113,7 @@ impl<T: Key> LeaseEngine<T> for Shared<T> {
                         raw: leased.item,
                         token: leased.token,
                         sent_ms: got.sent_ms,
+                        requeues: leased.requeues,
                     }),
                 )),
                 Err(reason) => {

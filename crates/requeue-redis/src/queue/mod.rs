@@ -381,13 +381,12 @@ impl<T: Key> RedisQueue<T> {
         self.shared
             .report(|m| m.latency.observe(leased.queue_ms as f64 / 1000.0));
         match self.shared.codec.decode(&leased.item) {
-            Ok(item) => Ok(remote::guard(
-                &self.shared,
-                item,
-                leased.item,
-                leased.token,
-                fetched.state,
-            )),
+            Ok(item) => {
+                Ok(
+                    remote::guard(&self.shared, item, leased.item, leased.token, fetched.state)
+                        .with_requeues(leased.requeues),
+                )
+            }
             Err(reason) => {
                 // No longer renewed: it is reaped after the lease and comes
                 // back with backoff, as any undecodable item.
@@ -415,13 +414,10 @@ impl<T: Key> RedisQueue<T> {
                 });
             }
         };
-        Ok(remote::hand_out(
-            &self.shared,
-            item,
-            leased.item,
-            leased.token,
-            sent_ms,
-        ))
+        Ok(
+            remote::hand_out(&self.shared, item, leased.item, leased.token, sent_ms)
+                .with_requeues(leased.requeues),
+        )
     }
 
     /// Ends the processing of `item`, held by this process under a guard

@@ -10,7 +10,9 @@
 -- the promotion and the wake-up are paid once per call, not per item.
 -- Returns {result of each operation..., reaped, now, next_wake|false,
 -- depth|false}: 'a' and 'd' give the code add and done give, 'g' a flat
--- list {item, token, queue_ms, ...} of what it leased. next_wake is set
+-- list {item, token, queue_ms, requeues, ...} of what it leased
+-- (requeues: the item's failure count, client-go's NumRequeues, as raw
+-- as stored: the client checks it). next_wake is set
 -- when a get came back short (as get's), depth when asked for.
 local lease = ms_arg(ARGV[2], 'lease_ms')
 local batch = num(ARGV[3], 'batch')
@@ -58,7 +60,7 @@ local due = first[2] ~= nil and tonumber(first[2]) <= NOW
 local unread = {Q, DIRTY, MARK} -- every operation, and promotion, can write these
 if adds or gets or due then unread[#unread + 1] = ADDED end
 if dones or gets then unread[#unread + 1] = OWN end
-if forgets or #dead > 0 then unread[#unread + 1] = FAIL end
+if forgets or gets or #dead > 0 then unread[#unread + 1] = FAIL end
 if not gets then unread[#unread + 1] = PROC end
 check_types(unpack(unread))
 check_reap(dead)
@@ -96,6 +98,7 @@ local function lease_items(count)
   local last = redis.call('HINCRBY', META, 'seq', n)
   local added = redis.call('HMGET', ADDED, unpack(items))
   redis.call('HDEL', ADDED, unpack(items))
+  local fails = redis.call('HMGET', FAIL, unpack(items))
   local deadlines, owners, got = {}, {}, {}
   for j, item in ipairs(items) do
     local token = string.format('%d', last - n + j) .. ':' .. nonce
@@ -108,6 +111,7 @@ local function lease_items(count)
     got[#got + 1] = item
     got[#got + 1] = token
     got[#got + 1] = waited
+    got[#got + 1] = fails[j] or '0'
   end
   redis.call('ZADD', PROC, unpack(deadlines))
   redis.call('HSET', OWN, unpack(owners))

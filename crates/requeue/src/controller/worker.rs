@@ -77,7 +77,10 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
         P: ErrorPolicy<T, E>,
     {
         let cause = self.causes.take(&item);
-        let attempt = self.attempt(&item).await;
+        let attempt = match item.requeues() {
+            Some(requeues) => Some(requeues.saturating_add(1)),
+            None => self.attempt(&item).await,
+        };
         let span = tracing::info_span!(
             "reconcile",
             queue = self.queue.name(),

@@ -43,6 +43,8 @@ pub struct Item<T: Key> {
     hold: Hold<T>,
     item: Option<T>,
     priority: i32,
+    /// The key's failure count at hand-out, when the engine reported it.
+    requeues: Option<u32>,
 }
 
 impl<T: Key> Item<T> {
@@ -55,6 +57,7 @@ impl<T: Key> Item<T> {
             },
             item: Some(out.item),
             priority: out.priority,
+            requeues: None,
         }
     }
 
@@ -64,7 +67,24 @@ impl<T: Key> Item<T> {
             hold: Hold::Leased(Some(lease)),
             item: Some(item),
             priority: 0,
+            requeues: None,
         }
+    }
+
+    /// Notes the key's failure count at hand-out (client-go's
+    /// `NumRequeues`), for engines that learn it with the hand-out, so a
+    /// worker can know which try this is without asking the queue again.
+    /// `None` leaves it unknown.
+    pub fn with_requeues(mut self, requeues: impl Into<Option<u32>>) -> Self {
+        self.requeues = requeues.into();
+        self
+    }
+
+    /// The key's failure count when it was handed out (client-go's
+    /// `NumRequeues`), if the engine reported it with the hand-out (the
+    /// Redis engine does); `None`: ask the queue's `num_requeues`.
+    pub fn requeues(&self) -> Option<u32> {
+        self.requeues
     }
 
     /// The priority the item was queued with (0 unless added with one;

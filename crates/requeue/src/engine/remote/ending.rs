@@ -167,7 +167,8 @@ pub async fn end_then_next<T: Key, E: LeaseEngine<T>>(
         Ok((reply, next)) => (Ok(reply), next),
         Err(error) => (Err(error), None),
     };
-    let next = next.map(|n| hand_out(engine, n.item, n.raw, n.token, n.sent_ms));
+    let next =
+        next.map(|n| hand_out(engine, n.item, n.raw, n.token, n.sent_ms).with_requeues(n.requeues));
     (
         settle(engine, raw, token, then, None, Some(first)).await,
         next,

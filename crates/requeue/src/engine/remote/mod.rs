@@ -220,6 +220,9 @@ pub struct NextLease<T, Token> {
     /// The keeper's local ms just before the call was sent (see
     /// [`LeaseKeeper::hand_out`]).
     pub sent_ms: u64,
+    /// The key's failure count, if the backend reported it with the lease
+    /// ([`Item::requeues`](crate::queue::Item::requeues)).
+    pub requeues: Option<u32>,
 }
 
 /// The reply of one [`LeaseEngine::end_then_get`] attempt: the ending's,

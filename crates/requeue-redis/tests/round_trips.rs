@@ -1,15 +1,17 @@
-//! Ending an item and taking the next in one round trip
-//! (`Item::end_then_next`, which `Controller` uses between two keys): the
-//! done and the get go in one script call, the next item is leased to the
-//! same worker under its own token, and nothing is lost when a controller
-//! is stopped while a worker holds a key taken that way.
+//! What a worker pays per key: ending an item and taking the next in one
+//! round trip (`Item::end_then_next`, which `Controller` uses between two
+//! keys), the key's failure count delivered with its lease (so a
+//! controller need not ask `num_requeues`), and the guarantees kept: the
+//! next item is leased to the same worker under its own token, and
+//! nothing is lost when a controller is stopped while a worker holds a
+//! key taken that way.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
 use requeue::clock::FakeClock;
 use requeue::controller::{Action, Controller};
-use requeue::engine::Then;
+use requeue::engine::{AsyncQueue, Then};
 use requeue::wait::Stop;
 use requeue_redis::RedisQueue;
 use requeue_redis::inspect;
@@ -165,4 +167,62 @@ async fn a_stopped_controller_handles_every_key_it_took_on_the_way() {
         assert_eq!(handled + state.depth, 200, "{state:?}");
         drop(stop);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_out_carries_the_keys_failure_count() {
+    let (queue, clock) = fresh(0).await;
+    queue.add("a".into()).await.unwrap();
+    for tries in 0..3u32 {
+        let a = queue.get().await.unwrap();
+        assert_eq!(a.requeues(), Some(tries));
+        assert_eq!(AsyncQueue::num_requeues(&queue, &*a).await.unwrap(), tries);
+        a.end_async(Then::Retry).await.unwrap();
+        // The default limiter's backoff: 5 ms, 10 ms, 20 ms.
+        clock.advance(Duration::from_secs(1));
+    }
+    let a = queue.get().await.unwrap();
+    assert_eq!(a.requeues(), Some(3));
+    // Forgotten on success: the next hand-out starts from zero.
+    a.end_async(Then::Forget).await.unwrap();
+    queue.add("a".into()).await.unwrap();
+    let a = queue.get().await.unwrap();
+    assert_eq!(a.requeues(), Some(0));
+    a.end_async(Then::Done).await.unwrap();
+}
+
+/// A controller's worker on Redis: one call per key (its done and the
+/// next get together), and no `num_requeues` call for the attempt number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_worker_pays_one_round_trip_per_key() {
+    let (queue, _clock) = fresh(0).await;
+    const KEYS: u64 = 50;
+    for i in 0..KEYS {
+        queue.add(format!("k{i}")).await.unwrap();
+    }
+    let before = queue.round_trips();
+    let stop = Stop::new();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let controller = Controller::new(queue.clone(), 1);
+    let summary = {
+        let (handled, stop_in_handler) = (handled.clone(), stop.clone());
+        controller
+            .run_async(&stop, move |key: String| {
+                let (handled, stop) = (handled.clone(), stop_in_handler.clone());
+                async move {
+                    let mut handled = handled.lock().unwrap();
+                    handled.push(key);
+                    if handled.len() as u64 == KEYS {
+                        stop.stop();
+                    }
+                    Ok::<_, std::convert::Infallible>(Action::Done)
+                }
+            })
+            .await
+    };
+    assert_eq!(handled.lock().unwrap().len() as u64, KEYS);
+    assert_eq!(summary.succeeded, KEYS);
+    let calls = queue.round_trips() - before;
+    // The first get, one done-and-get per key, the summary's len.
+    assert!(calls <= KEYS + 3, "{calls} calls for {KEYS} keys");
 }
