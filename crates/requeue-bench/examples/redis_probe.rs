@@ -2,8 +2,8 @@
 //! items/s, script calls per item and Redis CPU per call, against the
 //! Redis at `REDIS_URL`. For finding where a Redis run's time goes.
 //!
-//! `REDIS_URL=redis://127.0.0.1:6379/ cargo run --release -p requeue-bench --example redis_probe -- 8 32`
-//! (workers, prefetch).
+//! `REDIS_URL=redis://127.0.0.1:6379/ cargo run --release -p requeue-bench --example redis_probe -- 8 32 W1`
+//! (workers, prefetch, workload: `W3` unless `W1`).
 
 use std::time::Instant;
 
@@ -40,23 +40,32 @@ fn cpu() -> std::time::Duration {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL")?;
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
-    let workers = args.next().transpose()?.unwrap_or(8);
-    let prefetch = args.next().transpose()?.unwrap_or(0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: usize| -> Result<usize, std::num::ParseIntError> {
+        args.get(i).map_or(Ok(default), |a| a.parse())
+    };
+    let workers = number(0, 8)?;
+    let prefetch = number(1, 0)?;
+    let w1 = args.get(2).is_some_and(|w| w == "W1");
+    let workload = if w1 { "W1" } else { "W3" };
     let n = 20_000;
     let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
     for _ in 0..3 {
         let before = stat(&mut conn, "evalsha");
         let cpu_before = cpu();
         let started = Instant::now();
-        let m = requeue_bench::w3_redis(&url, n, workers, prefetch)?;
+        let m = if w1 {
+            requeue_bench::w1_redis(&url, n, workers, prefetch)?
+        } else {
+            requeue_bench::w3_redis(&url, n, workers, prefetch)?
+        };
         let wall = started.elapsed();
         let client_cpu = cpu() - cpu_before;
         let after = stat(&mut conn, "evalsha");
         let calls = after.0 - before.0;
         let usec = after.1 - before.1;
         println!(
-            "W3 x{workers} prefetch {prefetch}: {:.1} k items/s; {:.3} calls/item; {:.1} us Redis per call; Redis busy {:.0} % of {:?}; client CPU {:.1} us/item",
+            "{workload} x{workers} prefetch {prefetch}: {:.1} k items/s; {:.3} calls/item; {:.1} us Redis per call; Redis busy {:.0} % of {:?}; client CPU {:.1} us/item",
             m.items_per_sec() / 1e3,
             calls as f64 / n as f64,
             usec as f64 / calls.max(1) as f64,
