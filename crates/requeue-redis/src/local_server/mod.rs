@@ -49,6 +49,11 @@ impl Fsync {
     }
 }
 
+/// The environment variable naming another server executable to run
+/// instead of `redis-server` from `PATH`, e.g. a `valkey-server`: how the
+/// test suite runs the engine's tests on Valkey too.
+pub const SERVER_ENV: &str = "REQUEUE_REDIS_SERVER";
+
 /// How a [`LocalServer`] runs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LocalServerOptions {
@@ -58,7 +63,8 @@ pub struct LocalServerOptions {
     pub appendfsync: Fsync,
     /// How long a start may take before it fails (default 10 s).
     pub startup_timeout: Duration,
-    /// The executable; `None` (default) searches `PATH` for `redis-server`.
+    /// The executable; `None` (default): the one [`SERVER_ENV`] names if
+    /// it is set, else `redis-server` on `PATH`.
     pub program: Option<PathBuf>,
     /// More `--option value` arguments, appended last.
     pub extra_args: Vec<String>,
@@ -116,7 +122,19 @@ impl LocalServer {
                     format!("{} is not a file", program.display()),
                 ));
             }
-            None => find_on_path("redis-server")?,
+            None => match std::env::var_os(SERVER_ENV) {
+                Some(program) if !program.is_empty() => {
+                    let program = PathBuf::from(program);
+                    if !program.is_file() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            format!("{SERVER_ENV}={} is not a file", program.display()),
+                        ));
+                    }
+                    program
+                }
+                _ => find_on_path("redis-server")?,
+            },
         };
         let dir = tempfile::Builder::new()
             .prefix("requeue-redis-")
