@@ -166,22 +166,30 @@ impl SentinelConnection {
     /// a `READONLY` refusal (nothing ran) is sent once more at once to
     /// the new master. Other failures are returned as they are: whether a
     /// command whose reply was lost ran is the engine's to handle.
+    ///
+    /// A server's error reply is not an `Err` at this level (the redis
+    /// crate turns it into one later, in `query_async`), so `refused`
+    /// finds it in the reply.
     async fn with_master<'a, R>(
         &self,
         send: impl Fn(MultiplexedConnection) -> RedisFuture<'a, R>,
+        refused: impl Fn(&R) -> Option<RedisError>,
     ) -> RedisResult<R> {
         let (generation, conn) = self.current().await?;
-        let result = send(conn).await;
-        let error = match result {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
+        let reply = send(conn).await;
+        let error = match &reply {
+            Ok(value) => match refused(value) {
+                Some(error) => error,
+                None => return reply,
+            },
+            Err(error) => error.clone(),
         };
         if !master_lost(&error) {
-            return Err(error);
+            return reply;
         }
         self.forget(generation);
         if error.kind() != ErrorKind::Server(ServerErrorKind::ReadOnly) {
-            return Err(error);
+            return reply;
         }
         tracing::info!(%error, "the master was demoted; asking the sentinels again");
         let (_, conn) = self.current().await?;
@@ -189,19 +197,34 @@ impl SentinelConnection {
     }
 }
 
-/// Whether `error` means this connection no longer reaches a master.
+/// The error a reply carries, if it is an error reply.
+fn error_reply(value: &Value) -> Option<RedisError> {
+    match value {
+        Value::ServerError(error) => Some(error.clone().into()),
+        _ => None,
+    }
+}
+
+/// Whether `error` means this connection may no longer reach the master:
+/// it failed, or the server says it is a replica now (`READONLY`), or it
+/// refuses writes for want of replicas (`NOREPLICAS`: an old master cut
+/// off from the others, while the sentinels promote one of them).
 pub(crate) fn master_lost(error: &RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_timeout()
         || error.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || error.code() == Some("NOREPLICAS")
 }
 
 impl ConnectionLike for SentinelConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.with_master(move |mut conn| async move { conn.req_packed_command(cmd).await }.boxed())
-            .boxed()
+        self.with_master(
+            move |mut conn| async move { conn.req_packed_command(cmd).await }.boxed(),
+            error_reply,
+        )
+        .boxed()
     }
 
     fn req_packed_commands<'a>(
@@ -210,9 +233,12 @@ impl ConnectionLike for SentinelConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.with_master(move |mut conn| {
-            async move { conn.req_packed_commands(pipeline, offset, count).await }.boxed()
-        })
+        self.with_master(
+            move |mut conn| {
+                async move { conn.req_packed_commands(pipeline, offset, count).await }.boxed()
+            },
+            |values: &Vec<Value>| values.iter().find_map(error_reply),
+        )
         .boxed()
     }
 

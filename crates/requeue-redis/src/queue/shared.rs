@@ -230,9 +230,10 @@ impl<T: Send + Sync + 'static> Shared<T> {
 
 /// Whether an error means the connection (not the request) failed, or the
 /// deployment cannot serve the queue for now: a failover or a slot
-/// migration in progress, which the cluster and sentinel connections
-/// retry for a while before giving up. Either way leases are renewed
-/// first once it serves again.
+/// migration in progress (which the cluster and sentinel connections
+/// retry for a while before giving up), or a master refusing writes
+/// because too few replicas are connected (`min-replicas-to-write`).
+/// Either way leases are renewed first once it serves again.
 pub(crate) fn is_connection_error(error: &crate::error::Error) -> bool {
     use redis::{ErrorKind, ServerErrorKind};
     match error {
@@ -251,6 +252,7 @@ pub(crate) fn is_connection_error(error: &crate::error::Error) -> bool {
                             | ServerErrorKind::BusyLoading
                     )
                 )
+                || e.code() == Some("NOREPLICAS")
         }
         crate::error::Error::Connect { .. } => true,
         _ => false,

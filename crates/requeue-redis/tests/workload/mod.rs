@@ -27,6 +27,8 @@ pub struct Interval {
     pub key: String,
     pub worker: usize,
     pub start: u64,
+    /// When it started (for timelines in messages).
+    pub at: Instant,
     /// `None` while it runs.
     pub end: Option<u64>,
     /// `item.is_valid()` just before ending: false when a renewal found
@@ -197,6 +199,21 @@ impl History {
         unserved
     }
 
+    /// How many processings started in each `bucket` after `from`.
+    pub fn timeline(&self, from: Instant, bucket: Duration) -> Vec<usize> {
+        let mut counts = Vec::new();
+        for interval in self.intervals() {
+            if let Some(after) = interval.at.checked_duration_since(from) {
+                let i = (after.as_millis() / bucket.as_millis().max(1)) as usize;
+                if counts.len() <= i {
+                    counts.resize(i + 1, 0);
+                }
+                counts[i] += 1;
+            }
+        }
+        counts
+    }
+
     /// Processings that never ended.
     pub fn unended(&self) -> Vec<String> {
         self.intervals()
@@ -276,6 +293,7 @@ async fn work(
                 key: key.clone(),
                 worker,
                 start,
+                at: Instant::now(),
                 end: None,
                 valid: None,
                 outcome: None,
