@@ -448,8 +448,8 @@ async fn resharding_the_queues_slot_under_load_loses_nothing_and_never_doubles_a
     // delayed items are in the slot when it moves.
     let errors_before = cluster.error_stats();
     let mut adders = Vec::new();
-    for a in 0..3 {
-        let (history, queue) = (history.clone(), queues[a].clone());
+    for (a, queue) in queues.iter().take(3).enumerate() {
+        let (history, queue) = (history.clone(), queue.clone());
         adders.push(tokio::spawn(async move {
             let until = Instant::now() + Duration::from_millis(2500);
             let mut n = 0;

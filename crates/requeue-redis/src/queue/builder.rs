@@ -108,7 +108,7 @@ impl<T: Key> RedisQueue<T> {
     {
         let address = client.get_connection_info().addr().to_string();
         let mut builder = Self::builder_with_codec(address, name, T::default_codec());
-        builder.target = Target::Client(client);
+        builder.target = Target::Client(Box::new(client));
         builder
     }
 
@@ -405,7 +405,7 @@ enum Target {
     Url,
     /// The caller's client (`builder_with_client`); `url` then only names
     /// the server in messages.
-    Client(redis::Client),
+    Client(Box<redis::Client>),
     /// The seed nodes of a cluster (`cluster_builder`).
     ClusterNodes(Vec<String>),
 }

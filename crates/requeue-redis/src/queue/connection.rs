@@ -74,19 +74,25 @@ pub(crate) struct Timeouts {
 /// connection counts as dead (cluster and sentinel marker connections).
 const BLOCKING_SLACK: Duration = Duration::from_secs(5);
 
-/// Where the queue's Redis is; makes its connections.
+/// Where the queue's Redis is; makes its connections. (The clients are
+/// boxed: they are large, and made once per queue.)
 #[derive(Clone)]
 pub(crate) enum Connector {
     /// One server.
-    Single(redis::Client),
-    /// A Redis Cluster: `calls` for the scripts (the response timeout);
-    /// `blocking` for the marker's `BZPOPMIN`, whose own timeout is longer.
-    Cluster {
-        calls: ClusterClient,
-        blocking: ClusterClient,
-    },
+    Single(Box<redis::Client>),
+    /// A Redis Cluster.
+    Cluster(Box<ClusterClients>),
     /// A Sentinel-managed master.
     Sentinel { sentinels: Sentinels, db: i64 },
+}
+
+/// The two clients of a cluster: `calls` for the scripts (the response
+/// timeout); `blocking` for the marker's `BZPOPMIN`, whose own timeout is
+/// longer.
+#[derive(Clone)]
+pub(crate) struct ClusterClients {
+    calls: ClusterClient,
+    blocking: ClusterClient,
 }
 
 impl Connector {
@@ -99,7 +105,9 @@ impl Connector {
         block: Duration,
     ) -> RedisResult<Connector> {
         match deployment {
-            Deployment::Single(url) => Ok(Connector::Single(super::connect_client(url, tls)?)),
+            Deployment::Single(url) => Ok(Connector::Single(Box::new(super::connect_client(
+                url, tls,
+            )?))),
             Deployment::Cluster(nodes) => Self::cluster(nodes, tls, timeouts, block),
             Deployment::Sentinel(spec) => Self::sentinel(spec, tls, timeouts),
         }
@@ -131,10 +139,10 @@ impl Connector {
             }
             builder.build()
         };
-        Ok(Connector::Cluster {
+        Ok(Connector::Cluster(Box::new(ClusterClients {
             calls: client(timeouts.response)?,
             blocking: client(block + BLOCKING_SLACK)?,
-        })
+        })))
     }
 
     fn sentinel(
@@ -162,11 +170,11 @@ impl Connector {
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_secs(2));
                 Ok(Conn::Managed(
-                    ConnectionManager::new_with_config(client.clone(), config).await?,
+                    ConnectionManager::new_with_config(client.as_ref().clone(), config).await?,
                 ))
             }
-            Connector::Cluster { calls, .. } => {
-                Ok(Conn::Cluster(calls.get_async_connection().await?))
+            Connector::Cluster(clients) => {
+                Ok(Conn::Cluster(clients.calls.get_async_connection().await?))
             }
             Connector::Sentinel { sentinels, db } => {
                 let config = AsyncConnectionConfig::new()
@@ -199,9 +207,9 @@ impl Connector {
                     )
                     .await?,
             )),
-            Connector::Cluster { blocking, .. } => {
-                Ok(Conn::Cluster(blocking.get_async_connection().await?))
-            }
+            Connector::Cluster(clients) => Ok(Conn::Cluster(
+                clients.blocking.get_async_connection().await?,
+            )),
             // A master that a partition cut off is given up after the
             // wait plus some slack, and the sentinels asked again.
             Connector::Sentinel { sentinels, .. } => Ok(Conn::Plain(
