@@ -19,8 +19,9 @@ use std::time::Duration;
 pub(crate) enum Conn {
     /// One server, reconnecting to the same address (the scripts' connection).
     Managed(ConnectionManager),
-    /// One server, without reconnection (the marker waiter makes a new one
-    /// after an error).
+    /// One server, without reconnection: the marker waiter's, which makes
+    /// a new one after an error (for Sentinel, to the master the
+    /// sentinels name then).
     Plain(MultiplexedConnection),
     /// A Redis Cluster: each command goes to the node that owns its key's
     /// slot, following `MOVED` and `ASK` and retrying `TRYAGAIN`.
