@@ -10,7 +10,8 @@
 //!   (`NOSCRIPT`) are loaded again; and a queue's slot migrated from
 //!   master to master, twice, while workers in several queue instances
 //!   add, take and end items: nothing is lost, no key is held twice at
-//!   once, and the queue's rules hold afterwards on the new owner.
+//!   once, and the queue's rules hold afterwards on the new owner; and an
+//!   idle getter's marker wait follows the slot to its new owner.
 //!
 //! Nothing sleeps to wait for a condition: cluster state and the queue are
 //! polled against deadlines.
@@ -236,6 +237,32 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The node that owns `slot` now, by node 0's `CLUSTER SLOTS`.
+    fn owner(&self, slot: u16) -> usize {
+        let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut admin(&self.nodes[0]))
+            .unwrap();
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(n) => *n,
+            other => panic!("not an integer: {other:?}"),
+        };
+        for range in ranges {
+            let redis::Value::Array(range) = range else {
+                panic!("CLUSTER SLOTS: {range:?}")
+            };
+            if !(int(&range[0])..=int(&range[1])).contains(&i64::from(slot)) {
+                continue;
+            }
+            let redis::Value::Array(node) = &range[2] else {
+                panic!("CLUSTER SLOTS: {range:?}")
+            };
+            let port = u16::try_from(int(&node[1])).unwrap();
+            return self.nodes.iter().position(|n| n.port() == port).unwrap();
+        }
+        panic!("slot {slot} has no owner")
+    }
+
     fn keys_in_slot(&self, node: usize, slot: u16) -> Vec<Vec<u8>> {
         redis::cmd("CLUSTER")
             .arg("GETKEYSINSLOT")
@@ -428,7 +455,7 @@ async fn resharding_the_queues_slot_under_load_loses_nothing_and_never_doubles_a
     let name = unique("reshard");
     let keys = QueueKeys::new(&name).unwrap();
     let slot = cluster.slot_of(keys.queue());
-    let first = cluster.initial_owner(slot);
+    let first = cluster.owner(slot);
     let (second, third) = ((first + 1) % 3, (first + 2) % 3);
     let build = || {
         RedisQueue::<String>::cluster_builder(cluster.urls(), name.clone())
@@ -553,4 +580,71 @@ async fn resharding_the_queues_slot_under_load_loses_nothing_and_never_doubles_a
         history.errors(),
         started.elapsed()
     );
+}
+
+/// An idle getter blocks on the queue's marker on the node that owns the
+/// slot. When the slot moves, that node redirects the blocked `BZPOPMIN`
+/// (`MOVED`) and the marker connection follows it, so an add on the new
+/// owner wakes the getter at once rather than after its 5 s timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_getter_is_woken_on_the_slots_new_owner() {
+    let cluster = three_masters();
+    let name = unique("wake");
+    let slot = cluster.slot_of(QueueKeys::new(&name).unwrap().queue());
+    let build = || RedisQueue::<String>::cluster_builder(cluster.urls(), name.clone()).build();
+    let (getter, adder) = (build().await.unwrap(), build().await.unwrap());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let getting = tokio::spawn(async move {
+        loop {
+            let item = getter.get().await.unwrap();
+            tx.send(((*item).clone(), Instant::now())).unwrap();
+            item.end_async(requeue::engine::Then::Done).await.unwrap();
+        }
+    });
+    // Each round: the getter has just found the queue empty and waits;
+    // the slot moves; an add on the new owner must reach it well within
+    // the 5 s a getter's timer would take.
+    for round in 0..3 {
+        let key = format!("round-{round}");
+        let from = cluster.owner(slot);
+        let to = (from + 1) % 3;
+        // The getter's marker wait is blocked on the owner.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query(&mut admin(&cluster.nodes[from]))
+                .unwrap();
+            if clients
+                .lines()
+                .any(|c| c.contains("cmd=bzpopmin") && c.contains("flags=b"))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no marker wait on node {from}: {clients}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::task::spawn_blocking(move || {
+            three_masters().migrate(slot, from, to, Duration::ZERO)
+        })
+        .await
+        .unwrap();
+        let added = Instant::now();
+        adder.add(key.clone()).await.unwrap();
+        let (got, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, key);
+        let latency = at - added;
+        assert!(
+            latency < Duration::from_secs(2),
+            "round {round}: woken after {latency:?}, not by the marker"
+        );
+        eprintln!("round {round}: slot {slot} moved {from} -> {to}; woken after {latency:?}");
+    }
+    getting.abort();
 }

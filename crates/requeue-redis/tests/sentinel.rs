@@ -377,6 +377,15 @@ async fn fails_over(how: Failover) {
     }
     workers.stop().await;
 
+    // The promoted replica had no scripts (`SCRIPT LOAD` is not
+    // replicated): the first calls met NOSCRIPT and loaded them.
+    let errorstats: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert!(errorstats.contains("errorstat_NOSCRIPT:"), "{errorstats}");
+
     let in_window = |seq: u64| checkpoint < seq && seq < recovered;
     let intervals = history.intervals();
     let after = intervals.iter().filter(|i| i.start > recovered).count();
