@@ -501,15 +501,20 @@ async fn resharding_the_queues_slot_under_load_loses_nothing_and_never_doubles_a
 
     // Two moves, with work on each owner before and after; each holds
     // the slot half-moved for a while.
+    // RQ_RESHARD_STAGE_MS holds each stage longer, to see what a slow
+    // migration does (past the client's retries, past a lease).
+    let stage = std::env::var("RQ_RESHARD_STAGE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map_or(Duration::from_millis(150), Duration::from_millis);
     let mut moves = Vec::new();
     for (from, to) in [(first, second), (second, third)] {
         tokio::time::sleep(Duration::from_millis(600)).await;
         let took = Instant::now();
-        let moved = tokio::task::spawn_blocking(move || {
-            three_masters().migrate(slot, from, to, Duration::from_millis(150))
-        })
-        .await
-        .unwrap();
+        let moved =
+            tokio::task::spawn_blocking(move || three_masters().migrate(slot, from, to, stage))
+                .await
+                .unwrap();
         moves.push((from, to, moved, took.elapsed()));
         assert!(
             moved > 0,
