@@ -296,7 +296,7 @@ async fn fails_over(how: Failover) {
         assert_eq!(replicas, 2, "the replicas acknowledged the checkpoint");
     }
     let failing = Instant::now();
-    let (deployment, _new) = tokio::task::spawn_blocking(move || {
+    let deployment = tokio::task::spawn_blocking(move || {
         let mut deployment = deployment;
         match how {
             Failover::Forced => redis::cmd("SENTINEL")
@@ -306,19 +306,17 @@ async fn fails_over(how: Failover) {
                 .unwrap(),
             Failover::Crash => deployment.data[old].kill9().unwrap(),
         }
-        let mut new = None;
         deployment.wait_until(
             "the sentinels name a promoted replica, and the old master takes no writes",
             || {
-                new = deployment.named_master().filter(|&n| {
+                deployment.named_master().is_some_and(|n| {
                     n != old
                         && role(&deployment.data[n]).as_deref() == Some("master")
                         && deployment.takes_no_writes(old)
-                });
-                new.is_some()
+                })
             },
         );
-        (deployment, new.unwrap())
+        deployment
     })
     .await
     .unwrap();
