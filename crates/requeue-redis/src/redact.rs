@@ -1,7 +1,9 @@
 //! Redis URLs without their credentials, for messages, logs and `Debug`.
 //!
 //! A Redis URL may carry a password (`redis://user:password@host:6379/0`,
-//! `redis://:password@host`, or `?pass=…` on a Unix socket URL). Every
+//! `redis://:password@host`, `?pass=…` on a Unix socket URL, or
+//! `?sentinel_password=…` on a sentinel URL), and a deployment may be named
+//! by a list of them (a cluster's nodes). Every
 //! message, log line, error value and `Debug` output of this crate shows
 //! URLs through [`redact_url`] or [`RedactedUrl`]; use them too wherever
 //! your program prints a URL it was given.
@@ -26,14 +28,29 @@ use std::fmt;
 const MASK: &str = "***";
 
 /// Query parameters that carry credentials (Unix socket URLs:
-/// `redis+unix:///run/redis.sock?user=…&pass=…`).
-const SECRET_PARAMS: [&str; 4] = ["pass", "password", "user", "username"];
+/// `redis+unix:///run/redis.sock?user=…&pass=…`; sentinel URLs:
+/// `…?sentinel_username=…&sentinel_password=…`).
+const SECRET_PARAMS: [&str; 6] = [
+    "pass",
+    "password",
+    "user",
+    "username",
+    "sentinel_password",
+    "sentinel_username",
+];
 
 /// `url` with its credentials replaced by `***`: the user info (everything
 /// between `://` and the last `@`) and the values of the `pass`,
-/// `password`, `user` and `username` query parameters. The scheme, host,
-/// port, database and other parameters stay, so the result still says
-/// which server is meant.
+/// `password`, `user`, `username`, `sentinel_password` and
+/// `sentinel_username` query parameters. The scheme, host, port, database
+/// and other parameters stay, so the result still says which server is
+/// meant. A sentinel or cluster URL's list of hosts
+/// (`redis+sentinel://user:pw@h1:26379,h2:26379/mymaster`) is one URL
+/// with one user info; a comma-separated list of whole URLs
+/// (`redis://u:pw@h1:7000,redis://u:pw@h2:7001`, how a cluster's nodes are
+/// shown) is redacted URL by URL, so that every host stays visible, when
+/// every URL in it has a user info or none has; otherwise it is redacted
+/// as one URL, masking everything up to its last `@`.
 ///
 /// The string need not parse as a URL: a malformed one is redacted by the
 /// same rule (a string without `://` loses everything before its last
@@ -51,8 +68,52 @@ const SECRET_PARAMS: [&str; 4] = ["pass", "password", "user", "username"];
 ///     redact_url("redis+unix:///tmp/redis.sock?db=1&pass=pw"),
 ///     "redis+unix:///tmp/redis.sock?db=1&pass=***"
 /// );
+/// assert_eq!(
+///     redact_url("redis+sentinel://:pw@h1:26379,h2:26379/mymaster?sentinel_password=spw"),
+///     "redis+sentinel://***@h1:26379,h2:26379/mymaster?sentinel_password=***"
+/// );
+/// assert_eq!(
+///     redact_url("redis://u:pw@h1:7000/,redis://u:pw@h2:7001/"),
+///     "redis://***@h1:7000/,redis://***@h2:7001/"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
+    let urls = split_list(url);
+    let with_userinfo = urls.iter().filter(|u| u.contains('@')).count();
+    if urls.len() > 1 && (with_userinfo == 0 || with_userinfo == urls.len()) {
+        urls.iter()
+            .map(|u| redact_one(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        redact_one(url)
+    }
+}
+
+/// `text` cut before every comma that starts another URL (`,scheme://`).
+fn split_list(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (comma, _) in text.match_indices(',') {
+        let next = &text[comma + 1..];
+        let scheme_len = next.find("://").filter(|&end| {
+            end > 0
+                && next[..end].starts_with(|c: char| c.is_ascii_alphabetic())
+                && next[..end]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        });
+        if scheme_len.is_some() {
+            pieces.push(&text[start..comma]);
+            start = comma + 1;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// One URL redacted (see [`redact_url`]).
+fn redact_one(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
@@ -180,6 +241,37 @@ mod tests {
             (
                 "unix:///tmp/r.sock?password=s3cretpass",
                 "unix:///tmp/r.sock?password=***",
+            ),
+            // Sentinel and cluster URLs: one user info for the host list.
+            (
+                "redis+sentinel://app:s3cretpass@h1:26379,h2:26380/mymaster/2",
+                "redis+sentinel://***@h1:26379,h2:26380/mymaster/2",
+            ),
+            (
+                "rediss+cluster://app:s3cretpass@h1:7000,h2:7001",
+                "rediss+cluster://***@h1:7000,h2:7001",
+            ),
+            (
+                "redis+sentinel://h1,h2/m?sentinel_username=u&sentinel_password=s3cretpass",
+                "redis+sentinel://h1,h2/m?sentinel_username=***&sentinel_password=***",
+            ),
+            // Lists of whole URLs (a cluster's nodes), URL by URL.
+            (
+                "redis://u:s3cretpass@h1:7000/,rediss://u:s3cretpass@h2:7001/",
+                "redis://***@h1:7000/,rediss://***@h2:7001/",
+            ),
+            (
+                "redis://h1:7000/?pass=s3cretpass,redis://h2:7001/",
+                "redis://h1:7000/?pass=***,redis://h2:7001/",
+            ),
+            // A password that looks like a list: one URL, masked to its last @.
+            (
+                "redis://u:s3cret,redis://pass@h2:7001/",
+                "redis://***@h2:7001/",
+            ),
+            (
+                "redis://h1:7000/,redis://u:s3cretpass@h2:7001/",
+                "redis://***@h2:7001/",
             ),
         ] {
             assert_eq!(redact_url(url), want, "{url}");

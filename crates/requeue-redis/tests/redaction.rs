@@ -77,6 +77,58 @@ fn a_password_in_the_url_never_shows() {
     let chain = Chain(&error).to_string();
     assert_eq!(chain.matches("refused").count(), 1, "{chain}");
 
+    // Cluster and Sentinel URLs, unreachable: the same, for every host.
+    let (p1, p2) = (free_port(), free_port());
+    let cluster = RedisQueue::<String>::cluster_builder(
+        [
+            format!("redis://admin:{PASSWORD}@127.0.0.1:{p1}/"),
+            format!("redis://admin:{PASSWORD}@127.0.0.1:{p2}/"),
+        ],
+        "q",
+    );
+    let sentinel = RedisQueue::<String>::builder(
+        format!(
+            "redis+sentinel://admin:{PASSWORD}@127.0.0.1:{p1},127.0.0.1:{p2}/mymaster?sentinel_password={PASSWORD}"
+        ),
+        "q",
+    );
+    let cluster_url = RedisQueue::<String>::builder(
+        format!("redis+cluster://admin:{PASSWORD}@127.0.0.1:{p1},127.0.0.1:{p2}"),
+        "q",
+    );
+    for (builder, shown) in [
+        (
+            cluster,
+            format!("redis://***@127.0.0.1:{p1}/,redis://***@127.0.0.1:{p2}/"),
+        ),
+        (
+            sentinel,
+            format!(
+                "redis+sentinel://***@127.0.0.1:{p1},127.0.0.1:{p2}/mymaster?sentinel_password=***"
+            ),
+        ),
+        (
+            cluster_url,
+            format!("redis+cluster://***@127.0.0.1:{p1},127.0.0.1:{p2}"),
+        ),
+    ] {
+        let debug = format!("{builder:?}");
+        assert!(
+            !debug.contains(PASSWORD) && debug.contains(&shown),
+            "{debug}"
+        );
+        let error = builder.build_blocking().unwrap_err();
+        assert!(matches!(error, Error::Connect { .. }), "{error:?}");
+        for text in [
+            error.to_string(),
+            format!("{error:?}"),
+            Chain(&error).to_string(),
+        ] {
+            assert!(!text.contains(PASSWORD), "{text}");
+            assert!(text.contains(&shown), "{text}");
+        }
+    }
+
     // Connected: Redis 7's default user has no password, so AUTH with any
     // password succeeds for it.
     let mut server = LocalServer::start_with(LocalServerOptions {

@@ -68,6 +68,12 @@ pub struct LocalServerOptions {
     pub program: Option<PathBuf>,
     /// More `--option value` arguments, appended last.
     pub extra_args: Vec<String>,
+    /// Run as a Redis Sentinel (`redis-server sentinel.conf --sentinel`)
+    /// whose configuration file, in the server's directory, starts with
+    /// these lines (`sentinel monitor …`); Sentinel rewrites the file as
+    /// it learns, so a restart keeps what it knew. `None` (default): a
+    /// Redis server.
+    pub sentinel: Option<String>,
 }
 
 impl Default for LocalServerOptions {
@@ -78,6 +84,7 @@ impl Default for LocalServerOptions {
             startup_timeout: Duration::from_secs(10),
             program: None,
             extra_args: Vec::new(),
+            sentinel: None,
         }
     }
 }
@@ -146,6 +153,9 @@ impl LocalServer {
             running: None,
             dir,
         };
+        if let Some(config) = &server.options.sentinel {
+            fs::write(server.sentinel_config(), config)?;
+        }
         server.launch(false)?;
         Ok(server)
     }
@@ -202,30 +212,44 @@ impl LocalServer {
         self.dir.path().join("redis-server.log")
     }
 
+    /// Where a Sentinel keeps its configuration.
+    fn sentinel_config(&self) -> PathBuf {
+        self.dir.path().join("sentinel.conf")
+    }
+
     fn args(&self, port: u16) -> Vec<String> {
         let yes_no = |b: bool| if b { "yes" } else { "no" };
-        let mut args: Vec<String> = [
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--dir",
-            &self.dir.path().to_string_lossy(),
-            "--save",
-            "",
-            "--appendonly",
-            yes_no(self.options.appendonly),
-            "--appendfsync",
-            self.options.appendfsync.as_arg(),
-            "--maxmemory-policy",
-            "noeviction",
-            "--protected-mode",
-            "yes",
-            "--daemonize",
-            "no",
-        ]
-        .map(String::from)
-        .to_vec();
+        // Sentinel reads its configuration file from the first argument.
+        let mut args: Vec<String> = match self.options.sentinel {
+            Some(_) => vec![
+                self.sentinel_config().to_string_lossy().into_owned(),
+                "--sentinel".into(),
+            ],
+            None => Vec::new(),
+        };
+        args.extend(
+            [
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--dir",
+                &self.dir.path().to_string_lossy(),
+                "--save",
+                "",
+                "--appendonly",
+                yes_no(self.options.appendonly),
+                "--appendfsync",
+                self.options.appendfsync.as_arg(),
+                "--maxmemory-policy",
+                "noeviction",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+            ]
+            .map(String::from),
+        );
         args.extend(self.options.extra_args.iter().cloned());
         args
     }

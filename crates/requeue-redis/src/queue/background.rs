@@ -3,9 +3,9 @@
 //! polling). The renewer and the unfinished-work tick are core's
 //! (`requeue::engine::remote`).
 
+use super::connection::{Conn, Connector};
 use super::shared::Shared;
 
-use redis::aio::MultiplexedConnection;
 use requeue::engine::remote::retry_backoff;
 use requeue::queue::Key;
 use std::sync::Arc;
@@ -20,10 +20,10 @@ pub(crate) const WAKE_CAP: Duration = Duration::from_secs(5);
 /// idle, and wakes the getters when it pops one.
 pub(crate) async fn wait_for_marker<T: Key>(
     shared: Arc<Shared<T>>,
-    client: redis::Client,
+    connector: Connector,
     cancel: CancellationToken,
 ) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     let mut backoff = retry_backoff(Duration::from_millis(50));
     loop {
         // Only block while a getter waits, so this process never takes a
@@ -41,11 +41,8 @@ pub(crate) async fn wait_for_marker<T: Key>(
         let connection = match conn.as_mut() {
             Some(c) => c,
             None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
-                    .set_connection_timeout(Some(Duration::from_secs(2)));
-                match client
-                    .get_multiplexed_async_connection_with_config(&config)
+                match connector
+                    .connect_blocking(Duration::from_secs(2), WAKE_CAP)
                     .await
                 {
                     Ok(c) => {

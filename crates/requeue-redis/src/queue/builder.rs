@@ -1,5 +1,7 @@
 //! Configuring and connecting a [`RedisQueue`].
 
+use super::connection::{Connector, Timeouts};
+use super::deployment::Deployment;
 use super::pipeline::Pipeline;
 use super::shared::{Shared, Stats, Time};
 use super::{Engine, RedisQueue, background};
@@ -8,7 +10,6 @@ use crate::keys::QueueKeys;
 use crate::ops::{GetArgs, LimiterSpec};
 use crate::redact::RedactedUrl;
 use crate::scripts::Scripts;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use requeue::clock::{FakeClock, SharedClock};
 use requeue::engine::codec::{DefaultCodec, KeyCodec};
 use requeue::engine::remote::{self, LeaseKeeper};
@@ -27,7 +28,12 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Builds a [`RedisQueue`]; see [`RedisQueue::builder`]. Its `Debug`
 /// shows the URL without credentials.
 pub struct RedisQueueBuilder<T> {
+    /// What messages call the deployment: the URL, the caller's client's
+    /// address, or the cluster nodes' URLs joined by commas. Always shown
+    /// redacted.
     url: String,
+    /// Where to connect (see `Target`).
+    target: Target,
     name: String,
     lease: Duration,
     limiter: LimiterSpec,
@@ -40,9 +46,6 @@ pub struct RedisQueueBuilder<T> {
     response_timeout: Duration,
     connect_timeout: Duration,
     tls: Option<redis::TlsCertificates>,
-    /// The caller's client (`builder_with_client`), used instead of one
-    /// opened from `url` (which then only names the server in messages).
-    client: Option<redis::Client>,
     /// The caller's runtime (`runtime`), used instead of an owned one.
     runtime: Option<tokio::runtime::Handle>,
     metrics: Option<Arc<dyn MetricsProvider>>,
@@ -60,7 +63,7 @@ impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
             .field("batch", &self.batch)
             .field("prefetch", &self.prefetch)
             .field("tls", &self.tls.is_some())
-            .field("own_client", &self.client.is_some())
+            .field("own_client", &matches!(self.target, Target::Client(_)))
             .field("caller_runtime", &self.runtime.is_some())
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -69,10 +72,22 @@ impl<T> std::fmt::Debug for RedisQueueBuilder<T> {
 }
 
 impl<T: Key> RedisQueue<T> {
-    /// A builder for the queue `name` on the Redis at `url`
-    /// (`redis://host:port/db`, `redis://user:password@host:port/db`),
-    /// with `T`'s natural codec. The queue's `Debug`, errors and log lines
-    /// show the URL without its credentials.
+    /// A builder for the queue `name` on the Redis at `url`, with `T`'s
+    /// natural codec. The queue's `Debug`, errors and log lines show the
+    /// URL without its credentials. The URL also says which kind of
+    /// deployment it is:
+    ///
+    /// | URL | deployment |
+    /// |---|---|
+    /// | `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS), `redis+unix:///path` | one server |
+    /// | `redis+cluster://[user:password@]host:port[,host:port…]`, `rediss+cluster://…` | a Redis Cluster, discovered from any of the listed nodes (as [`cluster_builder`](Self::cluster_builder)) |
+    /// | `redis+sentinel://[user:password@]host:port[,host:port…]/<master name>[/db]`, `rediss+sentinel://…` | the master the listed sentinels (port 26379 when left out) monitor under that name; after a failover the queue asks them again |
+    ///
+    /// The user and password of a cluster or sentinel URL are the data
+    /// nodes'; sentinels with a password of their own take
+    /// `?sentinel_username=…&sentinel_password=…`. Parts are
+    /// percent-decoded. See the repository's `docs/redis.md` §10 for what
+    /// each deployment guarantees.
     pub fn builder(url: impl Into<String>, name: impl Into<String>) -> RedisQueueBuilder<T>
     where
         T: DefaultCodec,
@@ -93,7 +108,34 @@ impl<T: Key> RedisQueue<T> {
     {
         let address = client.get_connection_info().addr().to_string();
         let mut builder = Self::builder_with_codec(address, name, T::default_codec());
-        builder.client = Some(client);
+        builder.target = Target::Client(Box::new(client));
+        builder
+    }
+
+    /// A builder for the queue `name` on the Redis Cluster that `nodes`
+    /// belong to: the URLs (`redis://[user:password@]host:port`, or
+    /// `rediss://` over TLS) of one or more of its nodes, all with the same
+    /// credentials; the rest of the cluster is discovered from them.
+    ///
+    /// The queue's keys share one hash tag, so the whole queue lives in
+    /// one slot and every script runs on the node that owns it. The
+    /// connection follows `MOVED` and `ASK` redirects and retries
+    /// `TRYAGAIN` (a slot being migrated) with short waits for up to twice
+    /// the [`response_timeout`](RedisQueueBuilder::response_timeout),
+    /// after which the queue's own retries take over; scripts missing on
+    /// a node (`NOSCRIPT`, after a failover or a new node) are loaded
+    /// again. The same is reached with a `redis+cluster://` URL in
+    /// [`builder`](Self::builder).
+    pub fn cluster_builder<S: Into<String>>(
+        nodes: impl IntoIterator<Item = S>,
+        name: impl Into<String>,
+    ) -> RedisQueueBuilder<T>
+    where
+        T: DefaultCodec,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut builder = Self::builder_with_codec(nodes.join(","), name, T::default_codec());
+        builder.target = Target::ClusterNodes(nodes);
         builder
     }
 
@@ -105,6 +147,7 @@ impl<T: Key> RedisQueue<T> {
     ) -> RedisQueueBuilder<T> {
         RedisQueueBuilder {
             url: url.into(),
+            target: Target::Url,
             name: name.into(),
             lease: DEFAULT_LEASE,
             limiter: LimiterSpec::default_controller(),
@@ -116,7 +159,6 @@ impl<T: Key> RedisQueue<T> {
             prefetch: super::ahead::DEFAULT_PREFETCH,
             response_timeout: Duration::from_secs(5),
             tls: None,
-            client: None,
             runtime: None,
             connect_timeout: Duration::from_secs(2),
             metrics: None,
@@ -226,9 +268,10 @@ impl<T: Key> RedisQueueBuilder<T> {
     }
 
     /// Trust `root_cert_pem` (a PEM CA certificate, e.g. a managed Redis
-    /// provider's) for a `rediss://` URL, instead of the system's roots.
-    /// Without it, `rediss://` checks the server against the system's
-    /// trusted certificates.
+    /// provider's) for a `rediss://` URL (also `rediss+cluster://`,
+    /// `rediss+sentinel://` and `rediss://` cluster nodes), instead of the
+    /// system's roots. Without it, `rediss://` checks the server against
+    /// the system's trusted certificates.
     pub fn tls_root_cert(mut self, root_cert_pem: impl Into<Vec<u8>>) -> Self {
         self.tls
             .get_or_insert(redis::TlsCertificates {
@@ -300,14 +343,26 @@ impl<T: Key> RedisQueueBuilder<T> {
         if self.batch == 0 {
             return Err(Error::InvalidConfig("the batch must be at least 1".into()));
         }
-        let client = match self.client.clone() {
-            Some(client) => client,
-            None => {
-                connect_client(&self.url, self.tls.as_ref()).map_err(|source| Error::Connect {
-                    url: RedactedUrl::new(&self.url),
-                    source,
-                })?
+        let refused = |source| Error::Connect {
+            url: RedactedUrl::new(&self.url),
+            source,
+        };
+        let timeouts = self.timeouts();
+        let tls = self.tls.as_ref();
+        let connector = match &self.target {
+            Target::Client(client) => Connector::Single(client.clone()),
+            Target::Url => {
+                let deployment = Deployment::of(&self.url)?;
+                Connector::for_deployment(&deployment, tls, timeouts, background::WAKE_CAP)
+                    .map_err(refused)?
             }
+            Target::ClusterNodes(nodes) => Connector::for_deployment(
+                &Deployment::Cluster(nodes.clone()),
+                tls,
+                timeouts,
+                background::WAKE_CAP,
+            )
+            .map_err(refused)?,
         };
         let runtime = match &self.runtime {
             Some(handle) => OwnedRuntime::Borrowed(handle.clone()),
@@ -331,10 +386,28 @@ impl<T: Key> RedisQueueBuilder<T> {
             Prepared {
                 builder: self,
                 keys,
-                client,
+                connector,
             },
         ))
     }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: self.connect_timeout,
+            response: self.response_timeout,
+        }
+    }
+}
+
+/// Where the builder connects.
+enum Target {
+    /// Where `url` says (one server, a cluster, or sentinels).
+    Url,
+    /// The caller's client (`builder_with_client`); `url` then only names
+    /// the server in messages.
+    Client(Box<redis::Client>),
+    /// The seed nodes of a cluster (`cluster_builder`).
+    ClusterNodes(Vec<String>),
 }
 
 /// The runtime the queue runs on: its own (which may be dropped anywhere,
@@ -371,13 +444,14 @@ impl Drop for OwnedRuntime {
 struct Prepared<T> {
     builder: RedisQueueBuilder<T>,
     keys: QueueKeys,
-    client: redis::Client,
+    connector: Connector,
 }
 
 /// What `connect` hands to `RedisQueue::start`.
 pub(super) struct Connected<T> {
     pub(super) shared: Arc<Shared<T>>,
-    pub(super) client: redis::Client,
+    /// For the marker waiter's connection.
+    pub(super) connector: Connector,
 }
 
 impl<T: Key> Prepared<T> {
@@ -388,12 +462,9 @@ impl<T: Key> Prepared<T> {
             url: url.clone(),
             source,
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(b.connect_timeout))
-            .set_response_timeout(Some(b.response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let mut conn = ConnectionManager::new_with_config(self.client.clone(), config)
+        let mut conn = self
+            .connector
+            .connect(b.timeouts())
             .await
             .map_err(refused)?;
         redis::cmd("PING")
@@ -449,7 +520,7 @@ impl<T: Key> Prepared<T> {
         });
         Ok(Connected {
             shared,
-            client: self.client,
+            connector: self.connector,
         })
     }
 }
@@ -468,7 +539,7 @@ impl<T: Key> RedisQueue<T> {
         let _ = shared.pipeline.set(pipeline);
         runtime.handle().spawn(background::wait_for_marker(
             shared.clone(),
-            connected.client,
+            connected.connector,
             cancel.clone(),
         ));
         if shared.metrics.is_some() {
@@ -498,26 +569,33 @@ pub fn connect_client(
     tls: Option<&redis::TlsCertificates>,
 ) -> redis::RedisResult<redis::Client> {
     if url.starts_with("rediss://") {
-        // One process-wide provider; another already installed (by the
-        // program, or an earlier queue) is kept. ring, because it builds
-        // with a C compiler alone (aws-lc-rs needs more tooling); rustls
-        // marks it deprecated for lacking post-quantum key exchange, which
-        // a program that wants it gets by installing aws-lc-rs first.
-        #[allow(deprecated)]
-        let provider = rustls::crypto::ring::default_provider();
-        let _ = provider.install_default();
+        install_tls_provider();
     }
     match tls {
-        Some(certs) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: certs.client_tls.as_ref().map(|c| redis::ClientTlsConfig {
-                    client_cert: c.client_cert.clone(),
-                    client_key: c.client_key.clone(),
-                }),
-                root_cert: certs.root_cert.clone(),
-            },
-        ),
+        Some(certs) => redis::Client::build_with_tls(url, copy_certificates(certs)),
         None => redis::Client::open(url),
+    }
+}
+
+/// Installs rustls's process-wide crypto provider for TLS connections;
+/// another already installed (by the program, or an earlier queue) is
+/// kept. ring, because it builds with a C compiler alone (aws-lc-rs needs
+/// more tooling); rustls marks it deprecated for lacking post-quantum key
+/// exchange, which a program that wants it gets by installing aws-lc-rs
+/// first.
+pub(super) fn install_tls_provider() {
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let _ = provider.install_default();
+}
+
+/// A copy of `certs` (the redis crate's type is not `Clone`).
+pub(super) fn copy_certificates(certs: &redis::TlsCertificates) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: certs.client_tls.as_ref().map(|c| redis::ClientTlsConfig {
+            client_cert: c.client_cert.clone(),
+            client_key: c.client_key.clone(),
+        }),
+        root_cert: certs.root_cert.clone(),
     }
 }

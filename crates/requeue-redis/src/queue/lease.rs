@@ -181,7 +181,7 @@ fn fenced(code: DoneCode) -> Fenced {
 /// so a re-add parks and `done` queues it: nothing is lost), then the
 /// fenced done; a success's forget rides on the done (one round trip).
 async fn end_once<T: Key>(
-    mut conn: redis::aio::ConnectionManager,
+    mut conn: super::connection::Conn,
     shared: Arc<Shared<T>>,
     raw: Vec<u8>,
     token: Token,

@@ -50,8 +50,11 @@ mod ahead;
 mod background;
 mod blocking;
 mod builder;
+mod connection;
+mod deployment;
 mod lease;
 mod pipeline;
+mod sentinel;
 mod shared;
 
 pub use ahead::DEFAULT_PREFETCH;

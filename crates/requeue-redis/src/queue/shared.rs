@@ -3,9 +3,9 @@
 //! wait on. Everything durable lives in Redis; this is only what a
 //! process needs to renew its leases and to wait without polling.
 
+use super::connection::Conn;
 use crate::keys::QueueKeys;
 use crate::ops::{GetArgs, LimiterSpec, Now, Token};
-use redis::aio::ConnectionManager;
 use requeue::clock::SharedClock;
 use requeue::engine::QueueError;
 use requeue::engine::codec::KeyCodec;
@@ -42,7 +42,8 @@ pub(crate) struct Shared<T> {
     /// For logs and `Debug`: without credentials.
     pub(crate) url: crate::redact::RedactedUrl,
     pub(crate) keys: QueueKeys,
-    pub(crate) conn: ConnectionManager,
+    /// The scripts' connection (one server, a cluster, or the sentinels' master).
+    pub(crate) conn: Conn,
     pub(crate) codec: Arc<dyn KeyCodec<T>>,
     pub(crate) clock: SharedClock,
     pub(crate) time: Time,
@@ -118,7 +119,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
     pub(crate) async fn call<R, F, Fut>(self: &Arc<Self>, call: F) -> Result<R, QueueError>
     where
         R: Send + 'static,
-        F: FnOnce(ConnectionManager, Arc<Self>) -> Fut,
+        F: FnOnce(Conn, Arc<Self>) -> Fut,
         Fut: Future<Output = Result<R, crate::error::Error>> + Send + 'static,
     {
         let fut = call(self.conn.clone(), self.clone());
@@ -134,7 +135,7 @@ impl<T: Send + Sync + 'static> Shared<T> {
     /// queue's runtime (the pipeline's tasks): no hop to another task.
     pub(crate) async fn call_here<R, F, Fut>(self: &Arc<Self>, call: F) -> Result<R, QueueError>
     where
-        F: FnOnce(ConnectionManager, Arc<Self>) -> Fut,
+        F: FnOnce(Conn, Arc<Self>) -> Fut,
         Fut: Future<Output = Result<R, crate::error::Error>>,
     {
         let result = call(self.conn.clone(), self.clone()).await;
@@ -227,14 +228,31 @@ impl<T: Send + Sync + 'static> Shared<T> {
     }
 }
 
-/// Whether an error means the connection (not the request) failed.
+/// Whether an error means the connection (not the request) failed, or the
+/// deployment cannot serve the queue for now: a failover or a slot
+/// migration in progress (which the cluster and sentinel connections
+/// retry for a while before giving up), or a master refusing writes
+/// because too few replicas are connected (`min-replicas-to-write`).
+/// Either way leases are renewed first once it serves again.
 pub(crate) fn is_connection_error(error: &crate::error::Error) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
     match error {
         crate::error::Error::Redis(e) => {
             e.is_io_error()
                 || e.is_connection_dropped()
                 || e.is_connection_refusal()
                 || e.is_timeout()
+                || matches!(
+                    e.kind(),
+                    ErrorKind::Server(
+                        ServerErrorKind::TryAgain
+                            | ServerErrorKind::ClusterDown
+                            | ServerErrorKind::MasterDown
+                            | ServerErrorKind::ReadOnly
+                            | ServerErrorKind::BusyLoading
+                    )
+                )
+                || e.code() == Some("NOREPLICAS")
         }
         crate::error::Error::Connect { .. } => true,
         _ => false,
