@@ -99,6 +99,13 @@ impl<T: Key> RedisQueue<T> {
     /// to: the program's own client, with whatever TLS, credentials or
     /// connection settings it was made with. Messages name its address
     /// (never its credentials).
+    ///
+    /// It takes a client rather than a connection because the queue opens
+    /// two of its own: a multiplexed one for its scripts, with its
+    /// response timeout and reconnection, and one that blocks in
+    /// `BZPOPMIN` while getters wait. That blocking wait on a connection
+    /// the program shares would hold up every command the program sends
+    /// on it.
     pub fn builder_with_client(
         client: redis::Client,
         name: impl Into<String>,
