@@ -528,15 +528,7 @@ async fn resharding_the_queues_slot_under_load_loses_nothing_and_never_doubles_a
 
     // Drain: nothing queued, parked, leased or delayed.
     let mut conn = cluster_connection().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = inspect::inspect(&mut conn, &keys, 10).await.unwrap();
-        if s.depth == 0 && s.dirty == 0 && s.processing_count == 0 && s.delayed == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the queue never drained: {s:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    workload::wait_drained(&mut conn, &keys).await;
     workers.stop().await;
 
     // The queue lives on the last owner only.

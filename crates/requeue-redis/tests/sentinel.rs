@@ -364,15 +364,7 @@ async fn fails_over(how: Failover) {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = inspect::inspect(&mut direct, &keys, 10).await.unwrap();
-        if s.depth == 0 && s.dirty == 0 && s.processing_count == 0 && s.delayed == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the queue never drained: {s:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    workload::wait_drained(&mut direct, &keys).await;
     workers.stop().await;
 
     // The promoted replica had no scripts (`SCRIPT LOAD` is not

@@ -90,30 +90,8 @@ impl History {
     /// Adds `key`, retrying until an add is acknowledged (each attempt
     /// recorded); gives up after `deadline`.
     pub async fn add(&self, queue: &RedisQueue<String>, key: String, deadline: Instant) {
-        loop {
-            let sent = self.seq();
-            let index = {
-                let mut adds = self.adds.lock().unwrap();
-                adds.push(Add {
-                    key: key.clone(),
-                    sent,
-                    acked: None,
-                });
-                adds.len() - 1
-            };
-            match queue.add(key.clone()).await {
-                Ok(_) => {
-                    let acked = self.seq();
-                    self.adds.lock().unwrap()[index].acked = Some(acked);
-                    return;
-                }
-                Err(error) => {
-                    self.error(format!("add: {}", error.error));
-                    assert!(Instant::now() < deadline, "{key}: no add went through");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }
+        self.add_by("add", key, deadline, |key| queue.add(key))
+            .await
     }
 
     /// As [`add`](Self::add), after `delay` (client-go's `AddAfter`).
@@ -124,6 +102,21 @@ impl History {
         delay: Duration,
         deadline: Instant,
     ) {
+        self.add_by("add_after", key, deadline, |key| {
+            queue.add_after(key, delay)
+        })
+        .await
+    }
+
+    /// Sends `key` with `send` until an attempt is acknowledged, recording
+    /// each attempt; gives up after `deadline`.
+    async fn add_by<F, Fut>(&self, what: &str, key: String, deadline: Instant, send: F)
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<requeue::queue::Added, requeue::engine::AddError<String>>,
+            >,
+    {
         loop {
             let sent = self.seq();
             let index = {
@@ -135,14 +128,14 @@ impl History {
                 });
                 adds.len() - 1
             };
-            match queue.add_after(key.clone(), delay).await {
+            match send(key.clone()).await {
                 Ok(_) => {
                     let acked = self.seq();
                     self.adds.lock().unwrap()[index].acked = Some(acked);
                     return;
                 }
                 Err(error) => {
-                    self.error(format!("add_after: {}", error.error));
+                    self.error(format!("{what}: {}", error.error));
                     assert!(Instant::now() < deadline, "{key}: no add went through");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
@@ -327,5 +320,24 @@ async fn work(
             }
         };
         history.intervals.lock().unwrap()[index].outcome = Some(outcome);
+    }
+}
+
+/// Waits (at most 30 s) until the queue holds nothing: nothing queued,
+/// parked, leased or delayed.
+pub async fn wait_drained<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &requeue_redis::keys::QueueKeys,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = requeue_redis::inspect::inspect(conn, keys, 10)
+            .await
+            .unwrap();
+        if s.depth == 0 && s.dirty == 0 && s.processing_count == 0 && s.delayed == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queue never drained: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
