@@ -33,8 +33,6 @@
 //! `deprecatedCount` ↔ `source`, `firstTimestamp`, `lastTimestamp`,
 //! `count`, `reportingController` ↔ `reportingComponent`.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::events::v1 as events;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
@@ -135,7 +133,7 @@ fn from_meta(m: meta::ObjectMeta) -> ObjectMeta {
         name: string(m.name),
         namespace: string(m.namespace),
         resource_version: string(m.resource_version),
-        annotations: m.annotations.unwrap_or_else(BTreeMap::new),
+        annotations: m.annotations.unwrap_or_default(),
     }
 }
 

@@ -72,17 +72,21 @@ impl SeriesOptions {
 
 /// What the recording thread is asked to do.
 enum Command {
-    Record {
-        regarding: ObjectReference,
-        related: Option<ObjectReference>,
-        event_type: EventType,
-        reason: String,
-        action: String,
-        note: String,
-    },
+    /// Boxed: an event is large, the other commands are not.
+    Record(Box<Record>),
     Refresh,
     Finish,
     Stop,
+}
+
+/// One occurrence to record, as the caller gave it.
+struct Record {
+    regarding: ObjectReference,
+    related: Option<ObjectReference>,
+    event_type: EventType,
+    reason: String,
+    action: String,
+    note: String,
 }
 
 /// Records events.k8s.io/v1 events (client-go's `tools/events`
@@ -115,14 +119,14 @@ impl SeriesEventRecorder {
         action: &str,
         note: fmt::Arguments<'_>,
     ) {
-        self.send(Command::Record {
+        self.send(Command::Record(Box::new(Record {
             regarding: regarding.object_reference(),
             related: related.map(Involved::object_reference),
             event_type,
             reason: reason.to_owned(),
             action: action.to_owned(),
             note: note.to_string(),
-        });
+        })));
     }
 
     /// [`eventf`](Self::eventf) with a plain note and no related object.
@@ -341,20 +345,13 @@ pub fn series_recorder_with(
 fn run(recorder: &SeriesRecorder, queue: &Receiver<Command>) {
     for command in queue.iter() {
         match command {
-            Command::Record {
-                regarding,
-                related,
-                event_type,
-                reason,
-                action,
-                note,
-            } => recorder.eventf(
-                &regarding,
-                related.as_ref().map(|r| r as &dyn Involved),
-                event_type,
-                &reason,
-                &action,
-                format_args!("{note}"),
+            Command::Record(record) => recorder.eventf(
+                &record.regarding,
+                record.related.as_ref().map(|r| r as &dyn Involved),
+                record.event_type,
+                &record.reason,
+                &record.action,
+                format_args!("{}", record.note),
             ),
             Command::Refresh => recorder.refresh_existing_series(),
             Command::Finish => recorder.finish_series(),
