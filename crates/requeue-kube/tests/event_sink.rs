@@ -221,7 +221,8 @@ async fn transport_errors_are_retried_a_bounded_number_of_times_with_a_pause() {
     );
 }
 
-#[tokio::test]
+// On a multi-thread runtime too (the others run on a current-thread one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn similar_events_are_aggregated_into_one_patched_event() {
     let (client, mut server) = mock();
     let (recorder, events) = recorder(client, "shop-controller").unwrap();

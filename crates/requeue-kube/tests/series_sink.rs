@@ -141,3 +141,32 @@ async fn a_series_patch_of_a_vanished_event_becomes_a_create() {
     series.shutdown().await;
     assert!(server.next_request().await.is_none());
 }
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_new_events() {
+    let (client, mut server) = mock();
+    let options = SeriesOptions {
+        queue_capacity: 1,
+        ..options()
+    };
+    let (recorder, series) = series_recorder_with(client, options).unwrap();
+    let note = |n: u32| {
+        let pod = ObjectReference::new("Pod", "shop", format!("web-{n}"));
+        recorder.event(&pod, EventType::Normal, "Started", "Starting", "started");
+    };
+
+    note(0);
+    // The recording thread now waits for the server: one event fits in
+    // the queue behind it, the next is dropped.
+    let (first, answer) = next(&mut server).await;
+    note(1);
+    note(2);
+    assert_eq!(series.dropped(), 1);
+    stored(answer, 201, &first.body, 1);
+    let (second, answer) = next(&mut server).await;
+    assert_eq!(second.body["regarding"]["name"], "web-1");
+    stored(answer, 201, &second.body, 2);
+
+    series.shutdown().await;
+    assert!(server.next_request().await.is_none());
+}
