@@ -328,7 +328,7 @@ impl Elector {
         let Some(current) = self.store.get(clock, deadline).await? else {
             let spec = self.our_spec(&LeaseSpec::default(), 0, now.clone(), now.clone())?;
             return match self.store.create(clock, deadline, spec).await? {
-                Write::Done(lease) => Ok(Some(self.term(lease, 0, now, sent_at))),
+                Write::Done(lease) => Ok(Some(self.term(*lease, 0, now, sent_at))),
                 Write::Conflict => {
                     tracing::debug!(lease = %self.lease_path(), identity = %self.identity,
                         "another candidate created the lease first");
@@ -364,7 +364,7 @@ impl Elector {
             .ok_or(LeaderError::TransitionsExhausted)?;
         let ours = self.our_spec(&spec, transitions, now.clone(), now.clone())?;
         match self.store.replace(clock, deadline, &current, ours).await? {
-            Write::Done(lease) => Ok(Some(self.term(lease, transitions, now, sent_at))),
+            Write::Done(lease) => Ok(Some(self.term(*lease, transitions, now, sent_at))),
             Write::Conflict => {
                 tracing::debug!(lease = %self.lease_path(), identity = %self.identity,
                     "another candidate wrote the lease first");

@@ -95,14 +95,14 @@ async fn renew_once(
         .replace(clock, lose_at, &current, spec.clone())
         .await?
     {
-        Write::Done(lease) => Some(lease),
+        Write::Done(lease) => Some(*lease),
         Write::Conflict => match reread(el, term, lose_at).await? {
             Some(holder) => return Ok(Renewal::Superseded(holder)),
             // Still ours (another writer touched the object, or a
             // renewal we gave up on landed late): once more, on the
             // version just read.
             None => match el.store.replace(clock, lose_at, &term.lease, spec).await? {
-                Write::Done(lease) => Some(lease),
+                Write::Done(lease) => Some(*lease),
                 Write::Conflict => None,
             },
         },

@@ -17,7 +17,7 @@ use std::time::{Instant, SystemTime};
 #[derive(Debug)]
 pub(crate) enum Write {
     /// The write was accepted; the Lease as stored (with its new resourceVersion).
-    Done(Lease),
+    Done(Box<Lease>),
     /// 409: someone else wrote (or created) the Lease first.
     Conflict,
 }
@@ -112,7 +112,7 @@ impl Store {
 
 fn settle(result: Result<Lease, kube::Error>) -> Result<Write, LeaderError> {
     match result {
-        Ok(lease) => Ok(Write::Done(lease)),
+        Ok(lease) => Ok(Write::Done(Box::new(lease))),
         Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => {
             Ok(Write::Conflict)
         }
