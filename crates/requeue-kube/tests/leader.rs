@@ -599,3 +599,53 @@ async fn a_stop_fired_before_leading_ends_the_wait() {
         Err(LeaderError::Stopped)
     ));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_controller_runs_only_while_leading_and_stamps_its_writes() {
+    use requeue::controller::{Action, Controller};
+    use requeue::queue::WorkQueue;
+
+    let clock = FakeClock::new();
+    let (elector, mut api) = candidate("a", &clock);
+    let (leadership, _) = lead_new(elector, &mut api, &clock).await;
+    let queue: WorkQueue<String> = WorkQueue::new();
+    queue.add("shop/web".to_owned()).unwrap();
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let running = tokio::spawn({
+        let (stop, token, writes) = (
+            leadership.stop().clone(),
+            leadership.token().clone(),
+            writes.clone(),
+        );
+        let controller = Controller::new(queue.clone(), 1);
+        async move {
+            controller
+                .run_async(&stop, move |key: String| {
+                    let (token, writes) = (token.clone(), writes.clone());
+                    async move {
+                        // A downstream write carries the term's token.
+                        writes.lock().unwrap().push(format!("{key} by {token}"));
+                        Ok::<_, std::io::Error>(Action::Done)
+                    }
+                })
+                .await
+        }
+    });
+    yield_until(|| writes.lock().unwrap().len() == 1).await;
+    assert_eq!(*writes.lock().unwrap(), ["shop/web by 0/a"]);
+    assert!(!running.is_finished());
+    // Another candidate has taken the Lease: the controller stops.
+    advance(&clock, secs(2)).await;
+    expect(&mut api, Method::PUT, LEASE_PATH)
+        .await
+        .fail(409, "Conflict");
+    expect(&mut api, Method::GET, LEASE_PATH)
+        .await
+        .respond(200, &lease("b", 1, "3", "2026-01-01T00:00:02.000000Z"));
+    let summary = tokio::time::timeout(secs(5), running)
+        .await
+        .expect("the controller kept running after leadership was lost")
+        .unwrap();
+    assert_eq!(summary.succeeded, 1);
+    assert_eq!(leadership.loss(), Some(Loss::Superseded(Some("b".into()))));
+}
