@@ -11,7 +11,12 @@
 //! the work makes with [`Leadership::token`] (see [`FencingToken`]), and
 //! when the work has finished, [`release`](Leadership::release) the Lease so
 //! another candidate takes over at once (or drop the `Leadership` and let
-//! the Lease expire).
+//! the Lease expire). [`LeaderElector::run`] does all of this in one call,
+//! as client-go's `Run` (with `ReleaseOnCancel` as
+//! [`release_on_cancel`](LeaderElectorBuilder::release_on_cancel)).
+//!
+//! The elector renews from a tokio task, so it needs a tokio runtime (as
+//! kube's client does).
 //!
 //! ```
 //! # use http::{Request, Response};
@@ -75,6 +80,10 @@
 //!   [`stop`](Leadership::stop) fires before anyone else may take over —
 //!   by a timer, whatever an in-flight request is doing. A renewal that
 //!   finds another holder ends the term at once.
+//!
+//! A stop that fires while an acquiring write is in flight abandons it; if
+//! the write landed, that Lease is never renewed and expires for others
+//! after the lease duration, as after a crash.
 //!
 //! Clock *rates* are trusted, as in client-go: a margin of lease duration
 //! minus renew deadline (5 s by default) absorbs drift and pauses between
@@ -163,6 +172,19 @@ impl fmt::Display for Loss {
     }
 }
 
+/// How a [`LeaderElector::run`] term ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Ended {
+    /// The term's fencing token.
+    pub token: FencingToken,
+    /// Why the term ended before the work returned, if it did (`None`:
+    /// the work returned while still leading, e.g. on shutdown).
+    pub loss: Option<Loss>,
+    /// What releasing did (`None`: not asked to release).
+    pub released: Option<Released>,
+}
+
 /// What [`Leadership::release`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
@@ -182,6 +204,7 @@ pub struct LeaderElectorBuilder {
     lease_duration: Duration,
     renew_deadline: Duration,
     retry_period: Duration,
+    release_on_cancel: bool,
     clock: SharedClock,
 }
 
@@ -194,6 +217,7 @@ impl fmt::Debug for LeaderElectorBuilder {
             .field("lease_duration", &self.lease_duration)
             .field("renew_deadline", &self.renew_deadline)
             .field("retry_period", &self.retry_period)
+            .field("release_on_cancel", &self.release_on_cancel)
             .finish_non_exhaustive()
     }
 }
@@ -220,6 +244,14 @@ impl LeaderElectorBuilder {
         self
     }
 
+    /// Whether [`run`](LeaderElector::run) releases the Lease when its
+    /// work returns (client-go's `ReleaseOnCancel`; default `false`: the
+    /// Lease then expires for others after the lease duration).
+    pub fn release_on_cancel(mut self, release: bool) -> Self {
+        self.release_on_cancel = release;
+        self
+    }
+
     /// Measures every duration (waits, deadlines, request timeouts) on
     /// `clock` instead of the real clock, and takes written timestamps from
     /// its wall time.
@@ -239,6 +271,7 @@ impl LeaderElectorBuilder {
                 store: Store::new(self.client, &self.namespace, &self.name),
                 identity: self.identity,
                 timing,
+                release_on_cancel: self.release_on_cancel,
                 clock: self.clock,
             }),
         })
@@ -269,6 +302,7 @@ pub(crate) struct Elector {
     store: Store,
     identity: String,
     timing: Timing,
+    release_on_cancel: bool,
     clock: SharedClock,
 }
 
@@ -407,6 +441,7 @@ impl LeaderElector {
             lease_duration: DEFAULT_LEASE_DURATION,
             renew_deadline: DEFAULT_RENEW_DEADLINE,
             retry_period: DEFAULT_RETRY_PERIOD,
+            release_on_cancel: false,
             clock: clock::real(),
         }
     }
@@ -444,6 +479,40 @@ impl LeaderElector {
                 return Err(LeaderError::Stopped);
             }
         }
+    }
+
+    /// client-go's `Run`: waits until leading (or `stop` fires:
+    /// [`LeaderError::Stopped`]), then runs `work` with the term's stop
+    /// signal and token (`OnStartedLeading`) and awaits it. The term lasts
+    /// as long as `work`: when it returns (it should return soon after its
+    /// stop fires), the Lease is released if
+    /// [`release_on_cancel`](LeaderElectorBuilder::release_on_cancel) is
+    /// set, else left to expire. The returned [`Ended`] says how the term
+    /// ended (`OnStoppedLeading`).
+    ///
+    /// Releasing only after `work` has returned is what makes
+    /// `ReleaseOnCancel` safe: the next leader cannot start while this
+    /// one's work still runs.
+    pub async fn run<F, Fut>(&self, stop: &Stop, work: F) -> Result<Ended, LeaderError>
+    where
+        F: FnOnce(Stop, FencingToken) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let leadership = self.acquire(stop).await?;
+        let token = leadership.token().clone();
+        work(leadership.stop().clone(), token.clone()).await;
+        let loss = leadership.loss();
+        let released = if self.inner.release_on_cancel {
+            Some(leadership.release().await?)
+        } else {
+            drop(leadership);
+            None
+        };
+        Ok(Ended {
+            token,
+            loss,
+            released,
+        })
     }
 
     fn lead(&self, term: Term, stop: &Stop) -> Leadership {

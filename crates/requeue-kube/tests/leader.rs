@@ -649,3 +649,50 @@ async fn a_controller_runs_only_while_leading_and_stamps_its_writes() {
     assert_eq!(summary.succeeded, 1);
     assert_eq!(leadership.loss(), Some(Loss::Superseded(Some("b".into()))));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn run_releases_on_cancel_only_after_the_work_has_returned() {
+    let clock = FakeClock::new();
+    let (service, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let elector = LeaderElector::builder(
+        kube::Client::new(service, "default"),
+        "default",
+        "lead",
+        "a",
+    )
+    .clock(clock.clone())
+    .release_on_cancel(true)
+    .build()
+    .unwrap();
+    let shutdown = Stop::new();
+    let work_done = Arc::new(Mutex::new(false));
+    let running = tokio::spawn({
+        let (shutdown, work_done) = (shutdown.clone(), work_done.clone());
+        async move {
+            elector
+                .run(&shutdown, |stop, token| async move {
+                    assert_eq!(token, FencingToken::new(0, "a"));
+                    stop.stopped().await;
+                    // Draining in-flight work: the Lease is still held.
+                    tokio::task::yield_now().await;
+                    *work_done.lock().unwrap() = true;
+                })
+                .await
+        }
+    });
+    grant_new_lease(&mut api, "a").await;
+    advance(&clock, secs(2)).await;
+    expect(&mut api, Method::PUT, LEASE_PATH).await.accept("2");
+    shutdown.stop();
+    let release = expect(&mut api, Method::PUT, LEASE_PATH).await;
+    assert!(
+        *work_done.lock().unwrap(),
+        "released only after the work returned"
+    );
+    assert_eq!(release.spec()["holderIdentity"], "");
+    release.accept("3");
+    let ended = running.await.unwrap().unwrap();
+    assert_eq!(ended.token, FencingToken::new(0, "a"));
+    assert_eq!(ended.loss, None);
+    assert_eq!(ended.released, Some(Released::Cleared));
+}
