@@ -9,3 +9,12 @@
 //! crate's default features off and enable k8s-openapi's `v1_NN` feature
 //! in your own `Cargo.toml`, as with kube.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod action;
+pub mod codec;
+pub mod controller;
+pub mod store;
+pub mod trigger;
+
+pub use action::Action;
+pub use controller::KubeController;
