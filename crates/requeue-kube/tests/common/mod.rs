@@ -32,6 +32,7 @@ pub struct Mock {
     senders: HashMap<String, mpsc::UnboundedSender<Vec<Value>>>,
     seen: Arc<Mutex<Vec<String>>>,
     unexpected: Arc<Mutex<Vec<String>>>,
+    writes: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 /// A collection the mock serves: its path and initial objects.
@@ -74,7 +75,8 @@ impl Mock {
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
         let unexpected = Arc::new(Mutex::new(Vec::new()));
-        let (seen2, unexpected2) = (seen.clone(), unexpected.clone());
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let (seen2, unexpected2, writes2) = (seen.clone(), unexpected.clone(), writes.clone());
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
@@ -86,10 +88,18 @@ impl Mock {
                     .push(format!("{} {}?{}", parts.method, path, query));
                 let route = routes.get(&path).cloned();
                 let unexpected = unexpected2.clone();
+                let writes = writes2.clone();
                 // One task per request: a watch waits for its events
                 // without holding up the other requests.
                 tokio::spawn(async move {
                     let body = body.collect_bytes().await.unwrap().to_vec();
+                    if parts.method != Method::GET {
+                        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        writes
+                            .lock()
+                            .unwrap()
+                            .push((format!("{} {path}?{query}", parts.method), json));
+                    }
                     let reply = answer(&parts.method, &query, body, route).await;
                     let response = match reply {
                         Some(bytes) => Response::builder().body(Body::from(bytes)).unwrap(),
@@ -114,7 +124,13 @@ impl Mock {
             senders,
             seen,
             unexpected,
+            writes,
         }
+    }
+
+    /// Every write (PATCH, POST, PUT) so far: `METHOD path?query` and its body.
+    pub fn writes(&self) -> Vec<(String, Value)> {
+        self.writes.lock().unwrap().clone()
     }
 
     /// Answers the next watch request on `path` with `events`.
