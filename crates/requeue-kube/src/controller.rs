@@ -98,6 +98,9 @@ use std::time::Duration;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Trigger<K> = BoxStream<'static, Result<Request<K>, BoxError>>;
+/// What the handler given to requeue's controller returns for a key.
+type Handled<E> =
+    futures_util::future::BoxFuture<'static, Result<requeue::controller::Action, Failed<E>>>;
 
 /// Why a [`KubeController`] could not run.
 #[derive(Debug, thiserror::Error)]
@@ -382,13 +385,7 @@ fn handler<K, Ctx, E, RFut, CFut>(
     error_policy: impl Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     cleanup: impl Fn(ObjectRef<K>, Arc<Ctx>) -> CFut + Send + Sync + 'static,
     context: Arc<Ctx>,
-) -> impl Fn(
-    ObjectRef<K>,
-) -> std::pin::Pin<
-    Box<dyn Future<Output = Result<requeue::controller::Action, Failed<E>>> + Send>,
-> + Send
-+ Sync
-+ 'static
+) -> impl Fn(ObjectRef<K>) -> Handled<E> + Send + Sync + 'static
 where
     K: Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync + 'static,
