@@ -242,7 +242,9 @@ where
     }
 
     /// Re-adds every object of the store every `period`, at low priority
-    /// (requeue's [`Controller::resync`]).
+    /// (requeue's [`Controller::resync`], on the queue's clock). The first
+    /// round comes a period after the start: the initial list has just
+    /// queued every object.
     pub fn resync(mut self, period: Duration) -> Self {
         self.resync = Some(period);
         self
@@ -342,7 +344,18 @@ where
             stop,
         } = self;
         if let Some(period) = resync {
-            inner = inner.resync(period, keys_of(store.clone(), dyntype));
+            // requeue's resync runs a round as the run starts; here that
+            // would only repeat the initial list the watch just queued
+            // (at the same low priority), so the first round is skipped.
+            let keys = keys_of(store.clone(), dyntype);
+            let started = std::sync::atomic::AtomicBool::new(false);
+            inner = inner.resync(period, move || {
+                if started.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    keys()
+                } else {
+                    Vec::new()
+                }
+            });
         }
         if let Some(recorder) = recorder {
             let store = store.clone();

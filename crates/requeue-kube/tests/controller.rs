@@ -306,3 +306,48 @@ async fn metrics_carry_the_controller_label_and_failures_become_warning_events()
         ("ConfigMap", "v1", "default", "bad", "uid-bad")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_re_adds_every_object_of_the_store_each_period() {
+    let mock = Mock::start(vec![collection(CONFIGMAPS, &[cm("a", "1"), cm("b", "1")])]);
+    let clock = FakeClock::new();
+    let queue: WorkQueue<ObjectRef<ConfigMap>> = WorkQueue::builder().clock(clock.clone()).build();
+    let controller = Controller::new(queue.clone(), 1);
+    let counts = controller.clone();
+    let stop = Stop::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let run = tokio::spawn(
+        KubeController::new(
+            controller,
+            Api::default_namespaced(mock.client.clone()),
+            watcher::Config::default(),
+        )
+        .resync(Duration::from_secs(60))
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            |cm: Arc<ConfigMap>, tx: Arc<mpsc::UnboundedSender<String>>| async move {
+                tx.send(cm.name_any()).unwrap();
+                Ok::<_, Boom>(Action::await_change())
+            },
+            |_, _: &Boom, _| Action::backoff(),
+            Arc::new(tx),
+        ),
+    );
+    // The initial list, once: no resync round repeats it at the start.
+    assert_eq!(next(&mut rx, 2).await, ["a", "b"]);
+    for round in 1..=2u64 {
+        // The resync loop sleeps on the fake clock until a period from
+        // its last round: advance only once it does.
+        until(|| {
+            counts.counts().processed() == 2 * round
+                && clock.next_deadline().is_some_and(|due| due > clock.now())
+        })
+        .await;
+        assert_eq!(queue.len(), 0);
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(next(&mut rx, 2).await, ["a", "b"]);
+    }
+    stop.stop();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(summary.succeeded, 6);
+}
