@@ -23,6 +23,11 @@
 //! // The typed decoder says what is wrong with bytes that are no key.
 //! assert!(matches!(codec.decode_ref(b"{}"), Err(DecodeError::Malformed(_))));
 //! assert!(matches!(codec.decode_ref(br#"{"name":""}"#), Err(DecodeError::EmptyName)));
+//!
+//! // What a remote engine's builder takes, e.g. requeue-redis's
+//! // `RedisQueue::builder_with_codec(url, name, codec)`.
+//! let codec: std::sync::Arc<dyn KeyCodec<ObjectRef<ConfigMap>>> = std::sync::Arc::new(codec);
+//! # let _ = codec;
 //! ```
 //!
 //! # Identity

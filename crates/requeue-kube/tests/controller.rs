@@ -351,3 +351,44 @@ async fn resync_re_adds_every_object_of_the_store_each_period() {
     let summary = run.await.unwrap().unwrap();
     assert_eq!(summary.succeeded, 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_reconcile_is_contained_and_retried_with_backoff() {
+    let mock = Mock::start(vec![collection(CONFIGMAPS, &[cm("a", "1")])]);
+    let queue: WorkQueue<ObjectRef<ConfigMap>> = WorkQueue::new();
+    let controller = Controller::new(queue.clone(), 1);
+    let counts = controller.clone();
+    let stop = Stop::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let tries = Arc::new(AtomicU32::new(0));
+    let run = tokio::spawn(
+        KubeController::new(
+            controller,
+            Api::default_namespaced(mock.client.clone()),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(stop.clone())
+        .run(
+            move |_cm: Arc<ConfigMap>, tx: Arc<mpsc::UnboundedSender<String>>| {
+                let attempt = tries.fetch_add(1, Ordering::SeqCst) + 1;
+                async move {
+                    tx.send(format!("try {attempt}")).unwrap();
+                    assert!(attempt > 1, "the first try panics");
+                    Ok::<_, Boom>(Action::await_change())
+                }
+            },
+            |_, _: &Boom, _| Action::await_change(),
+            Arc::new(tx),
+        ),
+    );
+    assert_eq!(next(&mut rx, 1).await, ["try 1"]);
+    assert_eq!(next(&mut rx, 1).await, ["try 2"]);
+    until(|| counts.counts().processed() == 2).await;
+    assert_eq!(queue.num_requeues(&key("a")), 0, "forgotten on success");
+    stop.stop();
+    let summary = run.await.unwrap().unwrap();
+    assert_eq!(
+        (summary.succeeded, summary.failed, summary.panicked),
+        (1, 1, 1)
+    );
+}
