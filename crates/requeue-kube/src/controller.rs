@@ -79,7 +79,7 @@
 
 use crate::action::Action;
 use crate::store::keys_of;
-use crate::trigger::{Request, feed, trigger_owners, trigger_self, trigger_with};
+use crate::trigger::{FeedEnd, Request, feed, trigger_owners, trigger_self, trigger_with};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -366,7 +366,17 @@ where
             .into_iter()
             .map(|requests| {
                 let (queue, stop) = (queue.clone(), stop.clone());
-                tokio::spawn(async move { feed(&queue, requests, &stop).await })
+                tokio::spawn(async move {
+                    let end = feed(&queue, requests, &stop).await;
+                    // A watch stream only ends if its API went away: the
+                    // store (or the owner triggers) stop following changes.
+                    if end == FeedEnd::StreamEnded {
+                        tracing::warn!(
+                            queue = queue.name(),
+                            "a watch stream ended; its changes no longer reach the queue"
+                        );
+                    }
+                })
             })
             .collect();
         let ready = tokio::select! {

@@ -247,3 +247,24 @@ async fn feed_ends_when_stopped_or_when_the_queue_shuts_down() {
         FeedEnd::QueueShutDown
     );
 }
+
+#[tokio::test]
+async fn a_listed_object_that_changes_while_queued_is_raised_to_the_changes_priority() {
+    let mock = Mock::start(vec![collection(CONFIGMAPS, &[cm("a", "1"), cm("b", "1")])]);
+    mock.send(CONFIGMAPS, vec![event("MODIFIED", &cm("b", "2"))]);
+    let api: Api<ConfigMap> = Api::default_namespaced(mock.client.clone());
+    let requests = trigger_self(watcher::watcher(api, watcher::Config::default()), ()).take(3);
+    let queue: WorkQueue<ObjectRef<ConfigMap>> = WorkQueue::new();
+    assert_eq!(
+        within(feed(&queue, requests, &Stop::new())).await,
+        FeedEnd::StreamEnded
+    );
+    assert_eq!(queue.len(), 2, "the change collapsed into the listed add");
+    let first = queue.try_get().unwrap();
+    assert_eq!((first.name.as_str(), first.priority()), ("b", 0));
+    let second = queue.try_get().unwrap();
+    assert_eq!(
+        (second.name.as_str(), second.priority()),
+        ("a", INITIAL_LIST_PRIORITY)
+    );
+}
