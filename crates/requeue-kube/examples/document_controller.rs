@@ -11,15 +11,26 @@
 //!
 //! # From `kube::runtime::Controller`
 //!
-//! The reconciler and error policy are unchanged. The port is this diff
-//! (plus `Action::backoff()` in the error policy if per-key exponential
-//! backoff is wanted instead of a fixed delay):
+//! The same controller on kube-runtime differs in 19 lines (this diff,
+//! checked by compiling both): the imports, the queue, the run's tail, and
+//! the error policy's answer (`Action::backoff()`, per-key exponential
+//! backoff, where kube can only give a fixed delay). `reconcile` is
+//! unchanged.
 //!
 //! ```text
+//! -use futures_util::StreamExt;
 //! -use kube::runtime::controller::{Action, Controller};
-//! +use requeue::{controller::Controller, queue::WorkQueue};
+//! +use requeue::controller::{Controller, Summary};
+//! +use requeue::queue::WorkQueue;
+//! +use requeue_kube::controller::RunError;
 //! +use requeue_kube::{Action, KubeController};
-//! @@ pub async fn run(client: Client, stop: Stop) {
+//!  …
+//! -    Action::requeue(Duration::from_secs(5))
+//! +    Action::backoff()
+//!  …
+//! -pub async fn run(client: Client, stop: Stop) {
+//! +pub async fn run(client: Client, stop: Stop) -> Result<Summary, RunError> {
+//!      let docs = Api::<Document>::all(client.clone());
 //! -    Controller::new(docs, watcher::Config::default())
 //! +    let queue = WorkQueue::builder().name("documents").build();
 //! +    KubeController::new(Controller::new(queue, 4), docs, watcher::Config::default())
@@ -27,8 +38,12 @@
 //! -        .graceful_shutdown_on(async move { stop.stopped().await })
 //! +        .graceful_shutdown_on(stop)
 //!          .run(reconcile, error_policy, Arc::new(Context { client }))
-//! -        .for_each(|_| futures::future::ready(()))
+//! -        .for_each(|_| std::future::ready(()))
 //!          .await
+//!  …
+//! -    run(client, stop).await;
+//! +    let summary = run(client, stop).await?;
+//! +    println!("stopped: {summary:?}");
 //! ```
 //!
 //! To share the queue between replicas, build a `requeue-redis` queue of
