@@ -12,3 +12,11 @@
 
 pub mod events;
 pub mod leader;
+pub mod action;
+pub mod codec;
+pub mod controller;
+pub mod store;
+pub mod trigger;
+
+pub use action::Action;
+pub use controller::KubeController;
