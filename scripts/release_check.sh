@@ -27,6 +27,7 @@ for feature in tokio events prometheus opentelemetry conformance json remote sig
 done
 check -p requeue-bench --no-default-features
 check -p requeue-bench --features redis
+check -p requeue-kube
 echo "release check: every feature builds on its own without warnings"
 
 # 2. The declared rust-version (workspace Cargo.toml) builds everything.
@@ -35,8 +36,14 @@ if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
   rustup toolchain install "$msrv" --profile minimal >/dev/null 2>&1 || true
 fi
 if rustup run "$msrv" rustc --version >/dev/null 2>&1; then
-  CARGO_TARGET_DIR="$target/msrv" cargo "+$msrv" check --workspace --all-features --all-targets
-  echo "release check: rust-version $msrv builds the workspace"
+  CARGO_TARGET_DIR="$target/msrv" cargo "+$msrv" check --workspace --exclude requeue-kube \
+    --all-features --all-targets
+  # requeue-kube declares kube's own minimum (1.89), which is above the
+  # workspace's: its own code is checked on the workspace's toolchain with
+  # that floor lifted, so the only newer need is kube's, which kube states.
+  CARGO_TARGET_DIR="$target/msrv" cargo "+$msrv" check -p requeue-kube \
+    --all-features --all-targets --ignore-rust-version
+  echo "release check: rust-version $msrv builds the workspace (requeue-kube: its code; kube needs 1.89)"
 else
   echo "release check: RUST-VERSION $msrv NOT CHECKED: its toolchain cannot be installed here" >&2
 fi
