@@ -59,7 +59,6 @@ mod convert;
 mod involved;
 mod recorder;
 mod series;
-mod series_sink;
 mod sink;
 
 pub use convert::{
@@ -72,8 +71,7 @@ pub use series::{
     DEFAULT_SERIES_QUEUE_CAPACITY, SeriesEventRecorder, SeriesHandle, SeriesOptions,
     series_recorder, series_recorder_with,
 };
-pub use series_sink::KubeSeriesSink;
-pub use sink::KubeEventSink;
+pub use sink::{ApiSink, CoreV1, EventApi, EventsV1, KubeEventSink, KubeSeriesSink};
 
 /// Why an event recorder or sink could not be set up.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use requeue::clock::{self, SharedClock};
 use requeue::events::{EventType, Involved, ObjectReference, SeriesRecorder};
 use requeue::wait::{Group, Stop};
 
-use super::series_sink::KubeSeriesSink;
+use super::sink::KubeSeriesSink;
 use super::sink::current_runtime;
 
 /// Events a [`SeriesEventRecorder`] may have waiting by default (as the
