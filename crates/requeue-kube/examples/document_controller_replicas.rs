@@ -25,7 +25,8 @@
 #[allow(dead_code)]
 #[path = "document_controller.rs"]
 pub mod document_controller;
-#[allow(dead_code)]
+// The tests' mock API server, shared rather than copied (it allows its
+// own dead code and, being test support, its unwraps).
 #[path = "../tests/common/mod.rs"]
 pub mod mock;
 

@@ -10,11 +10,11 @@
 //! in your own `Cargo.toml`, as with kube.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod events;
-pub mod leader;
 pub mod action;
 pub mod codec;
 pub mod controller;
+pub mod events;
+pub mod leader;
 pub mod store;
 pub mod trigger;
 

@@ -105,9 +105,9 @@ impl History {
     /// The first completed reconcile of `key` at `rv` that started after
     /// `after`, by a replica that was not killed during it.
     pub fn served(&self, key: &str, rv: u64, after: u64) -> Option<&Interval> {
-        self.intervals.iter().find(|i| {
-            i.key == key && i.rv == rv && i.start > after && i.end.is_some() && !i.killed
-        })
+        self.intervals
+            .iter()
+            .find(|i| i.key == key && i.rv == rv && i.start > after && i.end.is_some() && !i.killed)
     }
 
     /// How many reconciles each of `replicas` started after `after`.
