@@ -48,7 +48,8 @@
 //!
 //! To share the queue between replicas, build a `requeue-redis` queue of
 //! `ObjectRef<Document>` with `requeue_kube::codec::ObjectRefCodec` instead
-//! of the `WorkQueue`; nothing else changes.
+//! of the `WorkQueue`; nothing else changes
+//! (`examples/document_controller_replicas.rs` runs three such replicas).
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ObjectMeta, Patch, PatchParams};
