@@ -187,28 +187,48 @@ pub(crate) fn w1_redis_within(
     prefetch: usize,
     window: Window<'_>,
 ) -> Result<Measurement, BenchError> {
+    run_timed("W1", url, n, workers, prefetch, window, false)
+}
+
+/// One timed run of W1 (`concurrent`: false, every add before the first
+/// get) or W3 (`concurrent`: true): `workers` producers add `0..n`,
+/// `workers` consumers take and end them all.
+fn run_timed(
+    workload: &'static str,
+    url: &str,
+    n: u64,
+    workers: usize,
+    prefetch: usize,
+    window: Window<'_>,
+    concurrent: bool,
+) -> Result<Measurement, BenchError> {
     runtime()?.block_on(async {
-        let queue = connect("W1", url, prefetch).await?;
+        let queue = connect(workload, url, prefetch).await?;
         window(Edge::Start)?;
         let start = Instant::now();
-        let adders: Vec<_> = shares(n, workers)
+        let producers: Vec<_> = shares(n, workers)
             .into_iter()
-            .map(|range| tokio::spawn(produce("W1", queue.clone(), range)))
+            .map(|range| tokio::spawn(produce(workload, queue.clone(), range)))
             .collect();
-        for adder in adders {
-            adder.await.map_err(|e| redis_failed("W1", e))??;
+        let joined = async {
+            for producer in producers {
+                producer.await.map_err(|e| redis_failed(workload, e))??;
+            }
+            Ok::<(), BenchError>(())
+        };
+        if concurrent {
+            consume(workload, &queue, n, workers).await?;
+            joined.await?;
+        } else {
+            joined.await?;
+            consume(workload, &queue, n, workers).await?;
         }
-        consume("W1", &queue, n, workers).await?;
         let wall = start.elapsed();
         window(Edge::Stop)?;
-        Ok(Measurement::new(
-            "W1",
-            requeue_redis_name(workers, prefetch > 0),
-            3 * n,
-            n,
-            wall,
-        )
-        .with_memory())
+        // W1 counts each add, get and done as an operation; W3 counts items.
+        let ops = if concurrent { n } else { 3 * n };
+        let name = requeue_redis_name(workers, prefetch > 0);
+        Ok(Measurement::new(workload, name, ops, n, wall).with_memory())
     })
 }
 
@@ -232,25 +252,7 @@ pub(crate) fn w3_redis_within(
     prefetch: usize,
     window: Window<'_>,
 ) -> Result<Measurement, BenchError> {
-    runtime()?.block_on(async {
-        let queue = connect("W3", url, prefetch).await?;
-        window(Edge::Start)?;
-        let start = Instant::now();
-        let producers: Vec<_> = shares(n, workers)
-            .into_iter()
-            .map(|range| tokio::spawn(produce("W3", queue.clone(), range)))
-            .collect();
-        consume("W3", &queue, n, workers).await?;
-        for producer in producers {
-            producer.await.map_err(|e| redis_failed("W3", e))??;
-        }
-        let wall = start.elapsed();
-        window(Edge::Stop)?;
-        Ok(
-            Measurement::new("W3", requeue_redis_name(workers, prefetch > 0), n, n, wall)
-                .with_memory(),
-        )
-    })
+    run_timed("W3", url, n, workers, prefetch, window, true)
 }
 
 /// The floor: `n` items through `LPUSH` then `RPOP` by `workers`
