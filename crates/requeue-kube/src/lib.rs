@@ -20,3 +20,6 @@ pub mod trigger;
 
 pub use action::Action;
 pub use controller::KubeController;
+/// The fencing token of the key the calling reconcile holds (a Redis
+/// lease's; `None` in memory): see [`requeue::controller::fencing_token`].
+pub use requeue::controller::fencing_token;

@@ -226,3 +226,53 @@ async fn a_controller_worker_pays_one_round_trip_per_key() {
     // The first get, one done-and-get per key, the summary's len.
     assert!(calls <= KEYS + 3, "{calls} calls for {KEYS} keys");
 }
+
+/// A controller's handler reads the fencing token of the lease it holds
+/// (`requeue::controller::fencing_token`): exactly the token Redis has for
+/// the key while the handler runs, a new one for each hand-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_reads_the_fencing_token_of_its_lease() {
+    let (queue, _clock) = fresh(0).await;
+    for key in ["a", "b", "c"] {
+        queue.add(key.into()).await.unwrap();
+    }
+    let keys = QueueKeys::new(queue.name()).unwrap();
+    let conn = support::connect(&support::server().url()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = Stop::new();
+    let controller = Controller::new(queue.clone(), 2);
+    {
+        let (seen, stop_in_handler) = (seen.clone(), stop.clone());
+        let owners = keys.owners().to_string();
+        controller
+            .run_async(&stop, move |key: String| {
+                let (seen, stop, owners) = (seen.clone(), stop_in_handler.clone(), owners.clone());
+                let mut conn = conn.clone();
+                async move {
+                    let token = requeue::controller::fencing_token().expect("a Redis lease");
+                    let held: String = redis::cmd("HGET")
+                        .arg(&owners)
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    assert_eq!(held, token, "{key}: the token Redis holds");
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(token);
+                    if seen.len() == 3 {
+                        stop.stop();
+                    }
+                    Ok::<_, std::convert::Infallible>(Action::Done)
+                }
+            })
+            .await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 3, "{seen:?}");
+    assert_eq!(
+        requeue::controller::fencing_token(),
+        None,
+        "only inside a handler"
+    );
+}

@@ -81,6 +81,7 @@
 //! The async runner only returns once every worker has finished its key.
 
 mod cause;
+mod fencing;
 mod handler;
 mod outcome;
 mod policy;
@@ -93,6 +94,7 @@ mod worker;
 pub use crate::handout::Action;
 /// Re-exported from [`crate::metrics`], where they live.
 pub use crate::metrics::{ControllerMetrics, ReconcileResult};
+pub use fencing::fencing_token;
 pub use outcome::{Counts, Summary};
 pub use policy::{ErrorPolicy, Failure, RECONCILE_ERROR, RetryOnError};
 #[cfg(feature = "tokio")]

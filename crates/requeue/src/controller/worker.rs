@@ -114,7 +114,7 @@ impl<T: Key + fmt::Debug, Q: AsyncQueue<T>, P> Controller<T, Q, P> {
             self.report(|m| m.active_workers(1));
             let clock = self.queue.clock();
             let started = clock.now();
-            let outcome = handler.reconcile(&item).await;
+            let outcome = super::fencing::with_token(item.token(), handler.reconcile(&item)).await;
             let took = clock.now().saturating_duration_since(started);
             self.report(|m| {
                 m.active_workers(-1);
