@@ -1,0 +1,11 @@
+//! requeue's work-queue semantics on PostgreSQL (in progress: issue 19).
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`schema`] | the schema name, the embedded migrations and [`schema::migrate`] |
+//! | [`local_server`] | a throwaway PostgreSQL cluster for tests and benchmarks |
+//!
+//! The design, the data model and the state rules are in `docs/postgres.md`.
+#![deny(missing_docs)]
+
+pub mod local_server;
