@@ -54,7 +54,10 @@ async fn serves_on_loopback_with_fsync_and_keeps_commits_across_kill9() {
         .unwrap();
     assert_eq!(count, 100, "committed rows survive a crash");
     let log = std::fs::read_to_string(server.log_path()).unwrap();
-    assert!(log.contains("not properly shut down"), "it ran crash recovery");
+    assert!(
+        log.contains("not properly shut down"),
+        "it ran crash recovery"
+    );
 }
 
 #[tokio::test]
@@ -133,14 +136,22 @@ fn child_holds_a_server_until_killed() {
         ..LocalServerOptions::default()
     })
     .unwrap();
-    println!("SERVER {} {}", server.pid().unwrap(), server.dir().display());
+    println!(
+        "SERVER {} {}",
+        server.pid().unwrap(),
+        server.dir().display()
+    );
     std::thread::sleep(Duration::from_secs(120));
 }
 
 #[test]
 fn a_killed_owner_leaves_no_server_behind() {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_holds_a_server_until_killed", "--nocapture"])
+        .args([
+            "--exact",
+            "child_holds_a_server_until_killed",
+            "--nocapture",
+        ])
         .env(CHILD_ENV, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

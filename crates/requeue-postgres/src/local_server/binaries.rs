@@ -55,7 +55,8 @@ fn checked(dir: PathBuf) -> io::Result<PathBuf> {
 /// `/usr/local/bin/initdb` style links point into the version's bin).
 fn has_server(dir: &Path) -> bool {
     ["initdb", "postgres"].iter().all(|name| {
-        fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        fs::metadata(dir.join(name))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     })
 }
 

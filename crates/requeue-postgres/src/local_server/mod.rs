@@ -111,9 +111,7 @@ impl LocalServer {
     pub fn start_with(options: LocalServerOptions) -> io::Result<Self> {
         let bin = binaries::bin_dir(options.bin_dir.as_deref())?;
         let user = binaries::server_user(options.os_user.as_deref())?;
-        let dir = tempfile::Builder::new()
-            .prefix("requeue-pg-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("requeue-pg-").tempdir()?;
         let mut server = LocalServer {
             run_as: binaries::run_as_prefix(user.as_deref()),
             options,
@@ -204,10 +202,13 @@ impl LocalServer {
     /// `initdb` as the server's user, output into the log.
     fn initdb(&self) -> io::Result<()> {
         let mut command = self.command("initdb");
-        command
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-U", USER, "--auth=trust", "--encoding=UTF8", "--locale=C"]);
+        command.arg("-D").arg(self.data_dir()).args([
+            "-U",
+            USER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+        ]);
         if !self.options.fsync {
             command.arg("--no-sync");
         }

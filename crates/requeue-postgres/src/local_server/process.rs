@@ -184,8 +184,7 @@ fn wait_gone(pids: &[u32], grace: Duration) {
     while Instant::now() < deadline
         && pids.iter().any(|pid| {
             // A zombie has exited; it only waits to be reaped.
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|stat| !stat.contains(") Z "))
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
         })
     {
         thread::sleep(POLL);
