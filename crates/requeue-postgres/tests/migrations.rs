@@ -135,29 +135,30 @@ async fn the_table_enforces_the_state_rules() {
     let insert = |values: &str| {
         format!(
             "INSERT INTO {items} (queue_id, key, state, dirty, seq, due_us, lease_us, token, \
-             failures, added_us) VALUES {values}"
+             nonce, failures, added_us) VALUES {values}"
         )
     };
     // One valid row per state (parked = processing and dirty).
     for row in [
-        "(1, 'q', 'q', true, 1, NULL, NULL, NULL, 0, 10)",
-        "(1, 'p', 'p', false, NULL, NULL, 100, 2, 0, NULL)",
-        "(1, 'parked', 'p', true, NULL, NULL, 100, 3, 0, 10)",
-        "(1, 'd', 'd', false, NULL, 50, NULL, NULL, 0, NULL)",
-        "(1, 'i', 'i', false, NULL, NULL, NULL, NULL, 2, NULL)",
+        "(1, 'q', 'q', true, 1, NULL, NULL, NULL, NULL, 0, 10)",
+        "(1, 'p', 'p', false, NULL, NULL, 100, 2, 7, 0, NULL)",
+        "(1, 'parked', 'p', true, NULL, NULL, 100, 3, 7, 0, 10)",
+        "(1, 'd', 'd', false, NULL, 50, NULL, NULL, NULL, 0, NULL)",
+        "(1, 'i', 'i', false, NULL, NULL, NULL, NULL, NULL, 2, NULL)",
     ] {
         sqlx::query(&insert(row)).execute(&mut conn).await.unwrap();
     }
     // Each breaks one rule.
     for row in [
-        "(1, 'x1', 'q', false, 1, NULL, NULL, NULL, 0, NULL)", // queued, not dirty
-        "(1, 'x2', 'q', true, NULL, NULL, NULL, NULL, 0, 10)", // queued, no position
-        "(1, 'x3', 'p', false, NULL, NULL, 100, NULL, 0, NULL)", // lease without token
-        "(1, 'x4', 'd', true, NULL, 50, NULL, NULL, 0, 10)",   // delayed and dirty
-        "(1, 'x5', 'i', false, NULL, NULL, NULL, NULL, 0, NULL)", // idle, nothing to keep
-        "(1, 'x6', 'q', true, 1, NULL, NULL, NULL, 0, NULL)",  // dirty, no add time
-        "(1, 'x7', 'z', false, NULL, NULL, NULL, NULL, 1, NULL)", // unknown state
-        "(1, 'x8', 'i', false, NULL, NULL, NULL, NULL, -1, NULL)", // negative failures
+        "(1, 'x1', 'q', false, 1, NULL, NULL, NULL, NULL, 0, NULL)", // queued, not dirty
+        "(1, 'x2', 'q', true, NULL, NULL, NULL, NULL, NULL, 0, 10)", // queued, no position
+        "(1, 'x3', 'p', false, NULL, NULL, 100, NULL, NULL, 0, NULL)", // lease without token
+        "(1, 'x4', 'd', true, NULL, 50, NULL, NULL, NULL, 0, 10)",   // delayed and dirty
+        "(1, 'x5', 'i', false, NULL, NULL, NULL, NULL, NULL, 0, NULL)", // idle, nothing to keep
+        "(1, 'x6', 'q', true, 1, NULL, NULL, NULL, NULL, 0, NULL)",  // dirty, no add time
+        "(1, 'x7', 'z', false, NULL, NULL, NULL, NULL, NULL, 1, NULL)", // unknown state
+        "(1, 'x8', 'i', false, NULL, NULL, NULL, NULL, NULL, -1, NULL)", // negative failures
+        "(1, 'x9', 'p', false, NULL, NULL, 100, 4, NULL, 0, NULL)",  // token without nonce
     ] {
         let error = sqlx::query(&insert(row))
             .execute(&mut conn)

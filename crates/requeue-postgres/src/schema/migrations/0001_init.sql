@@ -39,6 +39,12 @@ CREATE TABLE {schema}.items (
   lease_us bigint,
   -- processing: the fencing token of the current lease (from seq).
   token bigint,
+  -- processing: 64 random bits drawn by the claiming client. Fenced
+  -- operations compare token AND nonce: after a failover to an
+  -- asynchronous standby that missed the last claims, the sequence can
+  -- hand out a token again, and the nonce still tells the two leases
+  -- apart (as the Redis engine's "<epoch>:<nonce>" does).
+  nonce bigint,
   -- dirty items: when they were added (the queue-time metric).
   added_us bigint,
   queue_id integer NOT NULL,
@@ -58,13 +64,14 @@ CREATE TABLE {schema}.items (
   CONSTRAINT state_fields CHECK (
     CASE state
       WHEN 'q' THEN dirty AND seq IS NOT NULL AND due_us IS NULL
-        AND lease_us IS NULL AND token IS NULL
+        AND lease_us IS NULL AND token IS NULL AND nonce IS NULL
       WHEN 'p' THEN seq IS NULL AND due_us IS NULL
-        AND lease_us IS NOT NULL AND token IS NOT NULL
+        AND lease_us IS NOT NULL AND token IS NOT NULL AND nonce IS NOT NULL
       WHEN 'd' THEN NOT dirty AND seq IS NULL AND due_us IS NOT NULL
-        AND lease_us IS NULL AND token IS NULL
+        AND lease_us IS NULL AND token IS NULL AND nonce IS NULL
       WHEN 'i' THEN NOT dirty AND failures > 0 AND seq IS NULL
         AND due_us IS NULL AND lease_us IS NULL AND token IS NULL
+        AND nonce IS NULL
       ELSE false
     END
   ),
