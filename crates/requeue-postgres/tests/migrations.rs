@@ -143,6 +143,7 @@ async fn the_table_enforces_the_state_rules() {
         "(1, 'q', 'q', true, 1, NULL, NULL, NULL, NULL, 0, 10)",
         "(1, 'p', 'p', false, NULL, NULL, 100, 2, 7, 0, NULL)",
         "(1, 'parked', 'p', true, NULL, NULL, 100, 3, 7, 0, 10)",
+        "(1, 'p+d', 'p', false, NULL, 50, 100, 4, 7, 0, NULL)", // held and delayed
         "(1, 'd', 'd', false, NULL, 50, NULL, NULL, NULL, 0, NULL)",
         "(1, 'i', 'i', false, NULL, NULL, NULL, NULL, NULL, 2, NULL)",
     ] {
@@ -158,6 +159,7 @@ async fn the_table_enforces_the_state_rules() {
         "(1, 'x6', 'q', true, 1, NULL, NULL, NULL, NULL, 0, NULL)",  // dirty, no add time
         "(1, 'x7', 'z', false, NULL, NULL, NULL, NULL, NULL, 1, NULL)", // unknown state
         "(1, 'x8', 'i', false, NULL, NULL, NULL, NULL, NULL, -1, NULL)", // negative failures
+        "(1, 'x10', 'p', true, NULL, 50, 100, 4, 7, 0, 10)", // parked and delayed
         "(1, 'x9', 'p', false, NULL, NULL, 100, 4, NULL, 0, NULL)",  // token without nonce
     ] {
         let error = sqlx::query(&insert(row))

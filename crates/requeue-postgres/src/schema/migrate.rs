@@ -33,11 +33,18 @@ impl Migration {
 
 /// Every migration this version knows, in order. Append only: a released
 /// migration is never edited (its checksum is checked).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "operations",
+        sql: include_str!("migrations/0002_operations.sql"),
+    },
+];
 
 /// The table that records applied migrations, inside the schema.
 const VERSION_TABLE: &str = "requeue_migrations";

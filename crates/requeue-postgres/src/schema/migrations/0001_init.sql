@@ -32,7 +32,8 @@ CREATE TABLE {schema}.queues (
 CREATE TABLE {schema}.items (
   -- queued: position in FIFO order (from seq), smaller first.
   seq bigint,
-  -- delayed: when it is due, in µs of the server's clock (or fake time).
+  -- delayed (state 'd', or 'p' when re-added with a delay while held):
+  -- when it is due, in µs of the server's clock (or fake time).
   due_us bigint,
   -- processing: the lease's deadline in µs. In no index, so an extend
   -- is a HOT update (no index insertion, reclaimed by page pruning).
@@ -65,7 +66,9 @@ CREATE TABLE {schema}.items (
     CASE state
       WHEN 'q' THEN dirty AND seq IS NOT NULL AND due_us IS NULL
         AND lease_us IS NULL AND token IS NULL AND nonce IS NULL
-      WHEN 'p' THEN seq IS NULL AND due_us IS NULL
+      -- Processing may also be delayed (add_after while held), never
+      -- delayed and parked at once: a delayed item is never dirty.
+      WHEN 'p' THEN seq IS NULL AND NOT (dirty AND due_us IS NOT NULL)
         AND lease_us IS NOT NULL AND token IS NOT NULL AND nonce IS NOT NULL
       WHEN 'd' THEN NOT dirty AND seq IS NULL AND due_us IS NOT NULL
         AND lease_us IS NULL AND token IS NULL AND nonce IS NULL
@@ -97,9 +100,9 @@ CREATE TABLE {schema}.items (
 CREATE INDEX items_ready ON {schema}.items (queue_id, priority DESC, seq)
   WHERE state = 'q';
 
--- Promotion of due delayed items, earliest first.
+-- Promotion of due delayed items, earliest first (held ones included).
 CREATE INDEX items_delayed ON {schema}.items (queue_id, due_us)
-  WHERE state = 'd';
+  WHERE due_us IS NOT NULL;
 
 -- Leases, for reaping: few rows (at most the handlers at work), scanned
 -- with lease_us as a filter, so that lease_us stays out of every index.
