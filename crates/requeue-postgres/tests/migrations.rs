@@ -159,7 +159,7 @@ async fn the_table_enforces_the_state_rules() {
         "(1, 'x6', 'q', true, 1, NULL, NULL, NULL, NULL, 0, NULL)",  // dirty, no add time
         "(1, 'x7', 'z', false, NULL, NULL, NULL, NULL, NULL, 1, NULL)", // unknown state
         "(1, 'x8', 'i', false, NULL, NULL, NULL, NULL, NULL, -1, NULL)", // negative failures
-        "(1, 'x10', 'p', true, NULL, 50, 100, 4, 7, 0, 10)", // parked and delayed
+        "(1, 'x10', 'p', true, NULL, 50, 100, 4, 7, 0, 10)",         // parked and delayed
         "(1, 'x9', 'p', false, NULL, NULL, 100, 4, NULL, 0, NULL)",  // token without nonce
     ] {
         let error = sqlx::query(&insert(row))

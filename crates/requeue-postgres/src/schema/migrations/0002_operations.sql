@@ -243,21 +243,26 @@ BEGIN
     AND p_nonce IS NOT NULL AND p_limit IS NOT NULL,
     'claim: queue, lease, nonce and limit are required');
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
+  -- RETURNING comes in no particular order: the result is sorted back
+  -- into claim order, so a batch is handed out as the queue orders it.
   RETURN QUERY
   WITH picked AS (
-    SELECT i.key, i.added_us FROM {schema}.items i
+    SELECT i.key, i.added_us, i.priority, i.seq FROM {schema}.items i
     WHERE i.queue_id = p_queue AND i.state = 'q'
     ORDER BY i.priority DESC, i.seq
     LIMIT greatest(p_limit, 0)
     FOR UPDATE SKIP LOCKED
+  ), leased AS (
+    UPDATE {schema}.items i
+    SET state = 'p', dirty = false, seq = NULL, added_us = NULL,
+        lease_us = v_now + {schema}.clamp_us(p_lease_us),
+        token = nextval('{schema}.seq'), nonce = p_nonce
+    FROM picked
+    WHERE i.queue_id = p_queue AND i.key = picked.key
+    RETURNING i.key, i.token, picked.added_us, i.lease_us, picked.priority, picked.seq
   )
-  UPDATE {schema}.items i
-  SET state = 'p', dirty = false, seq = NULL, added_us = NULL,
-      lease_us = v_now + {schema}.clamp_us(p_lease_us),
-      token = nextval('{schema}.seq'), nonce = p_nonce
-  FROM picked
-  WHERE i.queue_id = p_queue AND i.key = picked.key
-  RETURNING i.key, i.token, picked.added_us, i.lease_us;
+  SELECT l.key, l.token, l.added_us, l.lease_us FROM leased l
+  ORDER BY l.priority DESC, l.seq;
 END
 $$;
 
