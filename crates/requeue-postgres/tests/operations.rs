@@ -553,3 +553,153 @@ async fn concurrent_claimers_never_share_an_item() {
     }
     assert_eq!(keys.len(), 300);
 }
+
+#[tokio::test]
+async fn concurrent_adds_of_one_key_queue_it_once() {
+    let schema = fresh_schema("addrace");
+    let q = Q::in_schema(&schema, "q").await;
+    let (s, id) = (q.s.clone(), q.id);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = connect().await;
+            let mut codes = Vec::new();
+            for i in 0..20 {
+                let code: i16 = sqlx::query_scalar(&format!("SELECT {s}.add($1, $2)"))
+                    .bind(id)
+                    .bind(format!("k{i}"))
+                    .fetch_one(&mut conn)
+                    .await
+                    .unwrap();
+                codes.push(code);
+            }
+            codes
+        }));
+    }
+    let mut queued = 0;
+    for task in tasks {
+        queued += task.await.unwrap().iter().filter(|c| **c == 1).count();
+    }
+    assert_eq!(queued, 20, "each key queued by exactly one add");
+    let mut q = q;
+    assert_eq!(q.rows().await, 20);
+}
+
+#[tokio::test]
+async fn a_lease_extension_is_a_hot_update() {
+    let mut q = Q::new("hot").await;
+    for i in 0..20 {
+        q.add(&format!("k{i}")).await;
+    }
+    let held = q.claim_n(LEASE, 20).await;
+    let refs: Vec<&Held> = held.iter().collect();
+    let s = q.s.clone();
+    let counters = format!(
+        "SELECT pg_stat_get_xact_tuples_updated('{s}.items'::regclass),
+                pg_stat_get_xact_tuples_hot_updated('{s}.items'::regclass)"
+    );
+    let mut tx = q.conn.begin().await.unwrap();
+    // The backend's pending counters (they may still hold earlier
+    // transactions' counts, so this one's are a difference); within a
+    // transaction they are not flushed, unlike the cumulative statistics.
+    let before: (i64, i64) = sqlx::query_as(&counters).fetch_one(&mut *tx).await.unwrap();
+    // Two rounds: within one transaction no old version can be pruned,
+    // so every version must fit in the page's free space.
+    for round in 1..=2 {
+        let lost: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT * FROM {s}.extend($1, $2, $3, $4, $5, $6)"))
+                .bind(q.id)
+                .bind(refs.iter().map(|h| h.key.clone()).collect::<Vec<_>>())
+                .bind(refs.iter().map(|h| h.token).collect::<Vec<_>>())
+                .bind(refs.iter().map(|h| h.nonce).collect::<Vec<_>>())
+                .bind(LEASE)
+                .bind(q.now + round)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+        assert!(lost.is_empty());
+    }
+    let after: (i64, i64) = sqlx::query_as(&counters).fetch_one(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    let (updated, hot) = (after.0 - before.0, after.1 - before.1);
+    assert_eq!(updated, 40);
+    assert_eq!(hot, updated, "lease_us is in no index: every extend is HOT");
+}
+
+impl Q {
+    /// add_rate_limited with the exponential limiter and/or a bucket.
+    async fn add_limited(
+        &mut self,
+        key: &str,
+        exp: Option<(i64, i64)>,
+        bucket: Option<(f64, f64)>,
+    ) -> (i16, i64) {
+        sqlx::query_as(&format!(
+            "SELECT * FROM {}.add_rate_limited($1, $2, $3, p_base_us => $4, p_max_us => $5, \
+             p_rate => $6, p_burst => $7)",
+            self.s
+        ))
+        .bind(self.id)
+        .bind(key)
+        .bind(self.now)
+        .bind(exp.map(|e| e.0))
+        .bind(exp.map(|e| e.1))
+        .bind(bucket.map(|b| b.0))
+        .bind(bucket.map(|b| b.1))
+        .fetch_one(&mut self.conn)
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_adds_back_off_per_key_until_forget() {
+    let mut q = Q::new("ratelim").await;
+    let exp = Some((5_000, 40_000));
+    assert_eq!(q.add_limited("a", exp, None).await, (3, 5_000));
+    assert_eq!(q.num_requeues("a").await, 1);
+    // Each attempt counts, even when the delay is ignored (earliest wins).
+    assert_eq!(q.add_limited("a", exp, None).await, (0, 10_000));
+    assert_eq!(q.add_limited("a", exp, None).await, (0, 20_000));
+    assert_eq!(q.add_limited("a", exp, None).await, (0, 40_000));
+    assert_eq!(
+        q.add_limited("a", exp, None).await,
+        (0, 40_000),
+        "capped at max"
+    );
+    assert_eq!(q.num_requeues("a").await, 5);
+    assert_eq!(q.row("a").await.unwrap().2, Some(q.now + 5_000));
+    q.forget("a").await;
+    assert_eq!(q.num_requeues("a").await, 0);
+    assert_eq!(
+        q.row("a").await.unwrap().0,
+        "d",
+        "forget keeps the pending delay"
+    );
+}
+
+#[tokio::test]
+async fn the_bucket_is_shared_and_lets_a_burst_through() {
+    let mut q = Q::new("bucket").await;
+    let bucket = Some((10.0, 2.0)); // 10/s: one token per 100 ms
+    assert_eq!(q.add_limited("a", None, bucket).await, (1, 0));
+    assert_eq!(q.add_limited("b", None, bucket).await, (1, 0));
+    assert_eq!(q.add_limited("c", None, bucket).await, (3, 100_000));
+    assert_eq!(q.add_limited("d", None, bucket).await, (3, 200_000));
+    assert_eq!(
+        q.num_requeues("c").await,
+        0,
+        "a bucket alone counts no failures"
+    );
+    q.now += 1_000_000; // refilled
+    assert_eq!(q.add_limited("e", None, bucket).await, (1, 0));
+
+    // Zero rate: the burst, then never.
+    let mut z = Q::new("zero").await;
+    let zero = Some((0.0, 1.0));
+    assert_eq!(z.add_limited("a", None, zero).await, (1, 0));
+    let (code, delay) = z.add_limited("b", None, zero).await;
+    assert_eq!(code, 3);
+    assert_eq!(delay, 9_223_372_036_854_775);
+}

@@ -113,7 +113,9 @@ CREATE INDEX items_processing ON {schema}.items (queue_id)
 -- theoretical arrival time, as the Redis engine keeps it). Updated in
 -- place by each rate-limited add; no indexed column changes, so HOT.
 CREATE TABLE {schema}.limiters (
-  tat_us bigint NOT NULL DEFAULT 0,
+  -- In µs, fractional: the emission interval 1e6/rate is rarely whole,
+  -- and rounding it at each reservation would drift the rate.
+  tat_us double precision NOT NULL DEFAULT 0,
   -- Adds let through a zero-rate bucket's burst (client-go semantics).
   zero_used bigint NOT NULL DEFAULT 0,
   queue_id integer PRIMARY KEY

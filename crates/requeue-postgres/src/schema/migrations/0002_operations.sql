@@ -395,3 +395,102 @@ LANGUAGE sql STABLE AS $$
   SELECT coalesce(
     (SELECT failures FROM {schema}.items WHERE queue_id = p_queue AND key = p_key), 0)
 $$;
+
+-- golang.org/x/time/rate Reserve() on a bucket that starts full, as GCRA
+-- on the queue's shared limiter row: T = 1e6/rate µs; TAT' = max(TAT, now)
+-- + T; wait = TAT' - burst*T - now. A reservation is recorded even when it
+-- must wait. A rate of 0 is x/time/rate's zero limit (the burst, then
+-- never); a burst below 1 can never hold a token (never). Returns the wait
+-- in µs (requeue's NEVER, clamped, for never).
+CREATE FUNCTION {schema}.bucket_wait_us(
+  p_queue integer, p_now bigint, p_rate double precision, p_burst double precision
+) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  v_never constant bigint := {schema}.clamp_us(9223372036854775);
+  v_interval double precision;
+  v_tat double precision;
+  v_used bigint;
+  v_wait double precision;
+BEGIN
+  IF p_burst < 1 THEN
+    RETURN v_never;
+  END IF;
+  INSERT INTO {schema}.limiters (queue_id, tat_us) VALUES (p_queue, p_now)
+  ON CONFLICT DO NOTHING;
+  SELECT l.tat_us, l.zero_used INTO v_tat, v_used FROM {schema}.limiters l
+  WHERE l.queue_id = p_queue FOR UPDATE;
+  IF p_rate <= 0 THEN
+    IF v_used < p_burst THEN
+      UPDATE {schema}.limiters SET zero_used = zero_used + 1 WHERE queue_id = p_queue;
+      RETURN 0;
+    END IF;
+    RETURN v_never;
+  END IF;
+  v_interval := 1000000.0 / p_rate;
+  v_tat := greatest(v_tat, p_now::double precision) + v_interval;
+  UPDATE {schema}.limiters SET tat_us = v_tat WHERE queue_id = p_queue;
+  -- Whole µs (absorbs float noise), never early.
+  v_wait := floor(v_tat - p_burst * v_interval - p_now + 0.5);
+  IF v_wait <= 0 THEN
+    RETURN 0;
+  END IF;
+  RETURN least(v_wait, v_never::double precision)::bigint;
+END
+$$;
+
+-- AddRateLimited = AddAfter(key, MaxOf(configured limiters).When(key)).
+-- Every configured limiter counts the attempt, as MaxOf asks all of them:
+--   p_base_us, p_max_us       ItemExponential (NULL base: not configured)
+--   p_fast_us, p_slow_us,
+--   p_max_fast                ItemFastSlow (NULL fast: not configured)
+--   p_rate, p_burst           TokenBucket, rate in tokens/s (NULL rate:
+--                             not configured)
+-- Returns the add_after code and the delay it asked for (µs).
+CREATE FUNCTION {schema}.add_rate_limited(
+  p_queue integer, p_key text, p_now bigint DEFAULT NULL,
+  p_base_us bigint DEFAULT NULL, p_max_us bigint DEFAULT NULL,
+  p_fast_us bigint DEFAULT NULL, p_slow_us bigint DEFAULT NULL, p_max_fast integer DEFAULT NULL,
+  p_rate double precision DEFAULT NULL, p_burst double precision DEFAULT NULL,
+  p_priority smallint DEFAULT 0, p_promote integer DEFAULT 100
+) RETURNS TABLE (code smallint, delay_us bigint) LANGUAGE plpgsql AS $$
+DECLARE
+  v_now bigint := {schema}.now_us(p_now);
+  v_exponential boolean := p_base_us IS NOT NULL;
+  v_fast_slow boolean := p_fast_us IS NOT NULL;
+  v_limited boolean := p_rate IS NOT NULL;
+  v_n integer := 0;
+  v_delay bigint := 0;
+BEGIN
+  PERFORM {schema}.require(p_queue IS NOT NULL AND p_key IS NOT NULL
+    AND p_priority IS NOT NULL
+    AND (NOT v_exponential OR p_max_us IS NOT NULL)
+    AND (NOT v_fast_slow OR (p_slow_us IS NOT NULL AND p_max_fast IS NOT NULL))
+    AND (NOT v_limited OR (p_burst IS NOT NULL AND p_rate = p_rate AND p_burst = p_burst)),
+    'add_rate_limited: queue, key, priority and each configured limiter''s '
+    'parameters are required (rate and burst not NaN)');
+  PERFORM {schema}.promote(p_queue, v_now, p_promote);
+  -- NumRequeues: the per-key limiters count attempts; a bucket alone
+  -- knows no keys (client-go's BucketRateLimiter.NumRequeues is 0).
+  IF v_exponential OR v_fast_slow THEN
+    INSERT INTO {schema}.items AS i (queue_id, key, state, failures)
+    VALUES (p_queue, p_key, 'i', 1)
+    ON CONFLICT (queue_id, key) DO UPDATE SET failures = least(i.failures, 2147483646) + 1
+    RETURNING i.failures INTO v_n;
+  END IF;
+  IF v_exponential THEN
+    v_delay := greatest(v_delay, {schema}.backoff_us(v_n - 1, p_base_us, p_max_us));
+  END IF;
+  IF v_fast_slow THEN
+    v_delay := greatest(v_delay, {schema}.clamp_us(
+      CASE WHEN v_n <= p_max_fast THEN p_fast_us ELSE p_slow_us END));
+  END IF;
+  IF v_limited THEN
+    v_delay := greatest(v_delay, {schema}.bucket_wait_us(p_queue, v_now, p_rate, p_burst));
+  END IF;
+  INSERT INTO {schema}.stats AS s (queue_id, retries_total) VALUES (p_queue, 1)
+  ON CONFLICT (queue_id) DO UPDATE SET retries_total = s.retries_total + 1;
+  code := {schema}.add_after(p_queue, p_key, v_delay, v_now, p_priority, 0);
+  delay_us := v_delay;
+  RETURN NEXT;
+END
+$$;
