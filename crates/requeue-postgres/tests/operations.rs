@@ -703,3 +703,40 @@ async fn the_bucket_is_shared_and_lets_a_burst_through() {
     assert_eq!(code, 3);
     assert_eq!(delay, 9_223_372_036_854_775);
 }
+
+#[tokio::test]
+async fn extend_skips_a_row_another_transaction_holds() {
+    let mut q = Q::new("extendlock").await;
+    q.add("a").await;
+    q.add("b").await;
+    let held = q.claim_n(1_000, 2).await;
+    // Another session re-adds "a" in an open transaction (parks it).
+    let mut other = connect().await;
+    let mut tx = other.begin().await.unwrap();
+    let code: i16 = sqlx::query_scalar(&format!("SELECT {}.add($1, 'a', $2, 0::smallint, 0)", q.s))
+        .bind(q.id)
+        .bind(q.now)
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(code, 2);
+    // The renewal does not wait for it, and "a" is not reported lost.
+    let stranger = Held {
+        key: "zzz".into(),
+        ..held[0].clone()
+    };
+    let lost = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        q.extend(&[&held[0], &held[1], &stranger], 50_000),
+    )
+    .await
+    .expect("extend must not wait for the other transaction")
+    .unwrap();
+    assert_eq!(lost, ["zzz"]);
+    tx.commit().await.unwrap();
+    q.now += 1_000;
+    // "b" was renewed; "a" was skipped, so its lease ran out.
+    assert_eq!(q.reap(0, 0).await, 1);
+    assert_eq!(q.row("a").await.unwrap().0, "q");
+    assert_eq!(q.row("b").await.unwrap().0, "p");
+}

@@ -282,7 +282,7 @@ impl LocalServer {
     /// `same_port`).
     fn launch(&mut self, same_port: bool) -> io::Result<()> {
         let mut last = None;
-        for _ in 0..START_ATTEMPTS {
+        for attempt in 1..=START_ATTEMPTS {
             let port = if same_port {
                 self.port
             } else {
@@ -301,7 +301,10 @@ impl LocalServer {
                 Some(retry) => {
                     drop(running);
                     last = Some(retry);
-                    thread::sleep(POLL * 10);
+                    // Growing pauses (3.6 s in all): a killed server's
+                    // last backends may take a moment to let go of the
+                    // shared memory.
+                    thread::sleep(POLL * 10 * u32::try_from(attempt).unwrap_or(1));
                 }
             }
         }

@@ -139,6 +139,12 @@ impl Running {
         if self.supervisor.try_wait()?.is_some() {
             return Ok(());
         }
+        if kill9 {
+            // Frozen first, so that it forks no backend between the read of
+            // its children and the kills (a missed backend would keep the
+            // shared memory attached, and a restart would refuse to start).
+            let _ = signal("STOP", self.pid);
+        }
         let backends = children(self.pid);
         if !kill9 && signal("INT", self.pid).is_ok() {
             let deadline = Instant::now() + STOP_GRACE;

@@ -8,10 +8,11 @@
 -- error aborts the whole statement: there are no partial writes.
 --
 -- `p_now`: the time in µs, or NULL (production) for the server's clock.
--- Row locks: single rows are locked with FOR UPDATE; scans that may meet
--- rows another session holds (promotion, claiming, reaping) use SKIP
--- LOCKED, so they never wait for a caller's open transaction; the one
--- multi-row waiter (extend) locks its rows in key order.
+-- Row locks: an operation on one key locks that key's row first, holding
+-- no other lock while it may wait; everything else (promotion, claiming,
+-- reaping, renewal) uses SKIP LOCKED and never waits, so no operation can
+-- close a deadlock cycle, nor wait for a caller's open transaction except
+-- on the very key that transaction touched.
 
 -- Now in µs: the fake time if given, else the server's clock, read once
 -- per statement (statement_timestamp()).
@@ -102,6 +103,10 @@ DECLARE
 BEGIN
   PERFORM {schema}.require(p_queue IS NOT NULL AND p_key IS NOT NULL
     AND p_priority IS NOT NULL, 'add: queue, key and priority are required');
+  -- Lock the key's row (if any) before promoting: the only wait is then
+  -- taken while holding no other lock, so this call cannot close a
+  -- deadlock cycle; promotion itself never waits (SKIP LOCKED).
+  PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   LOOP
     SELECT i.state, i.dirty INTO r FROM {schema}.items i
@@ -150,6 +155,10 @@ BEGIN
   IF p_delay_us <= 0 THEN
     RETURN {schema}.add(p_queue, p_key, v_now, p_priority, p_promote);
   END IF;
+  -- Lock the key's row (if any) before promoting: the only wait is then
+  -- taken while holding no other lock, so this call cannot close a
+  -- deadlock cycle; promotion itself never waits (SKIP LOCKED).
+  PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   v_due := v_now + {schema}.clamp_us(p_delay_us);
   LOOP
@@ -283,6 +292,10 @@ BEGIN
   PERFORM {schema}.require(p_queue IS NOT NULL AND p_key IS NOT NULL
     AND p_token IS NOT NULL AND p_nonce IS NOT NULL AND p_forget IS NOT NULL,
     'done: queue, key, token, nonce and forget are required');
+  -- Lock the key's row (if any) before promoting: the only wait is then
+  -- taken while holding no other lock, so this call cannot close a
+  -- deadlock cycle; promotion itself never waits (SKIP LOCKED).
+  PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   SELECT i.state, i.dirty, i.token, i.nonce, i.failures, i.due_us INTO r
   FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
@@ -316,8 +329,14 @@ $$;
 
 -- Fenced renewal of many leases: each still held under its token and
 -- nonce runs until now + lease (never shortened). Returns the keys whose
--- lease is lost. Rows are locked in key order first, so two sessions
--- renewing overlapping sets cannot deadlock.
+-- lease is lost.
+--
+-- Rows locked by another transaction are skipped, neither renewed nor
+-- reported lost (the renewer tries again a third of a lease later): a
+-- caller's long transaction that re-added a held key must not stall the
+-- renewal of every lease in the batch, and a renewal that never waits
+-- cannot deadlock. Whether a skipped lease is lost is read from the
+-- statement's snapshot.
 CREATE FUNCTION {schema}.extend(
   p_queue integer, p_keys text[], p_tokens bigint[], p_nonces bigint[],
   p_lease_us bigint, p_now bigint DEFAULT NULL
@@ -329,21 +348,27 @@ BEGIN
     AND cardinality(p_keys) = cardinality(p_tokens)
     AND cardinality(p_keys) = cardinality(p_nonces),
     'extend: queue and lease are required, and as many tokens and nonces as keys');
-  PERFORM 1 FROM {schema}.items i
-  WHERE i.queue_id = p_queue AND i.key = ANY (p_keys)
-  ORDER BY i.key FOR UPDATE;
   RETURN QUERY
   WITH held AS (
     SELECT u.k, u.t, u.n FROM unnest(p_keys, p_tokens, p_nonces) AS u (k, t, n)
+  ), mine AS (
+    SELECT i.key FROM {schema}.items i JOIN held ON i.key = held.k
+    WHERE i.queue_id = p_queue AND i.state = 'p' AND i.token = held.t AND i.nonce = held.n
+    FOR UPDATE OF i SKIP LOCKED
   ), renewed AS (
     UPDATE {schema}.items i
     SET lease_us = greatest(i.lease_us, v_now + {schema}.clamp_us(p_lease_us))
-    FROM held
-    WHERE i.queue_id = p_queue AND i.key = held.k AND i.state = 'p'
-      AND i.token = held.t AND i.nonce = held.n
+    FROM mine
+    WHERE i.queue_id = p_queue AND i.key = mine.key
     RETURNING i.key
   )
-  SELECT held.k FROM held WHERE held.k NOT IN (SELECT renewed.key FROM renewed);
+  SELECT held.k FROM held
+  WHERE held.k NOT IN (SELECT renewed.key FROM renewed)
+    AND NOT EXISTS (
+      SELECT 1 FROM {schema}.items i
+      WHERE i.queue_id = p_queue AND i.key = held.k AND i.state = 'p'
+        AND i.token = held.t AND i.nonce = held.n
+    );
 END
 $$;
 
@@ -362,6 +387,10 @@ BEGIN
   PERFORM {schema}.require(p_queue IS NOT NULL AND p_key IS NOT NULL
     AND p_token IS NOT NULL AND p_nonce IS NOT NULL,
     'release: queue, key, token and nonce are required');
+  -- Lock the key's row (if any) before promoting: the only wait is then
+  -- taken while holding no other lock, so this call cannot close a
+  -- deadlock cycle; promotion itself never waits (SKIP LOCKED).
+  PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   SELECT i.state, i.dirty, i.token, i.nonce INTO r
   FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
@@ -468,6 +497,10 @@ BEGIN
     AND (NOT v_limited OR (p_burst IS NOT NULL AND p_rate = p_rate AND p_burst = p_burst)),
     'add_rate_limited: queue, key, priority and each configured limiter''s '
     'parameters are required (rate and burst not NaN)');
+  -- Lock the key's row (if any) before promoting: the only wait is then
+  -- taken while holding no other lock, so the key's wait cannot close a
+  -- deadlock cycle (the limiter row comes last, after it, in every call); promotion itself never waits (SKIP LOCKED).
+  PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   -- NumRequeues: the per-key limiters count attempts; a bucket alone
   -- knows no keys (client-go's BucketRateLimiter.NumRequeues is 0).
