@@ -21,6 +21,25 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# PostgreSQL: the Postgres engine's tests run `initdb` and `postgres` into
+# a temporary directory on a free port of 127.0.0.1 (as the postgres user
+# when run as root), so only the server executables are needed. Debian
+# keeps them off PATH, in /usr/lib/postgresql/<major>/bin, where the tests
+# look too. Installed here if missing; the system service is stopped.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing postgresql (the Postgres tests start their own cluster on loopback)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q postgresql >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }
+    # The package may start a cluster on 5432; the tests never use it.
+    (service postgresql stop || systemctl stop postgresql) >/dev/null 2>&1 || true
+  else
+    echo "PostgreSQL's initdb is not installed; install it (Debian/Ubuntu: apt-get install postgresql)" >&2
+    exit 1
+  fi
+fi
+
 # Node.js and npm run BullMQ beside requeue-redis (`requeue bench --engine
 # redis --peers`, tested by crates/requeue-cli/tests/bench_peers.rs, which
 # is skipped only when `node` is missing): installed here if missing, then
