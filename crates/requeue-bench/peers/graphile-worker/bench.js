@@ -72,7 +72,10 @@ async function pass({ url, workload, n, workers, timed }) {
   common.stats.windowStatements = 0;
   common.stats.windowed = true;
   const pool = new pg.Pool({ connectionString: url, max: 2 * workers + 2 });
+  // Errors of idle connections and of checked-out clients, as
+  // graphile-worker asks of a pool it is given.
   pool.on('error', (e) => console.error(`pool: ${e.message}`));
+  pool.on('connect', (client) => client.on('error', (e) => console.error(`client: ${e.message}`)));
   const utils = await makeWorkerUtils({ pgPool: pool, schema, logger: silent });
   const seen = new Set();
   let duplicates = 0;
