@@ -63,7 +63,7 @@ function schemaName(what) {
   return `requeue_peer_boss_${what}_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
 }
 
-function newBoss(url, schema, workers) {
+function newBoss(url, schema, workers, notify) {
   const boss = new PgBoss({
     connectionString: url,
     schema,
@@ -71,8 +71,9 @@ function newBoss(url, schema, workers) {
     // No maintenance or cron during the run: only the queue's own work.
     supervise: false,
     schedule: false,
-    // LISTEN/NOTIFY wake-ups for queues created with `notify: true`.
-    useListenNotify: true,
+    // LISTEN/NOTIFY wake-ups for `--consumer work` only: the `fetch`
+    // consumers do not listen, so their queue does not notify.
+    useListenNotify: notify,
   });
   boss.on('error', (e) => console.error(`pg-boss: ${e && e.message ? e.message : e}`));
   return boss;
@@ -84,9 +85,9 @@ async function pass({ url, workload, n, workers, timed, consumer }) {
   // Setup, untimed: pg-boss's schema and the queue, on connections closed
   // again before the counters are read.
   {
-    const setup = newBoss(url, schema, 1);
+    const setup = newBoss(url, schema, 1, false);
     await setup.start();
-    await setup.createQueue(queue, { policy: 'short', notify: true });
+    await setup.createQueue(queue, { policy: 'short', notify: consumer === 'work' });
     await setup.stop({ graceful: true, wait: true });
   }
   let overhead = null;
@@ -98,7 +99,7 @@ async function pass({ url, workload, n, workers, timed, consumer }) {
   }
   common.stats.windowStatements = 0;
   common.stats.windowed = true;
-  const boss = newBoss(url, schema, workers);
+  const boss = newBoss(url, schema, workers, consumer === 'work');
   await boss.start();
   const seen = new Set();
   let duplicates = 0;
