@@ -12,7 +12,9 @@ pub struct Migration {
     pub version: i32,
     /// A short name (the file's, without the number).
     pub name: &'static str,
-    /// The SQL, with `{schema}` standing for the quoted schema name.
+    /// The SQL, with `{schema}` standing for the quoted schema name and
+    /// `{channel}` for the schema's wake-up channel (its plain name, which
+    /// [`SchemaName`] keeps free of quotes).
     pub sql: &'static str,
 }
 
@@ -27,7 +29,9 @@ impl Migration {
     }
 
     fn sql_for(&self, schema: &SchemaName) -> String {
-        self.sql.replace("{schema}", &schema.quoted())
+        self.sql
+            .replace("{schema}", &schema.quoted())
+            .replace("{channel}", schema.as_str())
     }
 }
 
@@ -43,6 +47,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "operations",
         sql: include_str!("migrations/0002_operations.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "batch",
+        sql: include_str!("migrations/0003_batch.sql"),
     },
 ];
 

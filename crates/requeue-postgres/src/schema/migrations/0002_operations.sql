@@ -50,6 +50,15 @@ BEGIN
 END
 $$;
 
+-- Wakes this queue's idle getters (in every process): a NOTIFY on the
+-- schema's channel with the queue's id as payload. Delivered when the
+-- transaction commits (never for a rolled-back add), once per
+-- transaction and queue however many adds it made. Called where an item
+-- becomes ready, or gets an earlier due time that a sleeping getter
+-- does not know.
+CREATE FUNCTION {schema}.wake(p_queue integer) RETURNS void
+LANGUAGE sql AS $$ SELECT pg_notify('{channel}', p_queue::text) $$;
+
 -- Moves at most p_limit due delayed items into the queue, earliest first
 -- (equal due times in key order); a held one is parked instead. Called
 -- first by every operation that changes the queue, so that an item is
@@ -116,6 +125,7 @@ BEGIN
       VALUES (p_queue, p_key, 'q', true, nextval('{schema}.seq'), v_now, p_priority)
       ON CONFLICT DO NOTHING;
       IF FOUND THEN
+        PERFORM {schema}.wake(p_queue);
         RETURN 1;
       END IF;
       -- A concurrent add inserted it first: look again.
@@ -130,6 +140,7 @@ BEGIN
       SET state = 'q', dirty = true, added_us = v_now, due_us = NULL,
           seq = nextval('{schema}.seq'), priority = p_priority
       WHERE queue_id = p_queue AND key = p_key;
+      PERFORM {schema}.wake(p_queue);
       RETURN 1;
     END IF;
   END LOOP;
@@ -169,6 +180,7 @@ BEGIN
       VALUES (p_queue, p_key, 'd', v_due, p_priority)
       ON CONFLICT DO NOTHING;
       IF FOUND THEN
+        PERFORM {schema}.wake(p_queue);
         RETURN 3;
       END IF;
     ELSIF r.dirty OR r.due_us <= v_due THEN
@@ -176,10 +188,12 @@ BEGIN
     ELSIF r.state = 'p' THEN
       UPDATE {schema}.items SET due_us = v_due
       WHERE queue_id = p_queue AND key = p_key;
+      PERFORM {schema}.wake(p_queue);
       RETURN 3;
     ELSE
       UPDATE {schema}.items SET state = 'd', due_us = v_due, priority = p_priority
       WHERE queue_id = p_queue AND key = p_key;
+      PERFORM {schema}.wake(p_queue);
       RETURN 3;
     END IF;
   END LOOP;
@@ -231,6 +245,7 @@ BEGIN
   IF n > 0 THEN
     INSERT INTO {schema}.stats AS s (queue_id, lease_expired_total) VALUES (p_queue, n)
     ON CONFLICT (queue_id) DO UPDATE SET lease_expired_total = s.lease_expired_total + n;
+    PERFORM {schema}.wake(p_queue);
   END IF;
   RETURN n;
 END
@@ -239,11 +254,13 @@ $$;
 -- Get: promote, then lease up to p_limit queued items (highest priority,
 -- then FIFO) under fresh fencing tokens. SKIP LOCKED: concurrent claimers
 -- take different rows and never wait for each other. Returns each item
--- with its token, its add time (queue-time metric) and lease deadline.
+-- with its token, its add time (queue-time metric), lease deadline and
+-- failure count (NumRequeues, so a worker knows its attempt number).
 CREATE FUNCTION {schema}.claim(
   p_queue integer, p_lease_us bigint, p_nonce bigint, p_now bigint DEFAULT NULL,
   p_limit integer DEFAULT 1, p_promote integer DEFAULT 100
-) RETURNS TABLE (item text, item_token bigint, item_added_us bigint, item_lease_us bigint)
+) RETURNS TABLE (item text, item_token bigint, item_added_us bigint, item_lease_us bigint,
+                item_failures integer)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_now bigint := {schema}.now_us(p_now);
@@ -268,9 +285,9 @@ BEGIN
         token = nextval('{schema}.seq'), nonce = p_nonce
     FROM picked
     WHERE i.queue_id = p_queue AND i.key = picked.key
-    RETURNING i.key, i.token, picked.added_us, i.lease_us, picked.priority, picked.seq
+    RETURNING i.key, i.token, picked.added_us, i.lease_us, i.failures, picked.priority, picked.seq
   )
-  SELECT l.key, l.token, l.added_us, l.lease_us FROM leased l
+  SELECT l.key, l.token, l.added_us, l.lease_us, l.failures FROM leased l
   ORDER BY l.priority DESC, l.seq;
 END
 $$;
@@ -279,10 +296,13 @@ $$;
 -- -2 nobody holds it (reaped, or this done already ran and its reply was
 -- lost) | -1 another lease holds it | 1 done | 2 requeued at the tail
 -- (re-added while held; keeps its add time). A key left with nothing to
--- keep is deleted.
+-- keep is deleted. With p_wait false, a row locked by another transaction
+-- is not waited for: -3 busy, nothing changed (a batch of dones must not
+-- stall behind one caller's open transaction; the caller retries alone).
 CREATE FUNCTION {schema}.done(
   p_queue integer, p_key text, p_token bigint, p_nonce bigint,
-  p_now bigint DEFAULT NULL, p_forget boolean DEFAULT false, p_promote integer DEFAULT 100
+  p_now bigint DEFAULT NULL, p_forget boolean DEFAULT false, p_promote integer DEFAULT 100,
+  p_wait boolean DEFAULT true
 ) RETURNS smallint LANGUAGE plpgsql AS $$
 DECLARE
   v_now bigint := {schema}.now_us(p_now);
@@ -290,12 +310,22 @@ DECLARE
   r record;
 BEGIN
   PERFORM {schema}.require(p_queue IS NOT NULL AND p_key IS NOT NULL
-    AND p_token IS NOT NULL AND p_nonce IS NOT NULL AND p_forget IS NOT NULL,
-    'done: queue, key, token, nonce and forget are required');
+    AND p_token IS NOT NULL AND p_nonce IS NOT NULL AND p_forget IS NOT NULL
+    AND p_wait IS NOT NULL,
+    'done: queue, key, token, nonce, forget and wait are required');
   -- Lock the key's row (if any) before promoting: the only wait is then
   -- taken while holding no other lock, so this call cannot close a
   -- deadlock cycle; promotion itself never waits (SKIP LOCKED).
-  PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
+  IF p_wait THEN
+    PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
+  ELSE
+    PERFORM 1 FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND AND EXISTS (SELECT 1 FROM {schema}.items i
+                             WHERE i.queue_id = p_queue AND i.key = p_key) THEN
+      RETURN -3;
+    END IF;
+  END IF;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   SELECT i.state, i.dirty, i.token, i.nonce, i.failures, i.due_us INTO r
   FROM {schema}.items i WHERE i.queue_id = p_queue AND i.key = p_key FOR UPDATE;
@@ -311,6 +341,7 @@ BEGIN
     SET state = 'q', seq = nextval('{schema}.seq'), lease_us = NULL, token = NULL,
         nonce = NULL, failures = v_failures
     WHERE queue_id = p_queue AND key = p_key;
+    PERFORM {schema}.wake(p_queue);
     RETURN 2;
   ELSIF r.due_us IS NOT NULL THEN
     UPDATE {schema}.items
@@ -402,6 +433,7 @@ BEGIN
       added_us = CASE WHEN r.dirty THEN added_us ELSE v_now END,
       due_us = NULL, lease_us = NULL, token = NULL, nonce = NULL
   WHERE queue_id = p_queue AND key = p_key;
+  PERFORM {schema}.wake(p_queue);
   RETURN 1;
 END
 $$;
