@@ -1,6 +1,5 @@
 //! Every operation at once from several connections on a few hot keys,
 //! with the server's clock: no error (no deadlock, no broken state rule —
-//! with the server's clock: no error (no deadlock, no broken state rule —
 //! the table's CHECK constraints would fail the statement), no token handed
 //! out twice, and nothing left behind once the work is done and forgotten.
 #![allow(clippy::unwrap_used)]
