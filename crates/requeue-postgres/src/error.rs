@@ -41,6 +41,24 @@ pub enum Error {
         /// Its checksum as embedded.
         embedded: u64,
     },
+    /// A queue name PostgreSQL cannot store as one: 1 to 200 bytes.
+    #[error("invalid queue name {0:?}: use 1 to 200 bytes")]
+    InvalidQueueName(String),
+    /// A builder setting out of range.
+    #[error("invalid queue configuration: {0}")]
+    InvalidConfig(String),
+    /// The server could not be reached, or refused the connection.
+    #[error("cannot connect to PostgreSQL at {url}")]
+    Connect {
+        /// The server, without credentials.
+        url: requeue::redact::RedactedUrl,
+        /// Why.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A key whose encoding PostgreSQL cannot store in a `text` column.
+    #[error("the key cannot be stored as PostgreSQL text: {0}")]
+    KeyNotText(&'static str),
     /// The database or the connection failed.
     #[error("postgres: {0}")]
     Db(#[from] sqlx::Error),

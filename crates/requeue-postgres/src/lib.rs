@@ -1,7 +1,9 @@
-//! requeue's work-queue semantics on PostgreSQL (in progress: issue 19).
+//! requeue's work-queue semantics on PostgreSQL, with adds that commit
+//! or roll back with the caller's transaction.
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`queue`] | [`PostgresQueue`]: the queue, behind requeue's `AsyncQueue` |
 //! | [`schema`] | the schema name, the embedded migrations and [`schema::migrate`] |
 //! | [`local_server`] | a throwaway PostgreSQL cluster for tests and benchmarks |
 //!
@@ -12,6 +14,8 @@
 
 mod error;
 pub mod local_server;
+pub mod queue;
 pub mod schema;
 
 pub use error::{Error, Result};
+pub use queue::{BlockingPostgresQueue, PgToken, PostgresQueue, PostgresQueueBuilder};

@@ -14,6 +14,7 @@
 //! | [`engine`] | [`AsyncQueue`](engine::AsyncQueue): one async queue interface over the in-memory and Redis engines |
 //! | [`controller`] | [`Controller`](controller::Controller): workers, handler outcomes, retries, contained panics, clean stop |
 //! | [`crash`] | what happens when your code panics inside a loop |
+//! | [`redact`] | server URLs without their credentials, for messages and logs (every engine uses it) |
 //! | `events` | client-go's event machinery: the core/v1 `Event` model, recorder, broadcaster, correlator and sinks (feature `events`, on by default) |
 //!
 //! ```
@@ -64,6 +65,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod parallel;
 pub mod queue;
+pub mod redact;
 mod sync;
 pub mod wait;
 mod waker_set;

@@ -38,23 +38,31 @@ LANGUAGE sql STABLE AS $$
             AND i.due_us <= {schema}.now_us(p_now))
 $$;
 
--- One round trip of a process's workers, in this order:
+-- One round trip of a process's callers, in this order:
 --   1. promotion of due delayed items (at most p_promote);
---   2. the fenced dones: keys[i] under tokens[i] and nonces[i], forgetting
+--   2. the plain adds of p_adds (priority 0), each as `add`;
+--   3. the fenced dones: keys[i] under tokens[i] and nonces[i], forgetting
 --      its failure count if forget[i]; a row locked by another
 --      transaction is not waited for (-3 busy: the caller ends it alone);
---   3. at most p_reap expired leases reaped, with per-key backoff
+--   4. at most p_reap expired leases reaped, with per-key backoff
 --      (p_base_us, p_max_us);
---   4. at most p_claims items leased, under fresh tokens and p_nonce.
--- Rows, in that order: one 'd' per done (out_code as `done` returns),
+--   5. at most p_claims items leased, under fresh tokens and p_nonce.
+-- Rows, in that order: one 'a' per add (out_code as `add` returns), one
+-- 'd' per done (out_code as `done` returns),
 -- one 'c' per leased item (its key, token, add time, failure count),
 -- then one 'm': out_code = leases reaped, out_added_us = the statement's
 -- time, out_token = when a get could next succeed (the earliest due time
 -- or lease deadline) if fewer than p_claims were leased, else NULL.
 -- Every argument is checked before the first write; any error aborts the
 -- whole statement, so a failed batch changed nothing.
+--
+-- A row lock held by someone else's open transaction (a caller's add of
+-- the same key, not yet committed) is waited for at most 200 ms
+-- (lock_timeout, for this statement only): then the batch fails with
+-- lock_not_available, changing nothing, and the caller runs its
+-- operations one by one, so that only the one that must wait does.
 CREATE FUNCTION {schema}.batch(
-  p_queue integer, p_now bigint,
+  p_queue integer, p_now bigint, p_adds text[],
   p_keys text[], p_tokens bigint[], p_nonces bigint[], p_forget boolean[],
   p_claims integer, p_lease_us bigint, p_nonce bigint,
   p_reap integer, p_base_us bigint, p_max_us bigint, p_promote integer DEFAULT 100
@@ -77,10 +85,22 @@ BEGIN
     AND (v_n = 0 OR (array_position(p_keys, NULL) IS NULL
       AND array_position(p_tokens, NULL) IS NULL
       AND array_position(p_nonces, NULL) IS NULL
-      AND array_position(p_forget, NULL) IS NULL)),
+      AND array_position(p_forget, NULL) IS NULL))
+    AND array_position(p_adds, NULL) IS NULL,
     'batch: queue, claims, lease, nonce, reap, base and max are required, '
-    'and the dones'' four arrays must be as long as each other, without NULLs');
+    'the dones'' four arrays must be as long as each other, and no array may '
+    'hold a NULL');
+  PERFORM set_config('lock_timeout', '200ms', true);
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
+  FOR i IN 1..coalesce(cardinality(p_adds), 0) LOOP
+    out_kind := 'a';
+    out_item := p_adds[i];
+    out_token := NULL;
+    out_code := {schema}.add(p_queue, p_adds[i], v_now, 0::smallint, 0);
+    out_added_us := NULL;
+    out_failures := NULL;
+    RETURN NEXT;
+  END LOOP;
   FOR i IN 1..v_n LOOP
     out_kind := 'd';
     out_item := p_keys[i];

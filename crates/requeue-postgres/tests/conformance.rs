@@ -1,0 +1,235 @@
+//! The engine conformance checks of `requeue::engine::conformance` — the
+//! same bodies the in-memory `WorkQueue` and the Redis engine pass — on
+//! `PostgresQueue` against a real PostgreSQL, with the statements on the
+//! test's fake clock; then what only this engine has (transactional adds)
+//! and its refusals.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use requeue::clock::FakeClock;
+use requeue::engine::conformance;
+use requeue::engine::{QueueError, Then};
+use requeue::limiter::{Exponential, LimiterSpec};
+use requeue::queue::Added;
+use requeue_postgres::PostgresQueue;
+use sqlx::Connection;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A queue name no other test (or earlier run) uses.
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn fresh() -> (PostgresQueue<String>, FakeClock) {
+    let clock = FakeClock::new();
+    let queue = PostgresQueue::builder(support::server().url(), unique("conf"))
+        .fake_time(clock.clone())
+        .build()
+        .await
+        .unwrap();
+    (queue, clock)
+}
+
+requeue::conformance_tests!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_backoff() {
+    let clock = FakeClock::new();
+    let queue = PostgresQueue::builder(support::server().url(), unique("conf-rl"))
+        .fake_time(clock.clone())
+        .limiter(LimiterSpec {
+            exponential: Some(Exponential {
+                base_ms: 1,
+                max_ms: 1_000,
+            }),
+            ..LimiterSpec::default()
+        })
+        .build()
+        .await
+        .unwrap();
+    conformance::rate_limited_backoff(queue, clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_add_is_seen_only_after_commit_and_never_after_rollback() {
+    let queue: PostgresQueue<String> =
+        PostgresQueue::builder(support::server().url(), unique("tx"))
+            .build()
+            .await
+            .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&support::server().url())
+        .await
+        .unwrap();
+    // Rolled back: nothing left behind.
+    let mut tx = conn.begin().await.unwrap();
+    assert_eq!(
+        queue.add_in(&mut tx, "lost".into()).await.unwrap(),
+        Added::Queued
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(queue.len().await.unwrap(), 0);
+    assert!(queue.try_get().await.unwrap().is_none());
+    // Committed: invisible until the commit, then handed out, and an idle
+    // getter is woken by the commit's notification.
+    let mut tx = conn.begin().await.unwrap();
+    queue.add_in(&mut tx, "kept".into()).await.unwrap();
+    assert_eq!(queue.len().await.unwrap(), 0, "not visible before commit");
+    let waiting = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.get().await.map(|item| (*item).clone()) }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "handed out before the commit");
+    tx.commit().await.unwrap();
+    let got = conformance::within("the woken get", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, "kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_is_not_text_is_refused_and_nothing_is_written() {
+    use requeue_postgres::queue::Raw;
+    let queue: PostgresQueue<Vec<u8>> =
+        PostgresQueue::builder(support::server().url(), unique("raw"))
+            .codec(std::sync::Arc::new(Raw))
+            .build()
+            .await
+            .unwrap();
+    for bad in [vec![0xff, 0xfe], b"a\0b".to_vec()] {
+        let error = queue.add(bad.clone()).await.unwrap_err();
+        assert_eq!(error.item, bad, "the item comes back");
+        assert!(
+            error.error.to_string().contains("PostgreSQL text"),
+            "{}",
+            error.error
+        );
+    }
+    assert_eq!(queue.len().await.unwrap(), 0);
+    queue.add(b"fine".to_vec()).await.unwrap();
+    assert_eq!(queue.len().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_reaped_with_backoff_and_the_old_holder_is_fenced() {
+    let clock = FakeClock::new();
+    let name = unique("reap");
+    let build = || {
+        PostgresQueue::<String>::builder(support::server().url(), &name)
+            .fake_time(clock.clone())
+            .lease(Duration::from_millis(300))
+            .build()
+    };
+    let (a, b) = (build().await.unwrap(), build().await.unwrap());
+    a.add("k".into()).await.unwrap();
+    let held = a.get().await.unwrap().detach();
+    // Process `a` stops renewing (as if frozen): drop it entirely.
+    drop(a);
+    clock.advance(Duration::from_millis(400));
+    assert!(
+        b.try_get().await.unwrap().is_none(),
+        "reaped into a backoff"
+    );
+    assert_eq!(b.leases_reaped(), 1);
+    assert_eq!(
+        b.num_requeues(&held).await.unwrap(),
+        1,
+        "a reap counts a failure"
+    );
+    clock.advance(Duration::from_millis(10));
+    let again = b.get().await.unwrap();
+    assert_eq!(*again, "k");
+    assert_eq!(again.requeues(), Some(1));
+    conformance::end(again, Then::Forget).await;
+    assert_eq!(b.num_requeues(&held).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_clear_error_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:s3cretpass@127.0.0.1:{port}/app");
+    let error = PostgresQueue::<String>::builder(&url, "q")
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(!text.contains("s3cretpass"), "{text}");
+    assert!(!format!("{error:?}").contains("s3cretpass"));
+    assert!(matches!(error, requeue_postgres::Error::Connect { .. }));
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused() {
+    let url = support::server().url();
+    for (builder, what) in [
+        (PostgresQueue::<String>::builder(&url, ""), "name"),
+        (
+            PostgresQueue::<String>::builder(&url, "ok").lease(Duration::from_millis(1)),
+            "lease",
+        ),
+        (
+            PostgresQueue::<String>::builder(&url, "ok").batch(0),
+            "batch",
+        ),
+        (
+            PostgresQueue::<String>::builder(&url, "ok").max_connections(1),
+            "pool size",
+        ),
+    ] {
+        assert!(builder.build().await.is_err(), "a bad {what} was accepted");
+    }
+    let error = PostgresQueue::<String>::builder(&url, "x".repeat(201))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        requeue_postgres::Error::InvalidQueueName(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_get_gives_its_item_back() {
+    let (queue, _clock) = fresh().await;
+    // A get that is cancelled while its statement runs: whatever it took
+    // is given back, so the next get finds the item.
+    let mut cancelled = 0;
+    for _ in 0..40 {
+        queue.add("only".into()).await.unwrap();
+        let item = match tokio::time::timeout(Duration::from_micros(50), queue.get()).await {
+            // Quick enough: not cancelled after all.
+            Ok(item) => item.unwrap(),
+            Err(_) => {
+                cancelled += 1;
+                conformance::next(&queue).await
+            }
+        };
+        assert_eq!(*item, "only");
+        conformance::end(item, Then::Forget).await;
+    }
+    assert!(
+        cancelled > 0,
+        "no get was cancelled: the test proved nothing"
+    );
+    assert!(matches!(queue.try_get().await, Ok(None)));
+    assert!(matches!(
+        queue.add_after("x".into(), Duration::ZERO).await,
+        Ok(Added::Queued)
+    ));
+    queue.shut_down();
+    assert!(matches!(queue.get().await, Err(QueueError::ShutDown)));
+}
