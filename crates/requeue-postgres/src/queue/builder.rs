@@ -266,6 +266,9 @@ impl<T: Key> PostgresQueueBuilder<T> {
             None => PgPoolOptions::new()
                 .max_connections(self.max_connections)
                 .acquire_timeout(self.connect_timeout)
+                // No ping before each statement: a dead connection fails its
+                // statement, which every caller retries or reports anyway.
+                .test_before_acquire(false)
                 .connect(&self.url)
                 .await
                 .map_err(refused)?,

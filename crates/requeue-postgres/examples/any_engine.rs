@@ -1,21 +1,22 @@
-//! One controller, either engine: the same handler and `Controller` run
-//! on the in-memory `WorkQueue` or on Redis; only the line that builds the
-//! queue differs.
+//! One controller, any engine: the same handler and `Controller` run on
+//! the in-memory `WorkQueue`, on Redis or on PostgreSQL; only the line
+//! that builds the queue differs.
 //!
 //! ```text
-//! cargo run -p requeue-redis --example either_engine -- memory
-//! cargo run -p requeue-redis --example either_engine -- redis [redis://127.0.0.1:6379/]
+//! cargo run -p requeue-postgres --example any_engine -- memory
+//! cargo run -p requeue-postgres --example any_engine -- redis [redis://127.0.0.1:6379/]
+//! cargo run -p requeue-postgres --example any_engine -- postgres [postgres://user@127.0.0.1/db]
 //! ```
 //!
-//! Without a URL the Redis run starts a throwaway `redis-server` on
-//! loopback (it must be on `PATH`).
+//! Without a URL the Redis run starts a throwaway `redis-server`, and the
+//! PostgreSQL run a throwaway cluster (`initdb`), on loopback.
 
 use requeue::controller::{Action, Controller, Summary};
 use requeue::engine::AsyncQueue;
 use requeue::queue::WorkQueue;
 use requeue::wait::Stop;
+use requeue_postgres::PostgresQueue;
 use requeue_redis::RedisQueue;
-use requeue_redis::local_server::LocalServer;
 use std::time::Duration;
 
 /// Reconciles 200 objects (every 20th fails once) on `queue`, whatever the engine.
@@ -68,15 +69,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut local = None;
             let url = match args.next() {
                 Some(url) => url,
-                None => local.insert(LocalServer::start()?).url(),
+                None => local
+                    .insert(requeue_redis::local_server::LocalServer::start()?)
+                    .url(),
             };
             let queue: RedisQueue<String> =
-                RedisQueue::builder(&url, format!("either-{}", std::process::id()))
+                RedisQueue::builder(&url, format!("any-{}", std::process::id()))
                     .build()
                     .await?;
             reconcile_fleet(queue).await
         }
-        other => return Err(format!("unknown engine `{other}` (memory or redis)").into()),
+        "postgres" => {
+            let mut local = None;
+            let url = match args.next() {
+                Some(url) => url,
+                None => local
+                    .insert(requeue_postgres::local_server::LocalServer::start()?)
+                    .url(),
+            };
+            let queue: PostgresQueue<String> =
+                PostgresQueue::builder(&url, format!("any-{}", std::process::id()))
+                    .build()
+                    .await?;
+            reconcile_fleet(queue).await
+        }
+        other => {
+            return Err(format!("unknown engine `{other}` (memory, redis or postgres)").into());
+        }
     };
     println!("{engine}: {summary:?}");
     Ok(())
