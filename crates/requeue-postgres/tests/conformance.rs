@@ -233,3 +233,91 @@ async fn a_dropped_get_gives_its_item_back() {
     queue.shut_down();
     assert!(matches!(queue.get().await, Err(QueueError::ShutDown)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_open_transaction_stalls_only_its_own_key() {
+    let queue: PostgresQueue<String> =
+        PostgresQueue::builder(support::server().url(), unique("open-tx"))
+            .build()
+            .await
+            .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&support::server().url())
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    queue.add_in(&mut tx, "held-by-tx".into()).await.unwrap();
+    // Meanwhile the queue serves every other key ...
+    for round in 0..3 {
+        queue.add(format!("other-{round}")).await.unwrap();
+        let item = conformance::next(&queue).await;
+        assert_eq!(*item, format!("other-{round}"));
+        conformance::end(item, Then::Forget).await;
+    }
+    // ... while an add of the transaction's key waits for its commit (the
+    // batch it went in gave up after its lock timeout and ran it alone).
+    let waiting = tokio::spawn({
+        let queue = queue.clone();
+        async move { queue.add("held-by-tx".into()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the add did not wait for the open transaction"
+    );
+    let item_meanwhile = {
+        queue.add("during".into()).await.unwrap();
+        conformance::next(&queue).await
+    };
+    assert_eq!(*item_meanwhile, "during");
+    conformance::end(item_meanwhile, Then::Forget).await;
+    tx.commit().await.unwrap();
+    let added = conformance::within("the waiting add", waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        added,
+        Added::Merged,
+        "queued by the transaction: deduplicated"
+    );
+    let item = conformance::next(&queue).await;
+    assert_eq!(*item, "held-by-tx");
+    conformance::end(item, Then::Forget).await;
+}
+
+#[tokio::test]
+async fn a_batch_with_bad_arguments_writes_nothing() {
+    let queue: PostgresQueue<String> =
+        PostgresQueue::builder(support::server().url(), unique("bad-batch"))
+            .build()
+            .await
+            .unwrap();
+    queue.add("a".into()).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&support::server().url())
+        .await
+        .unwrap();
+    let id: i32 = sqlx::query_scalar("SELECT requeue.open_queue($1)")
+        .bind(queue.name())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    // An add to write, a claim to make, and dones whose arrays differ in length.
+    let error = sqlx::query(
+        "SELECT * FROM requeue.batch($1, NULL, ARRAY['b'], ARRAY['a'], ARRAY[1, 2]::bigint[], \
+         ARRAY[1]::bigint[], ARRAY[false], 1, 30000000, 1, 0, 5000, 1000000, 100)",
+    )
+    .bind(id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("as long as each other"),
+        "{error}"
+    );
+    // Nothing happened: 'b' was not added and 'a' was not claimed.
+    assert_eq!(queue.len().await.unwrap(), 1);
+    let item = queue.try_get().await.unwrap().unwrap();
+    assert_eq!(*item, "a");
+    conformance::end(item, Then::Forget).await;
+    assert!(queue.try_get().await.unwrap().is_none());
+}

@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 /// The default lease, as the Redis engine's.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
-/// The default pool size: the batcher's statements in flight, the
-/// renewer, and room for the other calls.
+/// The default pool size: the wake-up listener's connection, the
+/// batcher's statements in flight, the renewer, and room for the other
+/// calls.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 /// Builds a [`PostgresQueue`]; see [`PostgresQueue::builder`]. Its
@@ -94,9 +95,9 @@ impl<T: Key> PostgresQueue<T> {
 
     /// A builder for the queue `name` on the program's own pool (with its
     /// TLS, credentials and limits). The queue's statements then run on
-    /// that pool: size it for the queue's statements in flight (two),
-    /// its renewer, and the program's own use. The wake-up listener opens
-    /// one more connection with the pool's options.
+    /// that pool: size it for the queue's wake-up listener (which keeps
+    /// one of its connections), its statements in flight (two), its
+    /// renewer, and the program's own use.
     pub fn builder_with_pool(pool: PgPool, name: impl Into<String>) -> PostgresQueueBuilder<T>
     where
         T: DefaultCodec,

@@ -69,6 +69,9 @@ pub(crate) async fn listen<T: Send + Sync + 'static>(
     }
 }
 
+/// A listener on one of the pool's connections (kept while it lives).
+/// Its notification buffer is unbounded in sqlx; it stays short because
+/// this task reads it continuously, and each entry is a few bytes.
 async fn connect<T: Send + Sync + 'static>(
     shared: &Shared<T>,
     channel: &str,

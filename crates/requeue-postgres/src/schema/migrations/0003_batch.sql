@@ -56,11 +56,13 @@ $$;
 -- Every argument is checked before the first write; any error aborts the
 -- whole statement, so a failed batch changed nothing.
 --
--- A row lock held by someone else's open transaction (a caller's add of
--- the same key, not yet committed) is waited for at most 200 ms
--- (lock_timeout, for this statement only): then the batch fails with
--- lock_not_available, changing nothing, and the caller runs its
--- operations one by one, so that only the one that must wait does.
+-- The rows it adds to or ends are locked first, in key order, so that
+-- concurrent batches cannot deadlock. A row lock held by someone else's
+-- open transaction (a caller's add of the same key, not yet committed)
+-- is waited for at most 200 ms (lock_timeout, for this statement only):
+-- then the batch fails with lock_not_available, changing nothing, and
+-- the caller runs its operations one by one, so that only the one that
+-- must wait does.
 CREATE FUNCTION {schema}.batch(
   p_queue integer, p_now bigint, p_adds text[],
   p_keys text[], p_tokens bigint[], p_nonces bigint[], p_forget boolean[],
@@ -91,6 +93,15 @@ BEGIN
     'the dones'' four arrays must be as long as each other, and no array may '
     'hold a NULL');
   PERFORM set_config('lock_timeout', '200ms', true);
+  -- Every row this batch adds to or ends is locked first, in key order:
+  -- batches (of any process) then take their locks in one global order
+  -- and cannot deadlock each other. A row locked by someone else's open
+  -- transaction makes this wait, at most the lock timeout.
+  PERFORM 1 FROM {schema}.items i
+  WHERE i.queue_id = p_queue
+    AND i.key = ANY (coalesce(p_adds, '{}'::text[]) || coalesce(p_keys, '{}'::text[]))
+  ORDER BY i.key
+  FOR UPDATE;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
   FOR i IN 1..coalesce(cardinality(p_adds), 0) LOOP
     out_kind := 'a';
