@@ -228,6 +228,8 @@ struct Answer {
     now_us: i64,
     next_us: Option<i64>,
     sent_ms: u64,
+    /// Every get of the batch found an item.
+    claims_filled: bool,
 }
 
 async fn execute<T: requeue::queue::Key>(shared: Arc<Shared<T>>, ops: Vec<Op>) {
@@ -298,6 +300,7 @@ async fn send<T: requeue::queue::Key>(
         now_us: 0,
         next_us: None,
         sent_ms,
+        claims_filled: false,
     };
     for row in rows {
         let kind: i8 = row.try_get(0)?;
@@ -329,6 +332,8 @@ async fn send<T: requeue::queue::Key>(
             }
         }
     }
+    answer.claims_filled =
+        plan.claims > 0 && answer.claimed.len() == usize::try_from(plan.claims).unwrap_or(0);
     Ok(answer)
 }
 
@@ -355,6 +360,11 @@ async fn deliver<T: requeue::queue::Key>(shared: &Arc<Shared<T>>, ops: Vec<Op>, 
         now_us: answer.now_us,
         next_us: answer.next_us,
     };
+    if answer.claims_filled {
+        // Every get found an item: more may be ready. Wake one idle getter
+        // (if none waits, the next get to register looks once more).
+        shared.ready.notify_one();
+    }
     let (mut adds, mut dones) = (answer.adds.into_iter(), answer.dones.into_iter());
     let mut claimed = answer.claimed.into_iter();
     let mut busy = Vec::new();

@@ -1,8 +1,9 @@
 //! Wake-ups without polling: one connection per process `LISTEN`s on the
 //! schema's channel, where the operations that make an item ready (or
-//! give a delayed one an earlier due time) `NOTIFY` the queue's id. A
-//! notification for this queue wakes this process's idle getters, which
-//! then ask the database. Getters also wake at the next due time or lease
+//! give a delayed one an earlier due time) `NOTIFY` the queue's id (and
+//! how many items, when more than one). A notification for this queue
+//! wakes one idle getter of this process per item, not all of them: 32
+//! idle workers and one add must not cost 32 statements. Getters also wake at the next due time or lease
 //! deadline the database told them, and at the latest after [`WAKE_CAP`],
 //! so a lost notification (the listener reconnecting) costs a bounded
 //! delay, never an item.
@@ -16,6 +17,16 @@ use tokio_util::sync::CancellationToken;
 
 /// The longest an idle getter sleeps without asking the database.
 pub(crate) const WAKE_CAP: Duration = Duration::from_secs(5);
+
+/// The most getters one notification wakes.
+const WAKE_AT_ONCE: u32 = 256;
+
+/// How many items a notification says became ready in queue `mine`
+/// (payload `<id>` or `<id>:<n>`), or `None` for another queue's.
+fn ready_items(payload: &str, mine: &str) -> Option<u32> {
+    let (queue, n) = payload.split_once(':').unwrap_or((payload, "1"));
+    (queue == mine).then(|| n.parse().unwrap_or(1))
+}
 
 /// Listens for this queue's notifications until `cancel` fires.
 pub(crate) async fn listen<T: Send + Sync + 'static>(
@@ -52,8 +63,12 @@ pub(crate) async fn listen<T: Send + Sync + 'static>(
             };
             match received {
                 Ok(Some(notification)) => {
-                    if notification.payload() == mine {
-                        shared.ready.notify_waiters();
+                    if let Some(ready) = ready_items(notification.payload(), &mine) {
+                        // One getter per item that became ready (each
+                        // that finds one and sees more wakes the next).
+                        for _ in 0..ready.min(WAKE_AT_ONCE) {
+                            shared.ready.notify_one();
+                        }
                     }
                 }
                 Ok(None) => {
@@ -79,4 +94,18 @@ async fn connect<T: Send + Sync + 'static>(
     let mut listener = PgListener::connect_with(&shared.pool).await?;
     listener.listen(channel).await?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ready_items;
+
+    #[test]
+    fn payloads_name_the_queue_and_the_count() {
+        assert_eq!(ready_items("7", "7"), Some(1));
+        assert_eq!(ready_items("7:40", "7"), Some(40));
+        assert_eq!(ready_items("17", "7"), None);
+        assert_eq!(ready_items("17:3", "7"), None);
+        assert_eq!(ready_items("7:junk", "7"), Some(1));
+    }
 }

@@ -50,14 +50,19 @@ BEGIN
 END
 $$;
 
--- Wakes this queue's idle getters (in every process): a NOTIFY on the
--- schema's channel with the queue's id as payload. Delivered when the
--- transaction commits (never for a rolled-back add), once per
--- transaction and queue however many adds it made. Called where an item
--- becomes ready, or gets an earlier due time that a sleeping getter
--- does not know.
-CREATE FUNCTION {schema}.wake(p_queue integer) RETURNS void
-LANGUAGE sql AS $$ SELECT pg_notify('{channel}', p_queue::text) $$;
+-- Wakes idle getters of this queue (in every process): a NOTIFY on the
+-- schema's channel, payload the queue's id, or "<id>:<n>" when n items
+-- became ready at once (a process then wakes up to n getters instead of
+-- one). Delivered when the transaction commits (never for a rolled-back
+-- add); equal payloads are sent once per transaction, so many single
+-- adds in one transaction wake one getter, which wakes the next while it
+-- finds more. Called where an item becomes ready, or gets an earlier due
+-- time that a sleeping getter does not know.
+CREATE FUNCTION {schema}.wake(p_queue integer, p_n integer DEFAULT 1) RETURNS void
+LANGUAGE sql AS $$
+  SELECT pg_notify('{channel}',
+    CASE WHEN p_n > 1 THEN p_queue::text || ':' || p_n::text ELSE p_queue::text END)
+$$;
 
 -- Moves at most p_limit due delayed items into the queue, earliest first
 -- (equal due times in key order); a held one is parked instead. Called

@@ -74,6 +74,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_now bigint := {schema}.now_us(p_now);
   v_n integer := coalesce(cardinality(p_keys), 0);
+  v_nadds integer := coalesce(cardinality(p_adds), 0);
+  v_codes integer[];
   v_reaped integer := 0;
   v_claimed integer := 0;
   r record;
@@ -96,32 +98,81 @@ BEGIN
   -- Every row this batch adds to or ends is locked first, in key order:
   -- batches (of any process) then take their locks in one global order
   -- and cannot deadlock each other. A row locked by someone else's open
-  -- transaction makes this wait, at most the lock timeout.
-  PERFORM 1 FROM {schema}.items i
-  WHERE i.queue_id = p_queue
-    AND i.key = ANY (coalesce(p_adds, '{}'::text[]) || coalesce(p_keys, '{}'::text[]))
-  ORDER BY i.key
-  FOR UPDATE;
+  -- transaction makes this wait, at most the lock timeout. One key needs
+  -- no order (every other lock a batch takes is SKIP LOCKED, never
+  -- waited for), and a lock costs a write: skipped then.
+  IF v_nadds + v_n > 1 THEN
+    PERFORM 1 FROM {schema}.items i
+    WHERE i.queue_id = p_queue
+      AND i.key = ANY (coalesce(p_adds, '{}'::text[]) || coalesce(p_keys, '{}'::text[]))
+    ORDER BY i.key
+    FOR UPDATE;
+  END IF;
   PERFORM {schema}.promote(p_queue, v_now, p_promote);
-  FOR i IN 1..coalesce(cardinality(p_adds), 0) LOOP
-    out_kind := 'a';
-    out_item := p_adds[i];
-    out_token := NULL;
-    out_code := {schema}.add(p_queue, p_adds[i], v_now, 0::smallint, 0);
-    out_added_us := NULL;
-    out_failures := NULL;
-    RETURN NEXT;
-  END LOOP;
-  FOR i IN 1..v_n LOOP
-    out_kind := 'd';
-    out_item := p_keys[i];
-    out_token := p_tokens[i];
-    out_code := {schema}.done(p_queue, p_keys[i], p_tokens[i], p_nonces[i], v_now,
-                              p_forget[i], 0, false);
-    out_added_us := NULL;
-    out_failures := NULL;
-    RETURN NEXT;
-  END LOOP;
+  -- Adds. Keys without a row (the common case) are inserted queued by
+  -- one statement, in the adds' order; a key given twice is inserted for
+  -- its first add. Every other add is `add`'s transition, one by one.
+  IF v_nadds > 0 THEN
+    v_codes := array_fill(NULL::integer, ARRAY[v_nadds]);
+    FOR r IN
+      WITH inserted AS (
+        INSERT INTO {schema}.items AS i (queue_id, key, state, dirty, seq, added_us, priority)
+        SELECT p_queue, a.key, 'q', true, nextval('{schema}.seq'), v_now, 0
+        FROM unnest(p_adds) WITH ORDINALITY AS a(key, ord)
+        ORDER BY a.ord
+        ON CONFLICT DO NOTHING
+        RETURNING i.key
+      )
+      SELECT min(a.ord) AS ord
+      FROM unnest(p_adds) WITH ORDINALITY AS a(key, ord)
+      JOIN inserted USING (key)
+      GROUP BY a.key
+    LOOP
+      v_codes[r.ord] := 1;
+    END LOOP;
+    PERFORM {schema}.wake(p_queue, n)
+    FROM (SELECT count(*)::integer AS n FROM unnest(v_codes) c WHERE c = 1) queued
+    WHERE n > 0;
+    FOR i IN 1..v_nadds LOOP
+      out_kind := 'a';
+      out_item := p_adds[i];
+      out_token := NULL;
+      out_code := coalesce(v_codes[i], {schema}.add(p_queue, p_adds[i], v_now, 0::smallint, 0));
+      out_added_us := NULL;
+      out_failures := NULL;
+      RETURN NEXT;
+    END LOOP;
+  END IF;
+  -- Dones. A held key with nothing left to keep (not re-added, no delay,
+  -- no failures or forgotten now: the common case) is deleted by one
+  -- statement when its token and nonce match; every other done is
+  -- `done`'s fenced transition, one by one.
+  IF v_n > 0 THEN
+    v_codes := array_fill(NULL::integer, ARRAY[v_n]);
+    FOR r IN
+      WITH d AS (
+        SELECT * FROM unnest(p_keys, p_tokens, p_nonces, p_forget)
+          WITH ORDINALITY AS d(key, token, nonce, forget, ord)
+      )
+      DELETE FROM {schema}.items i USING d
+      WHERE i.queue_id = p_queue AND i.key = d.key AND i.state = 'p'
+        AND i.token = d.token AND i.nonce = d.nonce AND NOT i.dirty
+        AND i.due_us IS NULL AND (i.failures = 0 OR d.forget)
+      RETURNING d.ord
+    LOOP
+      v_codes[r.ord] := 1;
+    END LOOP;
+    FOR i IN 1..v_n LOOP
+      out_kind := 'd';
+      out_item := p_keys[i];
+      out_token := p_tokens[i];
+      out_code := coalesce(v_codes[i], {schema}.done(p_queue, p_keys[i], p_tokens[i],
+                                                     p_nonces[i], v_now, p_forget[i], 0, false));
+      out_added_us := NULL;
+      out_failures := NULL;
+      RETURN NEXT;
+    END LOOP;
+  END IF;
   IF p_reap > 0 THEN
     v_reaped := {schema}.reap(p_queue, v_now, p_reap, p_base_us, p_max_us);
   END IF;
