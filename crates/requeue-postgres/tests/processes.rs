@@ -824,6 +824,36 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     let workers: Vec<_> = (0..6)
         .map(|_| tokio::spawn(drain(queue.clone(), seen.clone())))
         .collect();
+    // Adds go on across the crash: each attempt a new key `c<n>`; an add
+    // that returned `Ok` was committed (fsync on) and must be processed;
+    // one that failed may or may not have been.
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let attempted = Arc::new(AtomicUsize::new(0));
+    let stop_adding = Arc::new(AtomicBool::new(false));
+    let live_adders: Vec<_> = (0..2)
+        .map(|_| {
+            let (queue, acked, attempted, stop) = (
+                queue.clone(),
+                acked.clone(),
+                attempted.clone(),
+                stop_adding.clone(),
+            );
+            tokio::spawn(async move {
+                let mut failed = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = format!("c{}", attempted.fetch_add(1, Ordering::SeqCst));
+                    match queue.add(key.clone()).await {
+                        Ok(_) => {
+                            acked.lock().unwrap().insert(key);
+                        }
+                        Err(_) => failed += 1,
+                    }
+                    tokio::time::sleep(ms(5)).await; // pacing
+                }
+                failed
+            })
+        })
+        .collect();
     let processed = || seen.lock().unwrap().processed.len();
     worker::poll_until(Duration::from_secs(30), "150 processed", || {
         processed() >= 150
@@ -864,6 +894,18 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         || processed() > before + 100,
     )
     .await;
+    // Adds succeed again; then they stop.
+    let acked_at_restart = acked.lock().unwrap().len();
+    worker::poll_until(Duration::from_secs(30), "adds after the restart", || {
+        acked.lock().unwrap().len() >= acked_at_restart + 20
+    })
+    .await;
+    stop_adding.store(true, Ordering::SeqCst);
+    let mut failed_adds = 0;
+    for adder in live_adders {
+        failed_adds += adder.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
     // The leases held across the outage were renewed first: still ours.
     for item in held {
         let key = (*item).clone();
@@ -877,7 +919,12 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     let deadline = Instant::now() + Duration::from_secs(40);
     let final_state = loop {
         let s = state(&mut admin, &name).await;
-        if processed() == CRASH_KEYS - CRASH_HELD && s.is_empty() {
+        let all_done = {
+            let seen = seen.lock().unwrap();
+            let plain = seen.processed.keys().filter(|k| k.starts_with('a')).count();
+            plain == CRASH_KEYS - CRASH_HELD && acked.iter().all(|k| seen.processed.contains_key(k))
+        };
+        if all_done && s.is_empty() {
             break s;
         }
         assert!(
@@ -906,11 +953,37 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         seen.twice_at_once
     );
     let all: HashSet<String> = (0..CRASH_KEYS).map(|i| format!("a{i}")).collect();
-    let processed_keys: HashSet<String> = seen.processed.keys().cloned().collect();
+    let processed_plain: HashSet<String> = seen
+        .processed
+        .keys()
+        .filter(|k| k.starts_with('a'))
+        .cloned()
+        .collect();
     let expected: HashSet<String> = all.difference(&held_keys).cloned().collect();
     assert_eq!(
-        processed_keys, expected,
-        "every key processed, the held ones by their holder"
+        processed_plain, expected,
+        "every key added before the crash processed, the held ones by their holder"
+    );
+    let unprocessed: Vec<&String> = acked
+        .iter()
+        .filter(|k| !seen.processed.contains_key(*k))
+        .collect();
+    assert!(
+        unprocessed.is_empty(),
+        "acknowledged adds across the crash never processed: {unprocessed:?}"
+    );
+    let attempts = attempted.load(Ordering::SeqCst);
+    let phantom: Vec<&String> = seen
+        .processed
+        .keys()
+        .filter(|k| {
+            k.strip_prefix('c')
+                .is_some_and(|n| n.parse::<usize>().map_or(true, |n| n >= attempts))
+        })
+        .collect();
+    assert!(
+        phantom.is_empty(),
+        "processed keys never added: {phantom:?}"
     );
     // A key comes twice only through a reaped lease: a claim whose reply
     // the crash swallowed leaves a lease nobody holds, reaped after it
@@ -922,7 +995,9 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     );
     eprintln!(
         "crash: {CRASH_KEYS} added in {added_in:?}; kill -9 after {before} processed; \
-         outage (down + restart) {outage:?}; ends {:?}; reaped {}; processed again {again:?}; took {:?}",
+         outage (down + restart) {outage:?}; adds across it: {} acknowledged, {failed_adds} failed \
+         of {attempts}; ends {:?}; reaped {}; processed again {again:?}; took {:?}",
+        acked.len(),
         seen.ends,
         final_state.lease_expired_total,
         started.elapsed()
@@ -931,4 +1006,102 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     drop(queue);
     drop(txq);
     drop(server);
+}
+
+// ------------------------------------------------------------ wake-ups
+
+/// The backend pids of `app` whose last statement was a `LISTEN`.
+async fn listeners(admin: &mut PgConnection, app: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT a.pid FROM pg_stat_activity a \
+         WHERE a.application_name = $1 AND a.query ILIKE 'LISTEN%' ORDER BY a.pid",
+    )
+    .bind(app)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// An idle getter of a process whose backends (its pool and its `LISTEN`
+/// connection) are all terminated is woken by another process's add
+/// within a fraction of the 5 s poll cap: the listener reconnects and
+/// wakes its getters, and the getter reconnects. Twice: an add at once
+/// after the kill (before the listener is back, so its `NOTIFY` reaches
+/// nobody), and an add after the listener is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
+    let app = format!("rqw{}", fastrand::u32(..));
+    let name = unique("wake");
+    let url = support::server().url();
+    // The default lease (30 s): renewals are rare, so only the
+    // reconnection logic can bring the getter back quickly.
+    let waiter: PostgresQueue<String> = PostgresQueue::builder(run_url(&url, &app), &name)
+        .build()
+        .await
+        .unwrap();
+    let other: PostgresQueue<String> = PostgresQueue::builder(&url, &name).build().await.unwrap();
+    let mut admin = support::connect().await;
+    let mut latencies = Vec::new();
+    for wait_for_listener in [false, true] {
+        let mut killed_listener = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while killed_listener.is_empty() {
+            assert!(Instant::now() < deadline, "the waiter never listened");
+            tokio::time::sleep(ms(10)).await;
+            killed_listener = listeners(&mut admin, &app).await;
+        }
+        // An idle getter: its batch ran (found nothing) and it sleeps.
+        let before = waiter.statements();
+        let getter = {
+            let waiter = waiter.clone();
+            tokio::spawn(async move {
+                let item = waiter.get().await.unwrap();
+                (item, Instant::now())
+            })
+        };
+        worker::poll_until(Duration::from_secs(10), "the getter's first try", || {
+            waiter.statements() > before
+        })
+        .await;
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid)) \
+             FROM pg_stat_activity a WHERE a.application_name = $1",
+        )
+        .bind(&app)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(
+            killed >= 2,
+            "terminated {killed} backends (pool and listener)"
+        );
+        if wait_for_listener {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let now = listeners(&mut admin, &app).await;
+                if !now.is_empty() && now != killed_listener {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the listener never came back");
+                tokio::time::sleep(ms(10)).await;
+            }
+        }
+        let added = Instant::now();
+        let key = format!("after-kill-{wait_for_listener}");
+        assert_eq!(other.add(key.clone()).await.unwrap(), Added::Queued);
+        let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), getter)
+            .await
+            .expect("the idle getter never got the item")
+            .unwrap();
+        assert_eq!(*item, key);
+        let latency = got_at - added;
+        latencies.push(latency);
+        assert!(
+            latency < Duration::from_millis(2_500),
+            "woken {latency:?} after the add (listener waited for: {wait_for_listener}): \
+             polled at the 5 s cap instead of woken"
+        );
+        assert!(item.end_async(Then::Done).await.unwrap().released);
+    }
+    eprintln!("wake-ups after pg_terminate_backend: {latencies:?}");
 }
