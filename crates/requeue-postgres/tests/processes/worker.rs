@@ -9,7 +9,8 @@
 //! | line | meaning |
 //! |---|---|
 //! | `S key token seq` | processing of `key` (lease `token`) started |
-//! | `E key token seq rc req` | it ended; `rc` = `ok` \| `lost` \| `err` \| `unreleased`; `req` = the seq of a `Then::Requeue` re-add, or `-` |
+//! | `D key token seq` | its processing is over; its end is sent next |
+//! | `E key token seq rc req` | it ended (`seq` as its `D`'s); `rc` = `ok` \| `lost` \| `err` \| `unreleased`; `req` = the seq of a `Then::Requeue` re-add, or `-` |
 //! | `A key seq` | the worker added `key` (while processing) |
 //! | `V key token valid` | hold mode: `item.is_valid()` just before ending |
 //! | `C lost reaped` | the worker's counters, at exit |
@@ -22,7 +23,7 @@
 //! lock, so the numbers are a total order consistent with real time
 //! across all processes: a `nextval` that returned before another was
 //! sent has the smaller number. A worker takes `S` after its `get`
-//! returned and `E` before it calls `end_async`, so `[S, E]` lies inside
+//! returned and `D` before it calls `end_async`, so `[S, D]` lies inside
 //! its lease; the parent (and a worker) takes `A` before it sends the
 //! add. So two intervals of a key overlap in seq order exactly when those
 //! spans really overlapped in time, and a processing whose `get` ran after
@@ -40,7 +41,7 @@ use requeue::queue::Item;
 use requeue_postgres::PostgresQueue;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -275,6 +276,7 @@ async fn run(config: Config) {
             }
             log.line(format!("V {key} {token} {}\n", item.is_valid()));
             let e = seq.next().await;
+            log.line(format!("D {key} {token} {e}\n"));
             let rc = rc_of(item.end_async(Then::Done).await);
             log.line(format!("E {key} {token} {e} {rc} -\n"));
             while stdin.recv().await.is_some() {}
@@ -343,6 +345,7 @@ async fn process_until_shut_down(queue: &PostgresQueue<String>, seq: &Seq, log: 
             (Then::Done, "-".to_string())
         };
         let e = seq.next().await;
+        log.line(format!("D {key} {token} {e}\n"));
         let rc = rc_of(item.end_async(then).await);
         log.line(format!("E {key} {token} {e} {rc} {req}\n"));
     }
@@ -553,6 +556,11 @@ pub enum Line {
         token: String,
         seq: u64,
     },
+    Ending {
+        key: String,
+        token: String,
+        seq: u64,
+    },
     End {
         key: String,
         token: String,
@@ -598,6 +606,11 @@ fn parse(line: &str) -> Option<Line> {
             token: token.to_string(),
             seq: num(seq)?,
         },
+        ["D", key, token, seq] => Line::Ending {
+            key: key.to_string(),
+            token: token.to_string(),
+            seq: num(seq)?,
+        },
         ["E", key, token, seq, rc, req] => Line::End {
             key: key.to_string(),
             token: token.to_string(),
@@ -631,7 +644,8 @@ pub struct Interval {
     pub key: String,
     pub token: String,
     pub start: u64,
-    /// `None`: the worker never logged the end (killed, or still running).
+    /// The seq of its `D` line. `None`: the worker never got there
+    /// (killed, or still running).
     pub end: Option<u64>,
     pub rc: Option<String>,
 }
@@ -659,6 +673,9 @@ pub struct History {
     pub parent_keys: usize,
     /// Per worker: (leases lost, leases reaped) from its `C` line.
     pub counters: Vec<Option<(u64, u64)>>,
+    /// Workers killed with `kill -9`: their open processings ended with
+    /// the process (their leases were left to be reaped).
+    pub killed: HashSet<usize>,
 }
 
 impl History {
@@ -691,6 +708,12 @@ impl History {
                             rc: None,
                         });
                     }
+                    Line::Ending { key, token, seq } => {
+                        let i = *open
+                            .get(&token)
+                            .unwrap_or_else(|| panic!("D without S: {key} {token}"));
+                        history.intervals[i].end = Some(seq);
+                    }
                     Line::End {
                         key,
                         token,
@@ -720,6 +743,19 @@ impl History {
         }
         history.intervals.sort_by_key(|i| i.start);
         history
+    }
+
+    /// Whether `interval`'s holder gave up its lease without ending it:
+    /// its done reported `LeaseLost`, or its process was killed while it
+    /// processed (before its `D`: its end was never sent).
+    fn gone(&self, interval: &Interval) -> bool {
+        interval.lost() || (interval.end.is_none() && self.killed.contains(&interval.worker))
+    }
+
+    /// Whether `interval` is a killed worker's last, ended or not: its
+    /// outcome was never logged.
+    fn cut_short(&self, interval: &Interval) -> bool {
+        interval.rc.is_none() && self.killed.contains(&interval.worker)
     }
 
     fn add(&mut self, key: &str, seq: u64) {
@@ -757,7 +793,7 @@ impl History {
                         "ended before the start of, with a larger token,"
                     };
                     let text = format!("{earlier:?} {what} {later:?}");
-                    if older.lost() {
+                    if self.gone(older) {
                         excused.push(text);
                     } else {
                         bad.push(text);
@@ -791,11 +827,12 @@ impl History {
         unserved
     }
 
-    /// Processings without an end, or whose end is neither `ok` nor `lost`.
+    /// Processings without an end (but for a killed worker's), or whose
+    /// end is neither `ok` nor `lost`.
     pub fn unfinished(&self) -> Vec<String> {
         self.intervals
             .iter()
-            .filter(|i| !matches!(i.rc.as_deref(), Some("ok" | "lost")))
+            .filter(|i| !matches!(i.rc.as_deref(), Some("ok" | "lost")) && !self.cut_short(i))
             .map(|i| format!("{i:?}"))
             .collect()
     }
@@ -814,6 +851,46 @@ impl History {
                 format!("{lost:?}; next hand-out of the key: {next:?}")
             })
             .collect()
+    }
+
+    /// The processings of `worker` whose lease it gave up without ending
+    /// it (killed during it, or `LeaseLost`) that no later lease of the key
+    /// (a larger token) followed: its keys must be reaped and processed
+    /// again. (A later lease may have started first, in seq order: the
+    /// holder can stall between its `get` and its `S`.)
+    pub fn not_taken_over(&self, worker: usize) -> Vec<String> {
+        self.intervals
+            .iter()
+            .filter(|i| i.worker == worker && self.gone(i))
+            .filter(|gone| {
+                !self
+                    .intervals
+                    .iter()
+                    .any(|i| i.key == gone.key && i.token() > gone.token())
+            })
+            .map(|gone| {
+                let key: Vec<String> = self
+                    .intervals
+                    .iter()
+                    .filter(|i| i.key == gone.key)
+                    .map(|i| format!("  {i:?}"))
+                    .collect();
+                format!(
+                    "{gone:?}; last add of the key at {:?}; its processings:\n{}",
+                    self.last_add.get(&gone.key),
+                    key.join("\n")
+                )
+            })
+            .collect()
+    }
+
+    /// The processings of `worker` its holder gave up (see
+    /// [`not_taken_over`](History::not_taken_over)).
+    pub fn given_up(&self, worker: usize) -> usize {
+        self.intervals
+            .iter()
+            .filter(|i| i.worker == worker && self.gone(i))
+            .count()
     }
 
     /// How many processings ended with `LeaseLost`.
