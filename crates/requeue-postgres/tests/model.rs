@@ -1,7 +1,9 @@
 //! Model-based property test: random operation sequences applied both to a
 //! `PostgresQueue` (statements on its fake clock, a fresh queue name per
 //! case, on the binary's shared PostgreSQL server) and to requeue's
-//! in-memory `WorkQueue` (on its own fake clock, same rate limiter),
+//! in-memory `WorkQueue` (on its own fake clock, same rate limiter; the
+//! gets alternate between two `PostgresQueue`s on the same table and fake
+//! clock, as two processes would),
 //! comparing every observable after every step — the structure of the
 //! Redis engine's `tests/model.rs`.
 //!
@@ -77,8 +79,10 @@ enum Op {
     /// `add_after(key, 3 × op index + 1 + 50 × n ms)`.
     AddAfter(u8, u64),
     AddRateLimited(u8),
-    /// `try_get` on both; a handed-out pair of guards is kept.
-    TryGet,
+    /// `try_get` on both (on the Postgres side through the case's second
+    /// queue, another "process" on the same table and clock, if `true`);
+    /// a handed-out pair of guards is kept.
+    TryGet(bool),
     /// Ends the held pair at this index (mod the count); nothing if none.
     End(usize, End),
     Forget(u8),
@@ -108,7 +112,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => key().prop_map(Op::Add),
         4 => (key(), 0..4_u64).prop_map(|(k, n)| Op::AddAfter(k, n)),
         2 => key().prop_map(Op::AddRateLimited),
-        6 => Just(Op::TryGet),
+        6 => any::<bool>().prop_map(Op::TryGet),
         5 => (any::<usize>(), end()).prop_map(|(i, e)| Op::End(i, e)),
         1 => key().prop_map(Op::Forget),
         1 => key().prop_map(Op::NumRequeues),
@@ -179,6 +183,8 @@ fn fail(what: impl std::fmt::Display) -> TestCaseError {
 /// One case: both queues, the guards held in pairs, the delays pending.
 struct Case {
     pg: PostgresQueue<String>,
+    /// Another process's queue on the same table and fake clock.
+    pg2: PostgresQueue<String>,
     pclock: FakeClock,
     mem: WorkQueue<String>,
     mclock: FakeClock,
@@ -198,20 +204,23 @@ impl Case {
     async fn new(conn: PgConnection) -> Case {
         let name = unique_name();
         let pclock = FakeClock::new();
-        let pg = PostgresQueue::builder(support::server().url(), &name)
-            .fake_time(pclock.clone())
-            .max_connections(2)
-            .lease(Duration::from_secs(3_600))
-            .limiter(LimiterSpec {
-                exponential: Some(Exponential {
-                    base_ms: BASE_MS,
-                    max_ms: MAX_MS,
-                }),
-                ..LimiterSpec::default()
-            })
-            .build()
-            .await
-            .unwrap();
+        let open = || {
+            PostgresQueue::builder(support::server().url(), &name)
+                .fake_time(pclock.clone())
+                .max_connections(2)
+                .lease(Duration::from_secs(3_600))
+                .limiter(LimiterSpec {
+                    exponential: Some(Exponential {
+                        base_ms: BASE_MS,
+                        max_ms: MAX_MS,
+                    }),
+                    ..LimiterSpec::default()
+                })
+                .build()
+        };
+        // Both before the clock moves: their statements' fake times agree.
+        let pg = open().await.unwrap();
+        let pg2 = open().await.unwrap();
         let mclock = FakeClock::new();
         let mem = WorkQueue::builder()
             .clock(mclock.clone())
@@ -222,6 +231,7 @@ impl Case {
             .build();
         Case {
             pg,
+            pg2,
             pclock,
             mem,
             mclock,
@@ -294,9 +304,11 @@ impl Case {
         Ok(())
     }
 
-    /// `try_get` on both: the same key or both nothing.
-    async fn try_get(&mut self) -> Result<Option<String>, TestCaseError> {
-        let r = self.pg.try_get().await.map_err(fail)?;
+    /// `try_get` on both (through the second Postgres queue if `other`):
+    /// the same key or both nothing.
+    async fn try_get(&mut self, other: bool) -> Result<Option<String>, TestCaseError> {
+        let pg = if other { &self.pg2 } else { &self.pg };
+        let r = pg.try_get().await.map_err(fail)?;
         let m = match self.mem.try_get() {
             Ok(item) => Some(item),
             Err(TryGetError::Empty) => None,
@@ -365,8 +377,8 @@ impl Case {
                 self.compare_added(r, m, &format!("add_rate_limited({key})"))?;
                 self.compare_num_requeues(&key).await?;
             }
-            Op::TryGet => {
-                self.try_get().await?;
+            Op::TryGet(other) => {
+                self.try_get(other).await?;
             }
             Op::End(i, end) => {
                 if self.held.is_empty() {
@@ -443,7 +455,7 @@ impl Case {
         }
         self.advance(SETTLE_MS);
         self.compare_len().await?;
-        while self.try_get().await?.is_some() {
+        while self.try_get(false).await?.is_some() {
             self.end(0, Then::Done).await?;
             self.check().await?;
         }
@@ -493,6 +505,7 @@ fn postgres_queue_matches_the_in_memory_queue() {
             // Guards still held end here, before the queue goes.
             case.held.clear();
             case.pg.shut_down();
+            case.pg2.shut_down();
             result.map_err(|e| fail(format!("{e}\n{}", case.trace.join("\n"))))
         })
     });
