@@ -1318,3 +1318,63 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
         queue.shut_down();
     }
 }
+
+/// Reproduces an engine bug (ignored until fixed; run with `--ignored`).
+///
+/// `add_in` locks the key's row until the caller's transaction ends (its
+/// docs say so). `extend` claims rows `FOR UPDATE SKIP LOCKED`, so while
+/// that transaction is open the holder's renewals skip the row: the
+/// lease is not extended, yet not reported lost either (the row still
+/// carries the holder's token), so the holder's local lease is extended
+/// and `is_valid()` stays true. A transaction open for longer than the
+/// lease thus lets the lease of a live, renewing holder run out on the
+/// server; once it commits, any process's get reaps the lease and hands
+/// the key to another holder while the first still works on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "engine bug: a caller's transaction holding a held key's row lock for longer than the lease makes the holder's renewals skip it silently"]
+async fn a_long_transactional_add_does_not_cost_a_live_holder_its_lease() {
+    let url = support::server().url();
+    let name = unique("tx-lease");
+    let lease = ms(300);
+    let a: PostgresQueue<String> = PostgresQueue::builder(&url, &name)
+        .lease(lease)
+        .build()
+        .await
+        .unwrap();
+    let b: PostgresQueue<String> = PostgresQueue::builder(&url, &name)
+        .lease(lease)
+        .build()
+        .await
+        .unwrap();
+    a.add("k".into()).await.unwrap();
+    let held = a.get().await.unwrap();
+    // A caller's transaction adds k (parks it: it is held) and stays open
+    // for several leases (real time: the server's clock is the lease clock).
+    let mut conn = support::connect().await;
+    let mut tx = conn.begin().await.unwrap();
+    assert_eq!(
+        a.add_in(&mut tx, "k".into()).await.unwrap(),
+        Added::AfterDone
+    );
+    tokio::time::sleep(lease * 4).await; // the transaction's length
+    tx.commit().await.unwrap();
+    // The holder renews all along (its renewer runs every lease/3), so
+    // nobody else may take k while it holds it.
+    let deadline = Instant::now() + lease * 3;
+    while Instant::now() < deadline {
+        assert!(held.is_valid(), "the live holder's lease went invalid");
+        if let Some(other) = b.try_get().await.unwrap() {
+            panic!(
+                "{} was handed to another holder (token {:?}) while its live holder \
+                 (token {:?}, is_valid() = {}) still held it; leases reaped by B: {}",
+                *other,
+                other.token(),
+                held.token(),
+                held.is_valid(),
+                b.leases_reaped()
+            );
+        }
+        tokio::time::sleep(ms(20)).await; // pacing of the polls
+    }
+    assert!(held.end_async(Then::Done).await.unwrap().released);
+}
