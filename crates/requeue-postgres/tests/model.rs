@@ -497,7 +497,7 @@ fn postgres_queue_matches_the_in_memory_queue() {
         .enable_all()
         .build()
         .unwrap();
-    let mut runner = TestRunner::new(config(48));
+    let mut runner = TestRunner::new(config(64));
     let result = runner.run(&ops(), |ops| {
         runtime.block_on(async {
             let mut case = Case::new(support::connect().await).await;
