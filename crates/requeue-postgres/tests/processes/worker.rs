@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `S key token seq` | processing of `key` (lease `token`) started |
 //! | `D key token seq` | its processing is over; its end is sent next |
-//! | `E key token seq rc req` | it ended (`seq` as its `D`'s); `rc` = `ok` \| `lost` \| `err` \| `unreleased`; `req` = the seq of a `Then::Requeue` re-add, or `-` |
+//! | `E key token seq rc req` | it ended (`seq` as its `D`'s); `rc` = `ok` \| `lost` \| `err` \| `unreleased`; `req` = the seq of its re-add (`Then::Requeue`, `Retry`, `RetryAfter`), or `-` |
 //! | `A key seq` | the worker added `key` (while processing) |
 //! | `V key token valid` | hold mode: `item.is_valid()` just before ending |
 //! | `C lost reaped` | the worker's counters, at exit |
@@ -71,7 +71,9 @@ pub enum Mode {
     /// `tasks` concurrent get → work → end loops until stdin closes. Each
     /// processing takes 0..=`max_work_ms`; one in `readd_one_in` adds a
     /// key (its own or one of `k0..k{keys}`) while processing; one in
-    /// `requeue_one_in` ends with `Then::Requeue` (0 = never).
+    /// `requeue_one_in` ends with a re-add (0 = never): `Then::Requeue`,
+    /// `Then::Retry` (the shared rate limiter's delay) or
+    /// `Then::RetryAfter` (1..20 ms), as likely.
     Loop {
         tasks: usize,
         max_work_ms: u64,
@@ -340,7 +342,14 @@ async fn process_until_shut_down(queue: &PostgresQueue<String>, seq: &Seq, log: 
             add_logged(queue, seq, log, other).await;
         }
         let (then, req) = if one_in(plan.requeue_one_in) {
-            (Then::Requeue, seq.next().await.to_string())
+            // Any re-add, delayed or not, must be served by a processing
+            // that starts after it.
+            let then = match fastrand::u8(..3) {
+                0 => Then::Requeue,
+                1 => Then::Retry,
+                _ => Then::RetryAfter(Duration::from_millis(fastrand::u64(1..20))),
+            };
+            (then, seq.next().await.to_string())
         } else {
             (Then::Done, "-".to_string())
         };
