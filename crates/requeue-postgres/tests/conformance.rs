@@ -304,7 +304,7 @@ async fn a_batch_with_bad_arguments_writes_nothing() {
     // An add to write, a claim to make, and dones whose arrays differ in length.
     let error = sqlx::query(
         "SELECT * FROM requeue.batch($1, NULL, ARRAY['b'], ARRAY['a'], ARRAY[1, 2]::bigint[], \
-         ARRAY[1]::bigint[], ARRAY[false], 1, 30000000, 1, 0, 5000, 1000000, 100)",
+         ARRAY[1]::bigint[], ARRAY[false], 1, 30000000, 1, 0, 5000, 1000000, NULL, 100)",
     )
     .bind(id)
     .fetch_all(&mut conn)
@@ -320,4 +320,139 @@ async fn a_batch_with_bad_arguments_writes_nothing() {
     assert_eq!(*item, "a");
     conformance::end(item, Then::Forget).await;
     assert!(queue.try_get().await.unwrap().is_none());
+}
+
+/// The batch statement's answers, row by row: the set-based paths (new
+/// keys inserted at once, plain dones deleted at once) and the one-by-one
+/// transitions give the codes `add` and `done` would.
+#[tokio::test]
+async fn a_batch_answers_as_its_operations_one_by_one_would() {
+    let mut conn = sqlx::PgConnection::connect(&support::server().url())
+        .await
+        .unwrap();
+    requeue_postgres::schema::migrate(&mut conn, &Default::default())
+        .await
+        .unwrap();
+    let name = unique("batch-sql");
+    let id: i32 = sqlx::query_scalar("SELECT requeue.open_queue($1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    type Row = (String, Option<String>, Option<i64>, Option<i32>);
+    let batch = "SELECT out_kind::text, out_item, out_token, out_code FROM requeue.batch(\
+                 $1, 1000000, $2, $3, $4, $5, $6, $7, 30000000, 7, 0, 5000, 1000000, NULL, 100)";
+    let none: Vec<String> = Vec::new();
+    // x twice and y: x queued once (its second add deduplicated), y
+    // queued; two claims take x then y (FIFO).
+    let rows: Vec<Row> = sqlx::query_as(batch)
+        .bind(id)
+        .bind(vec!["x", "x", "y"])
+        .bind(&none)
+        .bind(Vec::<i64>::new())
+        .bind(Vec::<i64>::new())
+        .bind(Vec::<bool>::new())
+        .bind(2)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let codes: Vec<_> = rows.iter().filter(|r| r.0 == "a").map(|r| r.3).collect();
+    assert_eq!(codes, [Some(1), Some(0), Some(1)]);
+    let claimed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "c")
+        .map(|r| (r.1.clone().unwrap(), r.2.unwrap()))
+        .collect();
+    assert_eq!(
+        claimed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+        ["x", "y"]
+    );
+    let (x, y) = (claimed[0].1, claimed[1].1);
+    // x re-added while held (parks: 2), then: x done under its token
+    // (requeued: 2), y done under a wrong token (-1), z never held (-2).
+    let rows: Vec<Row> = sqlx::query_as(batch)
+        .bind(id)
+        .bind(vec!["x"])
+        .bind(vec!["x", "y", "z"])
+        .bind(vec![x, y + 1000, 1])
+        .bind(vec![7_i64, 7, 7])
+        .bind(vec![false, false, false])
+        .bind(0)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    let codes: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 != "m")
+        .map(|r| (r.0.clone(), r.3))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("a".to_string(), Some(2)),
+            ("d".to_string(), Some(2)),
+            ("d".to_string(), Some(-1)),
+            ("d".to_string(), Some(-2))
+        ]
+    );
+    // y done under its token: deleted by the set-based path (1).
+    let rows: Vec<Row> = sqlx::query_as(batch)
+        .bind(id)
+        .bind(&none)
+        .bind(vec!["y"])
+        .bind(vec![y])
+        .bind(vec![7_i64])
+        .bind(vec![true])
+        .bind(0)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows[0].3, Some(1));
+    let left: Vec<(String, String)> = sqlx::query_as(
+        "SELECT key, state::text FROM requeue.items WHERE queue_id = $1 ORDER BY key",
+    )
+    .bind(id)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        [("x".to_string(), "q".to_string())],
+        "only the requeued x is left"
+    );
+}
+
+/// Idle getters are woken one per item that became ready, and each that
+/// finds one wakes the next: every item of a transaction that added many
+/// reaches a getter, with no timer to fall back on (fake time never
+/// passes here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_getters_are_woken_for_every_item_a_commit_makes_ready() {
+    let (queue, _clock) = fresh().await;
+    let getters: Vec<_> = (0..8)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                let item = queue.get().await.unwrap();
+                let key = (*item).clone();
+                conformance::end(item, Then::Forget).await;
+                key
+            })
+        })
+        .collect();
+    let mut conn = sqlx::PgConnection::connect(&support::server().url())
+        .await
+        .unwrap();
+    // One transaction: one notification for all of them.
+    let mut tx = conn.begin().await.unwrap();
+    for n in 0..8 {
+        queue.add_in(&mut tx, format!("k{n}")).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut got = Vec::new();
+    for getter in getters {
+        got.push(conformance::within("a woken getter", getter).await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (0..8).map(|n| format!("k{n}")).collect::<Vec<_>>());
 }

@@ -1032,13 +1032,10 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         failed_adds += adder.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    // The leases held across the outage should have been renewed first,
-    // and stayed ours. A getter whose batch waited out the outage in the
-    // pool can reap them first (the engine bug that
-    // `a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases`
-    // reproduces): then the done reports `LeaseLost` and the workers
-    // process the key again. Tolerated (and reported) here until fixed;
-    // any other outcome fails.
+    // The leases held across the outage are renewed first and stay ours:
+    // a getter whose batch waited out the outage in the pool reaps other
+    // processes' expired leases, never its own
+    // (`a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases`).
     let mut held_lost = HashSet::new();
     for item in held {
         let key = (*item).clone();
@@ -1050,6 +1047,10 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
             other => panic!("the done of held {key} after the restart: {other:?}"),
         }
     }
+    assert!(
+        held_lost.is_empty(),
+        "leases held across the outage were lost: {held_lost:?}"
+    );
     let held_kept: HashSet<String> = held_keys.difference(&held_lost).cloned().collect();
 
     let deadline = Instant::now() + Duration::from_secs(40);
@@ -1262,7 +1263,6 @@ async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
 /// holder's done then reports `LeaseLost`, and the item is handed out
 /// again while its holder may still work on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: a get waiting for a connection during an outage can reap its own process's held leases before they are renewed"]
 async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
     let mut server = LocalServer::start_with(LocalServerOptions {
         fsync: false,

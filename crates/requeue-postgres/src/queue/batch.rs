@@ -269,8 +269,15 @@ async fn send<T: requeue::queue::Key>(
         0
     };
     let (base_us, max_us) = shared.reap_backoff;
+    // The connection first: the decisions below are about the moment the
+    // statement runs, and during an outage a statement waits here.
+    let mut conn = shared.pool.acquire().await?;
+    // This process's own expired leases are spared while its renewer may
+    // be behind (after an outage): it renews them first. Once it renews
+    // again, an expired lease of this nonce is one nobody here holds.
+    let spare = (!shared.renewed_lately()).then_some(shared.nonce);
     let sent_ms = shared.keeper.local_ms();
-    let nonce = fastrand::i64(..);
+    let nonce = shared.nonce;
     let rows = sqlx::query(&shared.sql.batch)
         .bind(shared.queue_id)
         .bind(shared.now())
@@ -285,8 +292,9 @@ async fn send<T: requeue::queue::Key>(
         .bind(reap)
         .bind(base_us)
         .bind(max_us)
+        .bind(spare)
         .bind(shared.batch_limit)
-        .fetch_all(&shared.pool)
+        .fetch_all(&mut *conn)
         .await?;
     shared
         .stats

@@ -322,6 +322,8 @@ impl<T: Key> PostgresQueueBuilder<T> {
             batcher: std::sync::OnceLock::new(),
             last_reap_ms: AtomicU64::new(0),
             force_reap: AtomicBool::new(false),
+            nonce: fastrand::i64(..),
+            last_renewed_ms: AtomicU64::new(0),
             channel: self.schema.as_str().to_owned(),
         }))
     }

@@ -27,31 +27,38 @@ impl<T: Key> LeaseEngine<T> for Shared<T> {
         held: Vec<(Vec<u8>, PgToken)>,
     ) -> BoxFuture<'static, Result<Vec<Vec<u8>>, QueueError>> {
         Box::pin(async move {
-            self.call(move |shared| async move {
-                if held.is_empty() {
-                    // Nothing to renew: a statement still proves the server answers.
-                    sqlx::query("SELECT 1").execute(&shared.pool).await?;
-                    return Ok(Vec::new());
-                }
-                // Keys are stored as text: the held ones were read as text.
-                let keys: Vec<String> = held
-                    .iter()
-                    .map(|(raw, _)| String::from_utf8_lossy(raw).into_owned())
-                    .collect();
-                let tokens: Vec<i64> = held.iter().map(|(_, t)| t.token).collect();
-                let nonces: Vec<i64> = held.iter().map(|(_, t)| t.nonce).collect();
-                let lost: Vec<String> = sqlx::query_scalar(&shared.sql.extend)
-                    .bind(shared.queue_id)
-                    .bind(keys)
-                    .bind(tokens)
-                    .bind(nonces)
-                    .bind(shared.lease_us())
-                    .bind(shared.now())
-                    .fetch_all(&shared.pool)
-                    .await?;
-                Ok(lost.into_iter().map(String::into_bytes).collect())
-            })
-            .await
+            let sent = self.keeper.local_ms();
+            let renewed = self
+                .call(move |shared| async move {
+                    if held.is_empty() {
+                        // Nothing to renew: a statement still proves the server answers.
+                        sqlx::query("SELECT 1").execute(&shared.pool).await?;
+                        return Ok(Vec::new());
+                    }
+                    // Keys are stored as text: the held ones were read as text.
+                    let keys: Vec<String> = held
+                        .iter()
+                        .map(|(raw, _)| String::from_utf8_lossy(raw).into_owned())
+                        .collect();
+                    let tokens: Vec<i64> = held.iter().map(|(_, t)| t.token).collect();
+                    let nonces: Vec<i64> = held.iter().map(|(_, t)| t.nonce).collect();
+                    let lost: Vec<String> = sqlx::query_scalar(&shared.sql.extend)
+                        .bind(shared.queue_id)
+                        .bind(keys)
+                        .bind(tokens)
+                        .bind(nonces)
+                        .bind(shared.lease_us())
+                        .bind(shared.now())
+                        .fetch_all(&shared.pool)
+                        .await?;
+                    Ok(lost.into_iter().map(String::into_bytes).collect())
+                })
+                .await;
+            if renewed.is_ok() {
+                self.last_renewed_ms
+                    .fetch_max(sent, std::sync::atomic::Ordering::Relaxed);
+            }
+            renewed
         })
     }
 

@@ -23,9 +23,9 @@ use tokio::sync::Notify;
 
 /// A lease's fencing token: the database sequence's number (monotonic,
 /// what [`Item::token`](requeue::queue::Item::token) shows) and the
-/// random nonce the claiming call drew (which tells two leases apart
-/// should a failover to a standby that missed the last claims hand a
-/// number out twice).
+/// random nonce the claiming process drew when its queue was built
+/// (which tells two leases apart should a failover to a standby that
+/// missed the last claims hand a number out twice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PgToken {
     /// The sequence number: larger for every later lease of a key.
@@ -87,6 +87,12 @@ pub(crate) struct Shared<T> {
     pub(crate) batcher: std::sync::OnceLock<Batcher>,
     /// Local ms of the last batch that reaped (see `Shared::reap_now`).
     pub(crate) last_reap_ms: AtomicU64,
+    /// This process's nonce, in every lease it claims (see `PgToken`): a
+    /// batch spares this nonce's expired leases while the renewer is
+    /// behind (see `renewed_lately`).
+    pub(crate) nonce: i64,
+    /// Local ms at which the renewer's last successful round was sent.
+    pub(crate) last_renewed_ms: AtomicU64,
     /// Set by `try_get`: the next batch reaps whatever has expired.
     pub(crate) force_reap: AtomicBool,
     /// The schema's NOTIFY channel (its plain name).
@@ -119,6 +125,15 @@ impl<T: Send + Sync + 'static> Shared<T> {
         } else {
             false
         }
+    }
+
+    /// Whether the renewer's last success was sent less than half a lease
+    /// ago, so every lease in the table runs for at least half a lease
+    /// more (the renewer runs each third of a lease).
+    pub(crate) fn renewed_lately(&self) -> bool {
+        let last = self.last_renewed_ms.load(Ordering::Relaxed);
+        let half = u64::try_from(self.keeper.lease().as_millis() / 2).unwrap_or(u64::MAX);
+        self.keeper.local_ms().saturating_sub(last) < half
     }
 
     /// Whether this process has stopped taking work.

@@ -209,8 +209,13 @@ $$;
 -- first. Each counts a failure and comes back through delayed after the
 -- per-key backoff (earliest delay wins; no backoff = queued now). A parked
 -- item's pending add is carried by that re-add. Returns how many.
+-- p_spare: a nonce whose leases are left alone (the calling process's
+-- own, while its renewer is behind: after an outage it must renew them
+-- before anything reaps them under it; other processes reap them if it
+-- is gone).
 CREATE FUNCTION {schema}.reap(
-  p_queue integer, p_now bigint, p_limit integer, p_base_us bigint, p_max_us bigint
+  p_queue integer, p_now bigint, p_limit integer, p_base_us bigint, p_max_us bigint,
+  p_spare bigint DEFAULT NULL
 ) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
   v_now bigint := {schema}.now_us(p_now);
@@ -226,6 +231,7 @@ BEGIN
   FOR r IN
     SELECT i.key, i.failures, i.due_us FROM {schema}.items i
     WHERE i.queue_id = p_queue AND i.state = 'p' AND i.lease_us <= v_now
+      AND i.nonce IS DISTINCT FROM p_spare
     ORDER BY i.lease_us
     LIMIT p_limit
     FOR UPDATE SKIP LOCKED

@@ -45,8 +45,11 @@ $$;
 --      its failure count if forget[i]; a row locked by another
 --      transaction is not waited for (-3 busy: the caller ends it alone);
 --   4. at most p_reap expired leases reaped, with per-key backoff
---      (p_base_us, p_max_us);
---   5. at most p_claims items leased, under fresh tokens and p_nonce.
+--      (p_base_us, p_max_us), except those claimed under nonce p_spare
+--      (the caller's own, when it has not renewed them lately: after an
+--      outage it must renew them before anything reaps them under it);
+--   5. at most p_claims items leased, under fresh tokens and p_nonce (the
+--      calling process's nonce, the same for all its leases).
 -- Rows, in that order: one 'a' per add (out_code as `add` returns), one
 -- 'd' per done (out_code as `done` returns),
 -- one 'c' per leased item (its key, token, add time, failure count),
@@ -67,7 +70,8 @@ CREATE FUNCTION {schema}.batch(
   p_queue integer, p_now bigint, p_adds text[],
   p_keys text[], p_tokens bigint[], p_nonces bigint[], p_forget boolean[],
   p_claims integer, p_lease_us bigint, p_nonce bigint,
-  p_reap integer, p_base_us bigint, p_max_us bigint, p_promote integer DEFAULT 100
+  p_reap integer, p_base_us bigint, p_max_us bigint, p_spare bigint,
+  p_promote integer DEFAULT 100
 ) RETURNS TABLE (out_kind "char", out_item text, out_token bigint, out_code integer,
                  out_added_us bigint, out_failures integer)
 LANGUAGE plpgsql AS $$
@@ -174,7 +178,7 @@ BEGIN
     END LOOP;
   END IF;
   IF p_reap > 0 THEN
-    v_reaped := {schema}.reap(p_queue, v_now, p_reap, p_base_us, p_max_us);
+    v_reaped := {schema}.reap(p_queue, v_now, p_reap, p_base_us, p_max_us, p_spare);
   END IF;
   IF p_claims > 0 THEN
     FOR r IN SELECT * FROM {schema}.claim(p_queue, p_lease_us, p_nonce, v_now, p_claims, 0)
