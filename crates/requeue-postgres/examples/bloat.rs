@@ -28,6 +28,8 @@
 //! - `--server=NAME=VALUE`: a server setting (repeatable; e.g.
 //!   `--server=autovacuum_naptime=10s`).
 //! - `--fsync`: fsync on (default off: this measures bloat, not commits).
+//! - `--server-log=PATH`: copy the server's log there at the end (with
+//!   `--server=log_autovacuum_min_duration=0`, say, or auto_explain).
 //! - `--adders=N` (4), `--add-batch=N` keys added per statement (16),
 //!   `--batch=N` claimed per call (16), `--backlog=N` queued at most
 //!   (10,000; filled before the workers start), `--every=N` items per row
@@ -63,6 +65,8 @@ struct Config {
     table: Vec<(String, String)>,
     server: Vec<(String, String)>,
     fsync: bool,
+    /// Where to copy the server's log at the end.
+    server_log: Option<String>,
 }
 
 impl Config {
@@ -82,6 +86,7 @@ impl Config {
             table: Vec::new(),
             server: Vec::new(),
             fsync: false,
+            server_log: None,
         };
         let mut hold_percent = None;
         for arg in std::env::args().skip(1) {
@@ -112,6 +117,7 @@ impl Config {
                 "--table" => config.table.push(pair(value_of("NAME=VALUE")?)?),
                 "--server" => config.server.push(pair(value_of("NAME=VALUE")?)?),
                 "--fsync" => config.fsync = true,
+                "--server-log" => config.server_log = Some(value_of("PATH")?.to_owned()),
                 "--adders" => config.adders = value_of("N")?.parse()?,
                 "--batch" => config.batch = value_of("N")?.parse()?,
                 "--add-batch" => config.add_batch = value_of("N")?.parse()?,
@@ -431,12 +437,37 @@ async fn worker(
     Ok(())
 }
 
+/// How much of `items_ready` a claim reads: the claim's pick, without its
+/// locks, under EXPLAIN (ANALYZE, BUFFERS); printed as comment lines. The
+/// session has bitmap scans off so that it gets the plan the claims in
+/// `claim` use (an index scan of `items_ready` in claim order, as
+/// auto_explain shows); left free, the planner may pick a bitmap scan and
+/// a sort here, which reads every queued row.
+async fn explain_pick(conn: &mut PgConnection, s: &str, queue: i32, when: &str) -> Result<()> {
+    sqlx::query("SET enable_bitmapscan = off")
+        .execute(&mut *conn)
+        .await?;
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT key FROM {s}.items \
+         WHERE queue_id = {queue} AND state = 'q' ORDER BY priority DESC, seq LIMIT 16"
+    ))
+    .fetch_all(conn)
+    .await?;
+    println!("# a claim's pick, {when}:");
+    for line in plan {
+        println!("#   {line}");
+    }
+    Ok(())
+}
+
 /// The session that holds back the xmin horizon: idle in a transaction
-/// that has an xid and a REPEATABLE READ snapshot.
+/// that has an xid and a REPEATABLE READ snapshot. A second connection
+/// shows how it is spotted and what it does to a claim.
 async fn holder(
     url: String,
-    from: u64,
-    to: u64,
+    s: String,
+    queue: i32,
+    (from, to): (u64, u64),
     config: Arc<Config>,
     progress: Arc<Progress>,
 ) -> Result<()> {
@@ -445,6 +476,7 @@ async fn holder(
     while progress.done() < from {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    explain_pick(&mut probe, &s, queue, "before the hold").await?;
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut conn)
         .await?;
@@ -458,32 +490,43 @@ async fn holder(
         progress.done()
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    // How an operator spots it.
-    let rows: Vec<(i32, String, Option<String>, Option<i32>, Option<f64>)> = sqlx::query_as(
-        "SELECT pid, state, backend_xmin::text, age(backend_xmin), \
-                extract(epoch FROM now() - xact_start)::float8 \
-         FROM pg_stat_activity WHERE backend_xmin IS NOT NULL \
-         ORDER BY age(backend_xmin) DESC LIMIT 3",
+    // How an operator spots it: every backend's xmin is held back to the
+    // old transaction's; the culprit is the oldest transaction, here idle.
+    let rows: Vec<(
+        i32,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i32>,
+        Option<f64>,
+    )> = sqlx::query_as(
+        "SELECT pid, state, backend_xid::text, backend_xmin::text, age(backend_xmin), \
+                    extract(epoch FROM now() - xact_start)::float8 \
+             FROM pg_stat_activity WHERE backend_xmin IS NOT NULL \
+             ORDER BY age(backend_xmin) DESC, xact_start LIMIT 3",
     )
     .fetch_all(&mut probe)
     .await?;
     println!(
-        "# SELECT pid, state, backend_xmin, age(backend_xmin), now() - xact_start \
-         FROM pg_stat_activity ORDER BY age(backend_xmin) DESC (5 s into the hold):"
+        "# SELECT pid, state, backend_xid, backend_xmin, age(backend_xmin), \
+         now() - xact_start FROM pg_stat_activity ORDER BY age(backend_xmin) DESC, \
+         xact_start (5 s into the hold; first 3):"
     );
-    for (pid, state, xmin, age, secs) in rows {
+    for (pid, state, xid, xmin, age, secs) in rows {
         println!(
-            "#   pid {pid:>6}  {state:<20} xmin {:>8}  age {:>7}  xact {:>6.1} s",
+            "#   pid {pid:>6}  {state:<20} xid {:>8}  xmin {:>8}  age {:>7}  xact {:>6.1} s",
+            xid.unwrap_or_else(|| "-".to_owned()),
             xmin.unwrap_or_default(),
             age.unwrap_or_default(),
             secs.unwrap_or_default()
         );
     }
-    probe.close().await?;
+    explain_pick(&mut probe, &s, queue, "5 s into the hold").await?;
     let max = config.hold_max.unwrap_or(Duration::MAX);
     while progress.done() < to && started.elapsed() < max {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    explain_pick(&mut probe, &s, queue, "at the end of the hold").await?;
     sqlx::query("COMMIT").execute(&mut conn).await?;
     println!(
         "# {} items done: the old transaction commits after {:.1} s",
@@ -491,6 +534,9 @@ async fn holder(
         started.elapsed().as_secs_f64()
     );
     conn.close().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    explain_pick(&mut probe, &s, queue, "2 s after the commit").await?;
+    probe.close().await?;
     Ok(())
 }
 
@@ -595,8 +641,9 @@ async fn main() -> Result<()> {
     if let Some((from, to)) = config.hold {
         tasks.push(tokio::spawn(holder(
             url.clone(),
-            from,
-            to,
+            s.clone(),
+            queue,
+            (from, to),
             config.clone(),
             progress.clone(),
         )));
@@ -662,5 +709,8 @@ async fn main() -> Result<()> {
     println!("# after VACUUM items ({:.1} s):", vacuum_took.as_secs_f64());
     println!("{}", after.row(&last.columns(&start, started, 0)));
     conn.close().await?;
+    if let Some(path) = &config.server_log {
+        std::fs::copy(server.log_path(), path)?;
+    }
     Ok(())
 }
