@@ -21,6 +21,9 @@
 //!   transaction (`SELECT txid_current()`) when FROM % of the items are
 //!   done and stays idle in it until TO % are (default 10:60), or until
 //!   `--hold-max=SECS` have passed, whichever is first; then it commits.
+//!   With `--hold-read-only` it only reads (`SELECT count(*) FROM
+//!   pg_class`: a snapshot, no xid); with `--hold-other-database` it is
+//!   connected to another database of the same cluster.
 //! - `--reset-autovacuum`: `items` with PostgreSQL's default autovacuum
 //!   settings (its per-table ones RESET) instead of ours.
 //! - `--table=NAME=VALUE`: `ALTER TABLE items SET (NAME = VALUE)` first
@@ -61,6 +64,10 @@ struct Config {
     /// Hold an old snapshot from this many items done to that many.
     hold: Option<(u64, u64)>,
     hold_max: Option<Duration>,
+    /// The holding transaction only reads (a snapshot, no xid).
+    hold_read_only: bool,
+    /// The holding session is in another database of the cluster.
+    hold_other_database: bool,
     reset_autovacuum: bool,
     table: Vec<(String, String)>,
     server: Vec<(String, String)>,
@@ -82,6 +89,8 @@ impl Config {
             every: 0,
             hold: None,
             hold_max: None,
+            hold_read_only: false,
+            hold_other_database: false,
             reset_autovacuum: false,
             table: Vec::new(),
             server: Vec::new(),
@@ -113,6 +122,8 @@ impl Config {
                 "--hold-max" => {
                     config.hold_max = Some(Duration::from_secs(value_of("SECS")?.parse()?));
                 }
+                "--hold-read-only" => config.hold_read_only = true,
+                "--hold-other-database" => config.hold_other_database = true,
                 "--reset-autovacuum" => config.reset_autovacuum = true,
                 "--table" => config.table.push(pair(value_of("NAME=VALUE")?)?),
                 "--server" => config.server.push(pair(value_of("NAME=VALUE")?)?),
@@ -464,14 +475,14 @@ async fn explain_pick(conn: &mut PgConnection, s: &str, queue: i32, when: &str) 
 /// that has an xid and a REPEATABLE READ snapshot. A second connection
 /// shows how it is spotted and what it does to a claim.
 async fn holder(
-    url: String,
+    (url, hold_url): (String, String),
     s: String,
     queue: i32,
     (from, to): (u64, u64),
     config: Arc<Config>,
     progress: Arc<Progress>,
 ) -> Result<()> {
-    let mut conn = PgConnection::connect(&url).await?;
+    let mut conn = PgConnection::connect(&hold_url).await?;
     let mut probe = PgConnection::connect(&url).await?;
     while progress.done() < from {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -480,13 +491,24 @@ async fn holder(
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut conn)
         .await?;
-    let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+    let what = if config.hold_read_only {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_class")
+            .fetch_one(&mut conn)
+            .await?;
+        format!("that only reads (a snapshot, no xid; {n} rows of pg_class)")
+    } else {
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&mut conn)
+            .await?;
+        format!("with an xid (txid_current() = {xid})")
+    };
+    let started = Instant::now();
+    let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&mut conn)
         .await?;
-    let started = Instant::now();
     println!(
-        "# {} items done: another session opens a REPEATABLE READ transaction \
-         (txid {xid}) and stays idle in it",
+        "# {} items done: a session of database {database} opens a REPEATABLE READ \
+         transaction {what} and stays idle in it",
         progress.done()
     );
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -639,8 +661,16 @@ async fn main() -> Result<()> {
         )));
     }
     if let Some((from, to)) = config.hold {
+        let hold_url = if config.hold_other_database {
+            sqlx::query("CREATE DATABASE other")
+                .execute(&mut conn)
+                .await?;
+            server.url_for("other")
+        } else {
+            url.clone()
+        };
         tasks.push(tokio::spawn(holder(
-            url.clone(),
+            (url.clone(), hold_url),
             s.clone(),
             queue,
             (from, to),
@@ -668,7 +698,21 @@ async fn main() -> Result<()> {
         if done < next_mark.min(config.items) {
             continue;
         }
-        let now = Interval::now(done, postmaster);
+        let at = Instant::now();
+        if done >= config.items {
+            // The last row waits for every task to end: the backends' CPU
+            // time and table statistics are complete once their
+            // connections have closed and the postmaster has reaped them.
+            for task in tasks.drain(..) {
+                task.await??;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let now = Interval {
+            at,
+            done,
+            cpu: postmaster.and_then(cpu_seconds),
+        };
         let snapshot = Snapshot::take(&mut conn, &s).await?;
         max_dead = max_dead.max(snapshot.dead);
         max_total = max_total.max(snapshot.total);
@@ -682,11 +726,6 @@ async fn main() -> Result<()> {
             break;
         }
     }
-    for task in tasks {
-        task.await??;
-    }
-    // The workers' statistics are flushed as their connections close.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let end = Snapshot::take(&mut conn, &s).await?;
     let took = last.at.duration_since(started);
     println!(
