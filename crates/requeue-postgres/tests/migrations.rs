@@ -42,7 +42,14 @@ async fn migrate_applies_everything_once_into_the_named_schema() {
     .unwrap();
     assert_eq!(
         tables,
-        ["items", "limiters", "queues", "requeue_migrations", "stats"]
+        [
+            "items",
+            "limiters",
+            "queues",
+            "renewals",
+            "requeue_migrations",
+            "stats"
+        ]
     );
     // The anti-bloat storage parameters are in place.
     let options: Vec<String> = sqlx::query_scalar(

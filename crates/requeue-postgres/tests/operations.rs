@@ -705,7 +705,7 @@ async fn the_bucket_is_shared_and_lets_a_burst_through() {
 }
 
 #[tokio::test]
-async fn extend_skips_a_row_another_transaction_holds() {
+async fn extend_renews_aside_a_row_another_transaction_holds() {
     let mut q = Q::new("extendlock").await;
     q.add("a").await;
     q.add("b").await;
@@ -734,9 +734,27 @@ async fn extend_skips_a_row_another_transaction_holds() {
     .unwrap();
     assert_eq!(lost, ["zzz"]);
     tx.commit().await.unwrap();
-    q.now += 1_000;
-    // "b" was renewed; "a" was skipped, so its lease ran out.
-    assert_eq!(q.reap(0, 0).await, 1);
-    assert_eq!(q.row("a").await.unwrap().0, "q");
+    // "b" was renewed in its row; "a", whose row was locked, beside it (in
+    // `renewals`): reaping honours both, so the live holder keeps "a".
+    let aside: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}.renewals WHERE queue_id = $1 AND key = 'a'",
+        q.s
+    ))
+    .bind(q.id)
+    .fetch_one(&mut q.conn)
+    .await
+    .unwrap();
+    assert_eq!(aside, 1);
+    q.now += 10_000; // past the claim's lease (1 ms), within the renewal's
+    assert_eq!(q.reap(0, 0).await, 0);
+    assert_eq!(q.row("a").await.unwrap().0, "p");
     assert_eq!(q.row("b").await.unwrap().0, "p");
+    // Past the renewal too: both are reaped, and nothing is left aside.
+    q.now += 50_000;
+    assert_eq!(q.reap(0, 0).await, 2);
+    let aside: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}.renewals", q.s))
+        .fetch_one(&mut q.conn)
+        .await
+        .unwrap();
+    assert_eq!(aside, 0);
 }

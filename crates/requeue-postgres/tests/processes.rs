@@ -1246,9 +1246,10 @@ async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
     eprintln!("wake-ups after pg_terminate_backend: {latencies:?}");
 }
 
-// ------------------------------------------------------------ known bug
+// ------------------------------------------------- regressions (bugs fixed)
 
-/// Reproduces an engine bug (ignored until fixed; run with `--ignored`).
+/// A regression test (this reproduced an engine bug, since fixed: a batch
+/// now spares its own process's leases while its renewer is behind).
 ///
 /// The engine promises that after a connection failure a process renews
 /// its held leases before it takes new work (`get`'s docs; the renewer's
@@ -1319,7 +1320,9 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
     }
 }
 
-/// Reproduces an engine bug (ignored until fixed; run with `--ignored`).
+/// A regression test (this reproduced an engine bug, since fixed: a
+/// renewal that finds the row locked records the lease's deadline in
+/// `renewals`, which reaping honours).
 ///
 /// `add_in` locks the key's row until the caller's transaction ends (its
 /// docs say so). `extend` claims rows `FOR UPDATE SKIP LOCKED`, so while
@@ -1331,7 +1334,7 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
 /// server; once it commits, any process's get reaps the lease and hands
 /// the key to another holder while the first still works on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: a caller's transaction holding a held key's row lock for longer than the lease makes the holder's renewals skip it silently"]
+
 async fn a_long_transactional_add_does_not_cost_a_live_holder_its_lease() {
     let url = support::server().url();
     let name = unique("tx-lease");

@@ -129,3 +129,20 @@ CREATE TABLE {schema}.stats (
   retries_total bigint NOT NULL DEFAULT 0,
   queue_id integer PRIMARY KEY
 ) WITH (fillfactor = 50);
+
+-- Renewals that could not be written into the lease's own row because
+-- another transaction held its lock: a caller's transaction that re-added
+-- the key while it was being processed (`add_in`), until it commits. The
+-- holder is alive and renewing, so reaping must not take the key from it:
+-- `reap` honours a deadline recorded here for the same lease (token and
+-- nonce). A row lives while that lease does: the lease's end, reaping, or
+-- its next renewal in place deletes it, so the table holds at most one
+-- row per key being processed.
+CREATE TABLE {schema}.renewals (
+  queue_id integer NOT NULL,
+  key text NOT NULL,
+  token bigint NOT NULL,
+  nonce bigint NOT NULL,
+  lease_us bigint NOT NULL,
+  PRIMARY KEY (queue_id, key)
+);

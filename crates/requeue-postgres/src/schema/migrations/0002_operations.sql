@@ -232,6 +232,11 @@ BEGIN
     SELECT i.key, i.failures, i.due_us FROM {schema}.items i
     WHERE i.queue_id = p_queue AND i.state = 'p' AND i.lease_us <= v_now
       AND i.nonce IS DISTINCT FROM p_spare
+      AND NOT EXISTS (
+        SELECT 1 FROM {schema}.renewals rn
+        WHERE rn.queue_id = p_queue AND rn.key = i.key AND rn.token = i.token
+          AND rn.nonce = i.nonce AND rn.lease_us > v_now
+      )
     ORDER BY i.lease_us
     LIMIT p_limit
     FOR UPDATE SKIP LOCKED
@@ -251,6 +256,7 @@ BEGIN
           failures = least(failures, 2147483646) + 1
       WHERE queue_id = p_queue AND key = r.key;
     END IF;
+    DELETE FROM {schema}.renewals WHERE queue_id = p_queue AND key = r.key;
     n := n + 1;
   END LOOP;
   IF n > 0 THEN
@@ -347,6 +353,7 @@ BEGIN
     RETURN -1;
   END IF;
   v_failures := CASE WHEN p_forget THEN 0 ELSE r.failures END;
+  DELETE FROM {schema}.renewals WHERE queue_id = p_queue AND key = p_key;
   IF r.dirty THEN
     UPDATE {schema}.items
     SET state = 'q', seq = nextval('{schema}.seq'), lease_us = NULL, token = NULL,
@@ -373,12 +380,11 @@ $$;
 -- nonce runs until now + lease (never shortened). Returns the keys whose
 -- lease is lost.
 --
--- Rows locked by another transaction are skipped, neither renewed nor
--- reported lost (the renewer tries again a third of a lease later): a
--- caller's long transaction that re-added a held key must not stall the
--- renewal of every lease in the batch, and a renewal that never waits
--- cannot deadlock. Whether a skipped lease is lost is read from the
--- statement's snapshot.
+-- Rows locked by another transaction are not waited for: a caller's long
+-- transaction that re-added a held key must not stall the renewal of every
+-- lease in the batch, and a renewal that never waits cannot deadlock.
+-- Such a lease, still ours by the statement's snapshot, is renewed in the
+-- `renewals` table instead, which reaping honours.
 CREATE FUNCTION {schema}.extend(
   p_queue integer, p_keys text[], p_tokens bigint[], p_nonces bigint[],
   p_lease_us bigint, p_now bigint DEFAULT NULL
@@ -403,14 +409,33 @@ BEGIN
     FROM mine
     WHERE i.queue_id = p_queue AND i.key = mine.key
     RETURNING i.key
+  ), tidied AS (
+    -- A renewal recorded aside earlier is superseded by this one.
+    DELETE FROM {schema}.renewals rn USING renewed
+    WHERE rn.queue_id = p_queue AND rn.key = renewed.key
+  ), aside AS (
+    -- Still ours (this statement's snapshot says so) but locked by another
+    -- transaction: the renewal is recorded beside the row, where `reap`
+    -- reads it, so the live holder keeps its key.
+    INSERT INTO {schema}.renewals AS rn (queue_id, key, token, nonce, lease_us)
+    SELECT p_queue, held.k, held.t, held.n, v_now + {schema}.clamp_us(p_lease_us)
+    FROM held
+    WHERE held.k NOT IN (SELECT renewed.key FROM renewed)
+      AND EXISTS (
+        SELECT 1 FROM {schema}.items i
+        WHERE i.queue_id = p_queue AND i.key = held.k AND i.state = 'p'
+          AND i.token = held.t AND i.nonce = held.n
+      )
+    ON CONFLICT (queue_id, key) DO UPDATE
+    SET token = excluded.token, nonce = excluded.nonce,
+        lease_us = CASE WHEN rn.token = excluded.token AND rn.nonce = excluded.nonce
+                        THEN greatest(rn.lease_us, excluded.lease_us)
+                        ELSE excluded.lease_us END
+    RETURNING rn.key
   )
   SELECT held.k FROM held
   WHERE held.k NOT IN (SELECT renewed.key FROM renewed)
-    AND NOT EXISTS (
-      SELECT 1 FROM {schema}.items i
-      WHERE i.queue_id = p_queue AND i.key = held.k AND i.state = 'p'
-        AND i.token = held.t AND i.nonce = held.n
-    );
+    AND held.k NOT IN (SELECT aside.key FROM aside);
 END
 $$;
 
@@ -439,6 +464,7 @@ BEGIN
   IF NOT FOUND OR r.state <> 'p' OR r.token <> p_token OR r.nonce <> p_nonce THEN
     RETURN -1;
   END IF;
+  DELETE FROM {schema}.renewals WHERE queue_id = p_queue AND key = p_key;
   UPDATE {schema}.items
   SET state = 'q', seq = -nextval('{schema}.seq'), dirty = true,
       added_us = CASE WHEN r.dirty THEN added_us ELSE v_now END,

@@ -166,6 +166,12 @@ BEGIN
     LOOP
       v_codes[r.ord] := 1;
     END LOOP;
+    -- Renewals recorded aside for the ended leases (rare: see `renewals`).
+    DELETE FROM {schema}.renewals rn
+    WHERE rn.queue_id = p_queue AND rn.key = ANY (p_keys)
+      AND EXISTS (SELECT 1 FROM unnest(v_codes) c WHERE c = 1)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.items i
+                      WHERE i.queue_id = p_queue AND i.key = rn.key AND i.state = 'p');
     FOR i IN 1..v_n LOOP
       out_kind := 'd';
       out_item := p_keys[i];
