@@ -304,7 +304,7 @@ async fn a_batch_with_bad_arguments_writes_nothing() {
     // An add to write, a claim to make, and dones whose arrays differ in length.
     let error = sqlx::query(
         "SELECT * FROM requeue.batch($1, NULL, ARRAY['b'], ARRAY['a'], ARRAY[1, 2]::bigint[], \
-         ARRAY[1]::bigint[], ARRAY[false], 1, 30000000, 1, 0, 5000, 1000000, NULL, 100)",
+         ARRAY[1]::bigint[], ARRAY[false], 1, 30000000, 1, 0, 5000, 1000000, NULL, 32, 0, 100)",
     )
     .bind(id)
     .fetch_all(&mut conn)
@@ -341,7 +341,7 @@ async fn a_batch_answers_as_its_operations_one_by_one_would() {
         .unwrap();
     type Row = (String, Option<String>, Option<i64>, Option<i32>);
     let batch = "SELECT out_kind::text, out_item, out_token, out_code FROM requeue.batch(\
-                 $1, 1000000, $2, $3, $4, $5, $6, $7, 30000000, 7, 0, 5000, 1000000, NULL, 100)";
+                 $1, 1000000, $2, $3, $4, $5, $6, $7, 30000000, 7, 0, 5000, 1000000, NULL, 32, 0, 100)";
     let none: Vec<String> = Vec::new();
     // x twice and y: x queued once (its second add deduplicated), y
     // queued; two claims take x then y (FIFO).
@@ -455,4 +455,84 @@ async fn idle_getters_are_woken_for_every_item_a_commit_makes_ready() {
     }
     got.sort();
     assert_eq!(got, (0..8).map(|n| format!("k{n}")).collect::<Vec<_>>());
+}
+
+/// Priorities with the in-memory queue's fairness: the highest priority
+/// first, FIFO within one; after `fairness` hand-outs in a row that passed
+/// over an older, lower-priority item, that oldest item goes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priorities_are_served_highest_first_with_fairness_for_the_oldest() {
+    use requeue::queue::AddOpts;
+    let clock = FakeClock::new();
+    let queue: PostgresQueue<String> =
+        PostgresQueue::builder(support::server().url(), unique("fair"))
+            .fake_time(clock.clone())
+            .fairness(Some(3))
+            .build()
+            .await
+            .unwrap();
+    for n in 0..2 {
+        queue
+            .add_with(format!("low{n}"), AddOpts::new().priority(-1))
+            .await
+            .unwrap();
+    }
+    for n in 0..8 {
+        queue
+            .add_with(format!("high{n}"), AddOpts::new().priority(5))
+            .await
+            .unwrap();
+    }
+    let mut order = Vec::new();
+    while let Some(item) = queue.try_get().await.unwrap() {
+        order.push((*item).clone());
+        conformance::end(item, Then::Forget).await;
+    }
+    assert_eq!(
+        order,
+        [
+            "high0", "high1", "high2", "low0", "high3", "high4", "high5", "low1", "high6", "high7"
+        ]
+    );
+    // The in-memory queue, with the same budget, serves the same order.
+    let memory: requeue::queue::WorkQueue<String> = requeue::queue::WorkQueue::builder()
+        .fairness(Some(3))
+        .build();
+    for n in 0..2 {
+        memory.add_with(format!("low{n}"), AddOpts::new().priority(-1));
+    }
+    for n in 0..8 {
+        memory.add_with(format!("high{n}"), AddOpts::new().priority(5));
+    }
+    let mut in_memory = Vec::new();
+    while !memory.is_empty() {
+        let item = conformance::next(&memory).await;
+        in_memory.push((*item).clone());
+        conformance::end(item, Then::Forget).await;
+    }
+    assert_eq!(in_memory, order);
+    // Strict order without fairness.
+    let strict: PostgresQueue<String> =
+        PostgresQueue::builder(support::server().url(), unique("strict"))
+            .fake_time(clock)
+            .fairness(None)
+            .build()
+            .await
+            .unwrap();
+    strict
+        .add_with("low".into(), AddOpts::new().priority(-1))
+        .await
+        .unwrap();
+    for n in 0..5 {
+        strict
+            .add_with(format!("high{n}"), AddOpts::new().priority(1))
+            .await
+            .unwrap();
+    }
+    let mut order = Vec::new();
+    while let Some(item) = strict.try_get().await.unwrap() {
+        order.push((*item).clone());
+        conformance::end(item, Then::Forget).await;
+    }
+    assert_eq!(order, ["high0", "high1", "high2", "high3", "high4", "low"]);
 }

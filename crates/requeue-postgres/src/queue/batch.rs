@@ -293,6 +293,15 @@ async fn send<T: requeue::queue::Key>(
         .bind(base_us)
         .bind(max_us)
         .bind(spare)
+        .bind(shared.fairness)
+        .bind(
+            i32::try_from(
+                shared
+                    .passed_over
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+            .unwrap_or(i32::MAX),
+        )
         .bind(shared.batch_limit)
         .fetch_all(&mut *conn)
         .await?;
@@ -332,6 +341,13 @@ async fn send<T: requeue::queue::Key>(
                 answer.reaped = u64::try_from(reaped).unwrap_or(0);
                 answer.now_us = row.try_get(4)?;
                 answer.next_us = row.try_get(2)?;
+                let passed: Option<i32> = row.try_get(5)?;
+                if let Some(passed) = passed {
+                    shared.passed_over.store(
+                        u32::try_from(passed).unwrap_or(0),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
             }
             other => {
                 return Err(sqlx::Error::Protocol(format!(

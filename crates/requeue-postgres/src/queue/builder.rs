@@ -47,6 +47,7 @@ pub struct PostgresQueueBuilder<T> {
     connect_timeout: Duration,
     runtime: Option<tokio::runtime::Handle>,
     metrics: Option<Arc<dyn MetricsProvider>>,
+    fairness: Option<u32>,
 }
 
 impl<T> std::fmt::Debug for PostgresQueueBuilder<T> {
@@ -90,6 +91,7 @@ impl<T: Key> PostgresQueue<T> {
             connect_timeout: Duration::from_secs(5),
             runtime: None,
             metrics: None,
+            fairness: Some(requeue::queue::DEFAULT_FAIRNESS),
         }
     }
 
@@ -181,6 +183,17 @@ impl<T: Key> PostgresQueueBuilder<T> {
     /// How long connecting may take (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// The anti-starvation budget for priorities, as the in-memory queue's
+    /// ([`WorkQueueBuilder::fairness`](requeue::queue::WorkQueueBuilder::fairness)):
+    /// after `n` consecutive hand-outs that passed over an older,
+    /// lower-priority item, the oldest ready item goes next. `None`:
+    /// strict priority order. Default `Some(32)`. Each process counts its
+    /// own hand-outs.
+    pub fn fairness(mut self, n: Option<u32>) -> Self {
+        self.fairness = n;
         self
     }
 
@@ -324,6 +337,8 @@ impl<T: Key> PostgresQueueBuilder<T> {
             force_reap: AtomicBool::new(false),
             nonce: fastrand::i64(..),
             last_renewed_ms: AtomicU64::new(0),
+            fairness: self.fairness.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+            passed_over: std::sync::atomic::AtomicU32::new(0),
             channel: self.schema.as_str().to_owned(),
         }))
     }

@@ -91,6 +91,11 @@ pub(crate) struct Shared<T> {
     /// batch spares this nonce's expired leases while the renewer is
     /// behind (see `renewed_lately`).
     pub(crate) nonce: i64,
+    /// The fairness budget between priorities (`None`: strict order).
+    pub(crate) fairness: Option<i32>,
+    /// Consecutive hand-outs of this process that passed over an older,
+    /// lower-priority item (see `claim_fair` in migration 0003).
+    pub(crate) passed_over: std::sync::atomic::AtomicU32,
     /// Local ms at which the renewer's last successful round was sent.
     pub(crate) last_renewed_ms: AtomicU64,
     /// Set by `try_get`: the next batch reaps whatever has expired.

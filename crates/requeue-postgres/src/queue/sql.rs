@@ -26,7 +26,7 @@ pub(crate) struct Sql {
     pub(crate) num_requeues: String,
     /// `len(queue, now)`
     pub(crate) len: String,
-    /// `batch(queue, now, adds, keys, tokens, nonces, forget, claims, lease_us, nonce, reap, base, max, spare, promote)`
+    /// `batch(queue, now, adds, keys, tokens, nonces, forget, claims, lease_us, nonce, reap, base, max, spare, fairness, passed, promote)`
     pub(crate) batch: String,
     /// `open_queue(name)`
     pub(crate) open_queue: String,
@@ -48,7 +48,7 @@ impl Sql {
             num_requeues: format!("SELECT {s}.num_requeues($1, $2)"),
             len: format!("SELECT {s}.len($1, $2)"),
             batch: format!(
-                "SELECT * FROM {s}.batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                "SELECT * FROM {s}.batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ),
             open_queue: format!("SELECT {s}.open_queue($1)"),
         }

@@ -101,6 +101,11 @@ CREATE INDEX items_ready ON {schema}.items (queue_id, priority DESC, seq)
   WHERE state = 'q';
 
 -- Promotion of due delayed items, earliest first (held ones included).
+-- The oldest ready item, whatever its priority: the fairness rule serves
+-- it after a run of hand-outs that passed it over (0003's claim_fair).
+CREATE INDEX items_fifo ON {schema}.items (queue_id, seq)
+  WHERE state = 'q';
+
 CREATE INDEX items_delayed ON {schema}.items (queue_id, due_us)
   WHERE due_us IS NOT NULL;
 

@@ -38,6 +38,79 @@ LANGUAGE sql STABLE AS $$
             AND i.due_us <= {schema}.now_us(p_now))
 $$;
 
+-- Claims with fairness between priorities (the in-memory queue's rule):
+-- normally the highest priority first (FIFO within it); after p_fairness
+-- consecutive hand-outs that passed over an older item, the oldest ready
+-- item goes next. p_passed is that count so far (kept by the caller's
+-- process); each row carries the count after it. When every ready item
+-- has one priority, nothing can be passed over: one set-based claim.
+-- NULL p_fairness: strict priority order.
+CREATE FUNCTION {schema}.claim_fair(
+  p_queue integer, p_lease_us bigint, p_nonce bigint, p_now bigint,
+  p_limit integer, p_fairness integer, p_passed integer
+) RETURNS TABLE (item text, item_token bigint, item_added_us bigint, item_failures integer,
+                 passed integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_now bigint := {schema}.now_us(p_now);
+  v_passed integer := coalesce(p_passed, 0);
+  v_top smallint;
+  v_bottom smallint;
+  v_first record;
+  v_old record;
+  v_key text;
+BEGIN
+  SELECT i.priority INTO v_top FROM {schema}.items i
+  WHERE i.queue_id = p_queue AND i.state = 'q' ORDER BY i.priority DESC, i.seq LIMIT 1;
+  SELECT i.priority INTO v_bottom FROM {schema}.items i
+  WHERE i.queue_id = p_queue AND i.state = 'q' ORDER BY i.priority, i.seq DESC LIMIT 1;
+  IF p_fairness IS NULL OR v_top IS NOT DISTINCT FROM v_bottom THEN
+    -- One priority (or strict order): whatever is claimed is the oldest
+    -- of its level, and no older item of another level waits.
+    IF v_top IS NOT DISTINCT FROM v_bottom THEN
+      v_passed := 0;
+    END IF;
+    RETURN QUERY
+    SELECT c.item, c.item_token, c.item_added_us, c.item_failures, v_passed
+    FROM {schema}.claim(p_queue, p_lease_us, p_nonce, v_now, p_limit, 0) c;
+    RETURN;
+  END IF;
+  FOR slot IN 1..greatest(p_limit, 0) LOOP
+    SELECT i.key, i.seq INTO v_first FROM {schema}.items i
+    WHERE i.queue_id = p_queue AND i.state = 'q'
+    ORDER BY i.priority DESC, i.seq LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    EXIT WHEN NOT FOUND;
+    SELECT i.key, i.seq INTO v_old FROM {schema}.items i
+    WHERE i.queue_id = p_queue AND i.state = 'q'
+    ORDER BY i.seq LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    IF v_old.key = v_first.key THEN
+      v_key := v_first.key;
+      v_passed := 0;
+    ELSIF v_passed >= p_fairness THEN
+      v_key := v_old.key;
+      v_passed := 0;
+    ELSE
+      v_key := v_first.key;
+      v_passed := v_passed + 1;
+    END IF;
+    RETURN QUERY
+    WITH leased AS (
+      UPDATE {schema}.items i
+      SET state = 'p', dirty = false, seq = NULL, added_us = NULL,
+          lease_us = v_now + {schema}.clamp_us(p_lease_us),
+          token = nextval('{schema}.seq'), nonce = p_nonce
+      FROM (SELECT j.added_us AS was_added FROM {schema}.items j
+            WHERE j.queue_id = p_queue AND j.key = v_key) before
+      WHERE i.queue_id = p_queue AND i.key = v_key
+      RETURNING i.key, i.token, before.was_added, i.failures
+    )
+    SELECT l.key, l.token, l.was_added, l.failures, v_passed FROM leased l;
+  END LOOP;
+END
+$$;
+
 -- One round trip of a process's callers, in this order:
 --   1. promotion of due delayed items (at most p_promote);
 --   2. the plain adds of p_adds (priority 0), each as `add`;
@@ -49,13 +122,15 @@ $$;
 --      (the caller's own, when it has not renewed them lately: after an
 --      outage it must renew them before anything reaps them under it);
 --   5. at most p_claims items leased, under fresh tokens and p_nonce (the
---      calling process's nonce, the same for all its leases).
+--      calling process's nonce, the same for all its leases), with the
+--      fairness rule of `claim_fair` (p_fairness, p_passed).
 -- Rows, in that order: one 'a' per add (out_code as `add` returns), one
 -- 'd' per done (out_code as `done` returns),
 -- one 'c' per leased item (its key, token, add time, failure count),
 -- then one 'm': out_code = leases reaped, out_added_us = the statement's
 -- time, out_token = when a get could next succeed (the earliest due time
--- or lease deadline) if fewer than p_claims were leased, else NULL.
+-- or lease deadline) if fewer than p_claims were leased, else NULL,
+-- out_failures = the fairness count after the claims.
 -- Every argument is checked before the first write; any error aborts the
 -- whole statement, so a failed batch changed nothing.
 --
@@ -71,7 +146,7 @@ CREATE FUNCTION {schema}.batch(
   p_keys text[], p_tokens bigint[], p_nonces bigint[], p_forget boolean[],
   p_claims integer, p_lease_us bigint, p_nonce bigint,
   p_reap integer, p_base_us bigint, p_max_us bigint, p_spare bigint,
-  p_promote integer DEFAULT 100
+  p_fairness integer, p_passed integer, p_promote integer DEFAULT 100
 ) RETURNS TABLE (out_kind "char", out_item text, out_token bigint, out_code integer,
                  out_added_us bigint, out_failures integer)
 LANGUAGE plpgsql AS $$
@@ -82,6 +157,7 @@ DECLARE
   v_codes integer[];
   v_reaped integer := 0;
   v_claimed integer := 0;
+  v_passed integer := p_passed;
   r record;
 BEGIN
   PERFORM {schema}.require(p_queue IS NOT NULL AND p_claims IS NOT NULL
@@ -187,8 +263,10 @@ BEGIN
     v_reaped := {schema}.reap(p_queue, v_now, p_reap, p_base_us, p_max_us, p_spare);
   END IF;
   IF p_claims > 0 THEN
-    FOR r IN SELECT * FROM {schema}.claim(p_queue, p_lease_us, p_nonce, v_now, p_claims, 0)
+    FOR r IN SELECT * FROM {schema}.claim_fair(p_queue, p_lease_us, p_nonce, v_now, p_claims,
+                                                 p_fairness, p_passed)
     LOOP
+      v_passed := r.passed;
       out_kind := 'c';
       out_item := r.item;
       out_token := r.item_token;
@@ -203,7 +281,7 @@ BEGIN
   out_item := NULL;
   out_code := v_reaped;
   out_added_us := v_now;
-  out_failures := NULL;
+  out_failures := v_passed;
   out_token := NULL;
   IF v_claimed < p_claims THEN
     out_token := least(
