@@ -499,10 +499,14 @@ async fn priorities_are_served_highest_first_with_fairness_for_the_oldest() {
         .fairness(Some(3))
         .build();
     for n in 0..2 {
-        memory.add_with(format!("low{n}"), AddOpts::new().priority(-1));
+        memory
+            .add_with(format!("low{n}"), AddOpts::new().priority(-1))
+            .unwrap();
     }
     for n in 0..8 {
-        memory.add_with(format!("high{n}"), AddOpts::new().priority(5));
+        memory
+            .add_with(format!("high{n}"), AddOpts::new().priority(5))
+            .unwrap();
     }
     let mut in_memory = Vec::new();
     while !memory.is_empty() {
