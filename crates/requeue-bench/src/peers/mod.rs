@@ -25,6 +25,8 @@
 mod bullmq;
 mod commandstats;
 mod monitor;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 pub use bullmq::{BullMq, MIN_NODE_MAJOR};
 pub use commandstats::CommandCounts;
