@@ -165,12 +165,9 @@ fn run_timed(
         }
         let wall = start.elapsed();
         let statements = queue.statements().saturating_sub(before);
-        // Every connection of the queue closed, so that its counters reach
-        // pg_stat_database before the "after" read.
-        let pool = queue.pool().clone();
+        // The queue's connections close as it goes (the "after" read waits
+        // for them, so that their counters reach pg_stat_database).
         drop(queue);
-        pool.close().await;
-        drop(pool);
         let server = framing.finish(workload).await?;
         let ops = if concurrent { n } else { 3 * n };
         let measurement =
