@@ -25,6 +25,11 @@ pub const POSTGRES_WORKERS: [usize; 3] = [1, 8, 32];
 /// How long the framing waits for the database's other clients to go.
 const QUIET_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Set once a wait for quiet timed out: later runs of this process skip
+/// the server counters instead of waiting again (a database other
+/// clients use stays busy).
+static BUSY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The engine name of a requeue-postgres measurement with `workers` tasks.
 pub fn postgres_engine_name(workers: usize) -> &'static str {
     match workers {
@@ -82,7 +87,8 @@ pub struct PgRun {
     /// Statements (round trips) the queue sent while the clock ran.
     pub statements: u64,
     /// The `pg_stat_database` delta of the run, framing taken off; `None`
-    /// when other clients of the database did not leave within 10 s.
+    /// when other clients of the database did not leave within 10 s (then
+    /// for every later run of the process too).
     pub server: Option<ServerCounts>,
 }
 
@@ -276,7 +282,7 @@ impl Framing {
         // The framing alone, measured right before: wait, read, wait, read.
         let mut overhead = ServerCounts::default();
         let mut before = None;
-        if quiet(url).await.map_err(|e| pg_failed(workload, e))? {
+        if !BUSY.load(Ordering::Relaxed) && quiet(url).await.map_err(|e| pg_failed(workload, e))? {
             let a = read_counters(url)
                 .await
                 .map_err(|e| pg_failed(workload, e))?;
@@ -334,6 +340,7 @@ async fn wait_quiet(url: &str) -> Result<bool, sqlx::Error> {
             break true;
         }
         if Instant::now() > deadline {
+            BUSY.store(true, Ordering::Relaxed);
             break false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
