@@ -66,6 +66,8 @@ mod metrics;
 mod mpmc;
 #[cfg(feature = "redis")]
 pub mod peers;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 pub mod report;
@@ -89,6 +91,10 @@ pub use metrics::{CounterMetrics, QueueCounters};
 pub use mpmc::{
     floor_w3, floor_w4, w3_mpmc, w3_mpmc_metered, w3_mpmc_tasks, w4_mpmc_oversub,
     w4_mpmc_oversub_tasks,
+};
+#[cfg(feature = "postgres")]
+pub use postgres::{
+    POSTGRES_WORKERS, PgRun, ServerCounts, postgres_engine_name, w1_postgres, w3_postgres,
 };
 #[cfg(feature = "redis")]
 pub use redis::{

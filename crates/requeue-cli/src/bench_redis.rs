@@ -21,19 +21,25 @@ const WORKLOADS: [&str; 2] = ["W1", "W3"];
 /// The workloads `names` select (both when empty), in run order; an
 /// unknown one, or one without a Redis version, is a one-line reason.
 pub fn select(names: &[String]) -> Result<Vec<&'static str>, String> {
+    select_for(names, "Redis", "redis")
+}
+
+/// [`select`] for the engine `flag` (`--engine FLAG`), named `label` in
+/// the reasons: the server engines all run W1 and W3.
+pub fn select_for(names: &[String], label: &str, flag: &str) -> Result<Vec<&'static str>, String> {
     let mut chosen = Vec::new();
     for name in names {
         let id = match Workload::parse(name) {
             Some(w) if WORKLOADS.contains(&w.id()) => w.id(),
             Some(w) => {
                 return Err(format!(
-                    "{} has no Redis version: --engine redis runs W1 and W3",
+                    "{} has no {label} version: --engine {flag} runs W1 and W3",
                     w.id()
                 ));
             }
             None => {
                 return Err(format!(
-                    "unknown workload `{}`: --engine redis runs W1 and W3",
+                    "unknown workload `{}`: --engine {flag} runs W1 and W3",
                     show::input(name)
                 ));
             }

@@ -2,15 +2,18 @@
 
 mod bench;
 mod bench_peers;
+mod bench_postgres;
 mod bench_redis;
 mod demo;
 mod inspect;
+mod inspect_postgres;
 mod repair;
 mod show;
 
+use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use show::RedisUrl;
+use show::{PgUrl, RedisUrl};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,9 +26,10 @@ use std::time::Duration;
     about,
     after_help = "\
 Environment:
-  REDIS_URL   the Redis URL when --redis is not given (inspect, demo, bench --engine redis)
-  RUST_LOG    which log lines reach stderr, e.g. `debug` or `requeue_redis=debug`
-              (default: warnings and errors; demo: not the simulated failures)"
+  REDIS_URL     the Redis URL when --redis is not given (inspect, demo, bench --engine redis)
+  DATABASE_URL  the PostgreSQL URL when --postgres is not given (bench --engine postgres)
+  RUST_LOG      which log lines reach stderr, e.g. `debug` or `requeue_redis=debug`
+                (default: warnings and errors; demo: not the simulated failures)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -65,8 +69,10 @@ enum Command {
         /// rounds, with requeue's advantage ("x client-go").
         #[arg(long, value_name = "PATH", conflicts_with = "child")]
         client_go: Option<PathBuf>,
-        /// The engine: `memory` (W1–W8 against a plain channel) or `redis`
-        /// (W1 and W3 with 1, 8 and 32 workers against raw LPUSH/RPOP).
+        /// The engine: `memory` (W1–W8 against a plain channel), `redis`
+        /// (W1 and W3 with 1, 8 and 32 workers against raw LPUSH/RPOP) or
+        /// `postgres` (W1 and W3 with 1, 8 and 32 workers: items/s,
+        /// statements and server transactions per item).
         #[arg(long, value_enum, default_value_t = BenchEngine::Memory)]
         engine: BenchEngine,
         /// The Redis to use with `--engine redis`, e.g.
@@ -75,6 +81,17 @@ enum Command {
         /// printed.
         #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
         redis: Option<RedisUrl>,
+        /// The PostgreSQL to use with `--engine postgres`, e.g.
+        /// `postgres://USER:PASSWORD@127.0.0.1:5432/bench` (default:
+        /// `DATABASE_URL` if set, else a throwaway server from initdb on
+        /// loopback, fsync on). Use a database nothing else uses: the
+        /// server counters count every client. Passwords are never printed.
+        #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+        postgres: Option<PgUrl>,
+        /// With `--engine postgres`: also run graphile-worker and pg-boss
+        /// (Node.js 20.19+, installed with npm into requeue-bench's peers/
+        /// on first use) on the same server, alternately with
+        /// requeue-postgres, with requeue's ratios to each.
         /// With `--engine redis`: run BullMQ (Node.js 18+, installed with
         /// npm into requeue-bench's peers/bullmq on first use) beside
         /// requeue-redis on the same server, alternately, and report both
@@ -87,20 +104,31 @@ enum Command {
         /// off). Rows are then named `requeue-redis xW prefetch`.
         #[arg(long, value_name = "N", default_value_t = 0)]
         prefetch: usize,
+        /// Workloads to run, comma-separated (the same as the positional
+        /// list), e.g. `--workloads W1,W3`.
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        workloads: Vec<String>,
         /// Workloads to run, e.g. `W1 W3/floor W3/tasks` (default: all).
         /// Each workload's channel floor is added so that its ratio is known.
-        /// With `--engine redis`: `W1`, `W3` or both (the default).
+        /// With `--engine redis` or `postgres`: `W1`, `W3` or both (the default).
         cases: Vec<String>,
     },
     /// Show what a Redis queue holds: depth, parked re-adds, delayed items
     /// (next due), leases in flight with the time they have left, the keys
-    /// that failed most, and the queue's counters.
+    /// that failed most, and the queue's counters. With `--postgres URL`:
+    /// a PostgreSQL queue's counts by state, oldest lease deadline,
+    /// counters and dead rows.
     Inspect {
         /// The Redis URL, e.g. `redis://127.0.0.1:6379/` or
         /// `redis://:PASSWORD@host:6379/0` (default: `REDIS_URL`). Passwords
         /// are never printed.
         #[arg(long, value_name = "URL", env = "REDIS_URL", hide_env_values = true)]
-        redis: RedisUrl,
+        redis: Option<RedisUrl>,
+        /// Inspect a requeue-postgres queue instead, e.g.
+        /// `postgres://USER:PASSWORD@host:5432/app` (tables in schema
+        /// `requeue`). Passwords are never printed.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<PgUrl>,
         /// The queue name.
         #[arg(long)]
         queue: String,
@@ -139,6 +167,8 @@ enum BenchEngine {
     Memory,
     /// `requeue-redis` against a Redis server.
     Redis,
+    /// `requeue-postgres` against a PostgreSQL server.
+    Postgres,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -227,11 +257,50 @@ fn usage_error(subcommand: &str, kind: clap::error::ErrorKind, why: &str) -> ! {
 /// error (exit 2) before anything runs.
 fn check_combinations(cli: &Cli, matches: &ArgMatches) {
     use clap::error::ErrorKind;
+    if let Command::Demo(args) = &cli.command {
+        let redis_given = matches
+            .subcommand_matches("demo")
+            .and_then(|demo| demo.value_source("redis"))
+            == Some(ValueSource::CommandLine);
+        if args.postgres.is_some() && redis_given {
+            usage_error(
+                "demo",
+                ErrorKind::ArgumentConflict,
+                "--redis and --postgres: the demo runs on one engine",
+            );
+        }
+        return;
+    }
+    if let Command::Inspect {
+        redis, postgres, ..
+    } = &cli.command
+    {
+        let redis_given = matches
+            .subcommand_matches("inspect")
+            .and_then(|inspect| inspect.value_source("redis"))
+            == Some(ValueSource::CommandLine);
+        if postgres.is_some() && redis_given {
+            usage_error(
+                "inspect",
+                ErrorKind::ArgumentConflict,
+                "--redis and --postgres: inspect one queue at a time",
+            );
+        }
+        if postgres.is_none() && redis.is_none() {
+            usage_error(
+                "inspect",
+                ErrorKind::MissingRequiredArgument,
+                "the queue's server is needed: --redis URL (or REDIS_URL) or --postgres URL",
+            );
+        }
+        return;
+    }
     let Command::Bench {
         engine,
         client_go,
         child,
         cases,
+        workloads,
         peers,
         prefetch,
         ..
@@ -239,14 +308,14 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
     else {
         return;
     };
-    if *engine == BenchEngine::Redis && client_go.is_some() {
+    if *engine != BenchEngine::Memory && client_go.is_some() {
         usage_error(
             "bench",
             ErrorKind::ArgumentConflict,
-            "--client-go compares the in-memory engine; it cannot be used with --engine redis",
+            "--client-go compares the in-memory engine; it needs --engine memory",
         );
     }
-    if *engine == BenchEngine::Memory && *prefetch > 0 {
+    if *engine != BenchEngine::Redis && *prefetch > 0 {
         usage_error(
             "bench",
             ErrorKind::ArgumentConflict,
@@ -257,20 +326,33 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
         usage_error(
             "bench",
             ErrorKind::ArgumentConflict,
-            "--peers compares Redis job queues; it needs --engine redis",
+            "--peers compares job queues on a server; it needs --engine redis or postgres",
         );
     }
+    let postgres_given = matches
+        .subcommand_matches("bench")
+        .and_then(|bench| bench.value_source("postgres"))
+        == Some(ValueSource::CommandLine);
+    if *engine != BenchEngine::Postgres && postgres_given {
+        usage_error(
+            "bench",
+            ErrorKind::ArgumentConflict,
+            "--postgres needs --engine postgres",
+        );
+    }
+    let cases: Vec<String> = cases.iter().chain(workloads).cloned().collect();
+    let cases = &cases;
     // Given on the command line, not inherited from REDIS_URL: ignoring it
     // would run something else than asked.
     let redis_given = matches
         .subcommand_matches("bench")
         .and_then(|bench| bench.value_source("redis"))
         == Some(ValueSource::CommandLine);
-    if *engine == BenchEngine::Memory && redis_given {
+    if *engine != BenchEngine::Redis && redis_given {
         usage_error(
             "bench",
             ErrorKind::ArgumentConflict,
-            "--redis needs --engine redis (the default engine, memory, does not use Redis)",
+            "--redis needs --engine redis (the other engines do not use Redis)",
         );
     }
     let checked = match engine {
@@ -278,6 +360,7 @@ fn check_combinations(cli: &Cli, matches: &ArgMatches) {
         BenchEngine::Memory if *child => Ok(()),
         BenchEngine::Memory => bench::select(cases).map(drop),
         BenchEngine::Redis => bench_redis::select(cases).map(drop),
+        BenchEngine::Postgres => bench_redis::select_for(cases, "PostgreSQL", "postgres").map(drop),
     };
     if let Err(why) = checked {
         usage_error("bench", ErrorKind::InvalidValue, &why);
@@ -297,15 +380,24 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::DemoWorker(args) => demo::run_worker(args),
         Command::Inspect {
+            postgres: Some(url),
+            queue,
+            watch,
+            ..
+        } => inspect_postgres::run(&url, &queue, watch),
+        Command::Inspect {
             redis,
             queue,
             watch,
             limit,
-        } => match inspect::run(&inspect::Options {
-            url: redis,
-            queue,
-            watch,
-            limit,
+            ..
+        } => match redis.context("--redis URL is needed").and_then(|url| {
+            inspect::run(&inspect::Options {
+                url,
+                queue,
+                watch,
+                limit,
+            })
         }) {
             Ok(true) => return std::process::ExitCode::from(EXIT_PROBLEMS),
             other => other.map(drop),
@@ -323,41 +415,74 @@ fn main() -> std::process::ExitCode {
             other => other.map(drop),
         },
         Command::Bench {
+            engine: BenchEngine::Postgres,
+            quick,
+            json,
+            runs,
+            postgres,
+            mut cases,
+            workloads,
+            peers,
+            ..
+        } => {
+            cases.extend(workloads);
+            bench_redis::select_for(&cases, "PostgreSQL", "postgres")
+                .map_err(anyhow::Error::msg)
+                .and_then(|workloads| {
+                    bench_postgres::run(
+                        postgres.as_ref(),
+                        &workloads,
+                        quick,
+                        json,
+                        usize::from(runs),
+                        peers,
+                    )
+                })
+        }
+        Command::Bench {
             engine: BenchEngine::Redis,
             quick,
             json,
             runs,
             redis,
-            cases,
+            mut cases,
+            workloads,
             peers,
             prefetch,
             ..
-        } => bench_redis::select(&cases)
-            .map_err(anyhow::Error::msg)
-            .and_then(|workloads| {
-                bench_redis::run(
-                    redis.as_ref(),
-                    &workloads,
-                    quick,
-                    json,
-                    usize::from(runs),
-                    peers,
-                    prefetch,
-                )
-            }),
+        } => bench_redis::select({
+            cases.extend(workloads);
+            &cases
+        })
+        .map_err(anyhow::Error::msg)
+        .and_then(|workloads| {
+            bench_redis::run(
+                redis.as_ref(),
+                &workloads,
+                quick,
+                json,
+                usize::from(runs),
+                peers,
+                prefetch,
+            )
+        }),
         Command::Bench {
             quick,
             json,
             runs,
             child,
-            cases,
+            mut cases,
+            workloads,
             client_go,
             ..
         } => bench::run(&bench::Options {
             quick,
             json,
             runs: usize::from(runs),
-            cases,
+            cases: {
+                cases.extend(workloads);
+                cases
+            },
             child,
             client_go,
         }),

@@ -55,6 +55,10 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
+/// A PostgreSQL URL as the user gave it (`--postgres` or `DATABASE_URL`):
+/// the same wrapper, credentials hidden in `Display` and `Debug`.
+pub type PgUrl = RedisUrl;
+
 /// A user's input as a message shows it: without credentials if it looks
 /// like a URL, at most 100 characters.
 pub fn input(text: &str) -> Cow<'_, str> {

@@ -195,7 +195,7 @@ fn node_version() -> Result<String, PeerError> {
 
 /// Whether `dir/node_modules` holds every dependency of `dir/package.json`
 /// at its pinned version.
-fn installed(dir: &Path) -> Result<bool, PeerError> {
+pub(super) fn installed(dir: &Path) -> Result<bool, PeerError> {
     let manifest = read_json(&dir.join("package.json"))?;
     let Some(dependencies) = manifest["dependencies"].as_object() else {
         return Ok(true);
@@ -212,7 +212,7 @@ fn installed(dir: &Path) -> Result<bool, PeerError> {
     Ok(true)
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, PeerError> {
+pub(super) fn read_json(path: &Path) -> Result<serde_json::Value, PeerError> {
     let text = std::fs::read_to_string(path).map_err(|e| PeerError::InstallFailed {
         dir: path.to_path_buf(),
         detail: format!("cannot read it: {e}"),
@@ -226,7 +226,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value, PeerError> {
 /// `npm ci` in a staging directory beside `dir/node_modules`, renamed into
 /// place once complete, so that an interrupted or concurrent install never
 /// leaves a half-filled `node_modules`.
-fn install(dir: &Path) -> Result<(), PeerError> {
+pub(super) fn install(dir: &Path) -> Result<(), PeerError> {
     let failed = |detail: String| PeerError::InstallFailed {
         dir: dir.to_path_buf(),
         detail,
@@ -299,15 +299,15 @@ fn install(dir: &Path) -> Result<(), PeerError> {
 }
 
 /// What a finished child printed.
-struct Output {
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
+pub(super) struct Output {
+    pub(super) status: ExitStatus,
+    pub(super) stdout: Vec<u8>,
+    pub(super) stderr: Vec<u8>,
 }
 
 /// Runs `cmd` with its output captured; `Ok(None)` (and the child killed)
 /// if it runs longer than `timeout`.
-fn run(mut cmd: Command, timeout: Duration) -> std::io::Result<Option<Output>> {
+pub(super) fn run(mut cmd: Command, timeout: Duration) -> std::io::Result<Option<Output>> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -356,7 +356,7 @@ fn run(mut cmd: Command, timeout: Duration) -> std::io::Result<Option<Output>> {
 }
 
 /// The last `n` non-empty lines of `text`, joined with ` / `.
-fn last_lines(text: &str, n: usize) -> String {
+pub(super) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let shown = lines[lines.len().saturating_sub(n)..].join(" / ");
     if shown.is_empty() {

@@ -1,7 +1,9 @@
 //! Peers: other Redis job queues run on the same workloads as
 //! `requeue-redis`, against the same server, for `requeue bench --engine
-//! redis --peers`. The one peer so far is [BullMQ](BullMq), driven by
-//! `peers/bullmq/bench.js` (Node.js) in this crate's directory.
+//! redis --peers`. The one Redis peer so far is [BullMQ](BullMq), driven by
+//! `peers/bullmq/bench.js` (Node.js) in this crate's directory. The
+//! PostgreSQL peers (graphile-worker, pg-boss) are in `pg`, with the
+//! `postgres` feature.
 //!
 //! Three figures per run and system:
 //!
@@ -25,6 +27,8 @@
 mod bullmq;
 mod commandstats;
 mod monitor;
+#[cfg(feature = "postgres")]
+pub mod pg;
 
 pub use bullmq::{BullMq, MIN_NODE_MAJOR};
 pub use commandstats::CommandCounts;

@@ -1,7 +1,7 @@
 //! The flags of `requeue demo`, validated by clap so that a bad value is a
 //! usage error (exit code 2, with the usage line) before anything starts.
 
-use crate::show::{self, RedisUrl};
+use crate::show::{self, PgUrl, RedisUrl};
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{Arg, Args, Command};
@@ -17,6 +17,8 @@ Engines:
   --redis URL|local          the queue lives in Redis; depth, in flight and delayed are read
                              from Redis, and leases lost/reaped are shown too
   --workers-procs N          with --redis: the controller runs in N worker processes
+  --postgres URL|local       the queue lives in PostgreSQL (local: a throwaway server from
+                             initdb, fsync on); the workers run in this process, as tasks
 
 Exit codes:
   0  the run finished and every check held
@@ -32,6 +34,7 @@ Examples:
   requeue demo --duration 10s
   requeue demo --redis local --workers-procs 3
   requeue demo --redis redis://127.0.0.1:6379/ --plain
+  requeue demo --postgres local --duration 10s
   REDIS_URL=redis://:PASSWORD@10.0.0.5:6379/ requeue demo --workers-procs 3
 
 Logs: RUST_LOG, on stderr (default: warnings and errors, except the controller's
@@ -83,6 +86,14 @@ pub struct DemoArgs {
         hide_env_values = true
     )]
     pub redis: Option<RedisTarget>,
+    /// Run on the PostgreSQL engine: the queue lives in the database at URL
+    /// (e.g. `postgres://USER:PASSWORD@127.0.0.1:5432/app`, tables in
+    /// schema `requeue`) as `demo-<pid>`, its rows deleted at the end.
+    /// `local` starts a throwaway server (initdb on a free loopback port,
+    /// fsync on), removed at the end. The workers run in this process.
+    /// Passwords are never printed. Unreachable: exit code 1.
+    #[arg(long, value_name = "URL", value_parser = Checked(postgres_target))]
+    pub postgres: Option<PgTarget>,
     /// Worker processes: above 1 (needs `--redis`), this program runs
     /// itself N times as workers sharing the Redis queue, each with
     /// `--workers` workers, and keeps the update stream, the resync, the
@@ -102,10 +113,11 @@ impl DemoArgs {
     /// processes only share a queue in Redis. A usage error (exit code 2,
     /// with the usage line) otherwise.
     pub fn check(&self) -> Result<(), clap::Error> {
-        if self.workers_procs > 1 && self.redis.is_none() {
+        if self.workers_procs > 1 && (self.redis.is_none() || self.postgres.is_some()) {
             let mut cli = <crate::Cli as clap::CommandFactory>::command();
             cli.build(); // so that the usage line says `requeue demo`
-            let why = "--workers-procs above 1 needs --redis URL: the worker processes share a Redis queue";
+            let why = "--workers-procs above 1 needs --redis URL: the worker processes share a Redis queue \
+                       (on --postgres the workers run in this process)";
             let error = match cli.find_subcommand_mut("demo") {
                 Some(demo) => demo.error(ErrorKind::MissingRequiredArgument, why),
                 None => cli.error(ErrorKind::MissingRequiredArgument, why),
@@ -123,6 +135,28 @@ pub enum RedisTarget {
     Local,
     /// A Redis URL (its `Debug` shows no credentials).
     Url(RedisUrl),
+}
+
+/// Where `--postgres` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgTarget {
+    /// A throwaway server started for the run.
+    Local,
+    /// A PostgreSQL URL (its `Debug` shows no credentials).
+    Url(PgUrl),
+}
+
+/// `local`, or a `postgres://` / `postgresql://` URL (reachability is
+/// checked when the demo starts: exit code 1, not a usage error).
+fn postgres_target(text: &str) -> Result<PgTarget, String> {
+    let text = text.trim();
+    if text == "local" {
+        return Ok(PgTarget::Local);
+    }
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        return Ok(PgTarget::Url(PgUrl::from(text.to_string())));
+    }
+    Err("not `local` or a URL like postgres://USER@127.0.0.1:5432/DB".to_string())
 }
 
 /// A value parser from a checking function whose error, unlike clap's
@@ -260,6 +294,17 @@ mod tests {
         let refused =
             redis_target("redis://admin:s3cretpass@127.0.0.1:notaport/").expect_err("not a port");
         assert!(!refused.contains("s3cretpass"), "{refused}");
+    }
+
+    #[test]
+    fn postgres_is_local_or_a_url() {
+        assert_eq!(postgres_target("local"), Ok(PgTarget::Local));
+        assert!(matches!(
+            postgres_target("postgres://u:pw@127.0.0.1:5432/db"),
+            Ok(PgTarget::Url(_))
+        ));
+        let refused = postgres_target("redis://u:s3cret@h/").expect_err("not PostgreSQL");
+        assert!(!refused.contains("s3cret"), "{refused}");
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! | `sample`, `view` | the numbers, live or one line per second |
 //! | `summary` | the final report and its invariants |
 //! | `redis/` | `--redis` and `--workers-procs`: the Redis engine's run, and the hidden `demo-worker` |
+//! | `postgres` | `--postgres`: the PostgreSQL engine's run (workers in this process) |
 
 mod args;
 mod events;
@@ -30,6 +31,7 @@ mod fleet;
 mod health;
 mod metrics;
 mod panics;
+mod postgres;
 mod reconcile;
 mod redis;
 mod sample;
@@ -80,9 +82,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let live = !args.plain && std::io::stdout().is_terminal();
     let signal = stop_on_signals()?;
-    let ended = match &args.redis {
-        Some(target) => redis::run(&args, target, live, &signal)?,
-        None => in_memory(&args, live, &signal)?,
+    let ended = match (&args.postgres, &args.redis) {
+        (Some(target), _) => postgres::run(&args, target, live, &signal)?,
+        (None, Some(target)) => redis::run(&args, target, live, &signal)?,
+        (None, None) => in_memory(&args, live, &signal)?,
     };
     if let Ended::Unhealthy(why) = ended {
         // Everything the run owned is dropped by now (a throwaway

@@ -47,6 +47,8 @@ pub struct Sample {
 /// What only the Redis engine has.
 #[derive(Debug, Clone, Default)]
 pub struct RedisNumbers {
+    /// The server keeping the counters below: `Redis` or `PostgreSQL`.
+    pub server: &'static str,
     /// Leases that ran out before their key was settled (summed over the workers).
     pub leases_lost: u64,
     /// Expired leases reaped, ever (the queue's own counter in Redis).
@@ -97,6 +99,11 @@ pub trait Gauge: Sync {
     fn num_requeues(&self, key: &str) -> u32;
     /// Redis' own counters as last read, (leases reaped, retries);
     /// `None` for an engine without them.
+    /// The server the counters of [`redis_counters`](Self::redis_counters) come from.
+    fn server_name(&self) -> &'static str {
+        "Redis"
+    }
+
     fn redis_counters(&self) -> Option<(u64, u64)> {
         None
     }
@@ -194,6 +201,7 @@ impl<'a> Probe<'a> {
         let redis = queue
             .redis_counters()
             .map(|(leases_reaped, retries_total)| RedisNumbers {
+                server: queue.server_name(),
                 leases_lost: counts.lease_lost,
                 leases_reaped,
                 retries_total,

@@ -186,12 +186,19 @@ impl Report<'_> {
             row(
                 "leases reaped",
                 r.leases_reaped,
-                "expired leases, their keys handed out again (Redis' count)".into(),
+                format!(
+                    "expired leases, their keys handed out again ({}'s count)",
+                    r.server
+                ),
             );
             row(
-                "retries (Redis)",
+                if r.server == "Redis" {
+                    "retries (Redis)"
+                } else {
+                    "retries (PostgreSQL)"
+                },
                 r.retries_total,
-                "rate-limited re-adds, as Redis counted them".into(),
+                format!("rate-limited re-adds, as {} counted them", r.server),
             );
             if self.processes > 0 {
                 let each: Vec<String> = r.processes.iter().map(|p| thousands(p.0)).collect();

@@ -294,6 +294,7 @@ mod tests {
     fn on_redis_the_block_and_the_line_say_more() {
         let mut s = sample(TOP);
         s.redis = Some(RedisNumbers {
+            server: "Redis",
             leases_lost: 1,
             leases_reaped: 2,
             retries_total: 3,

@@ -8,21 +8,22 @@ use super::super::reconcile::{AsyncReconciler, Odds};
 use super::super::sample::InProcess;
 use super::DemoQueue;
 use requeue::controller::{Controller, ControllerMetrics, Summary};
+use requeue::engine::AsyncQueue;
 use requeue::events::Recorder;
 use requeue::wait::Stop;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-/// The controller and its reconciler.
-pub struct Here {
-    controller: Controller<String, DemoQueue>,
-    reconciler: Arc<AsyncReconciler<DemoQueue>>,
+/// The controller and its reconciler, on the Redis queue or any other.
+pub struct Here<Q: AsyncQueue<String> = DemoQueue> {
+    controller: Controller<String, Q>,
+    reconciler: Arc<AsyncReconciler<Q>>,
 }
 
-impl Here {
+impl<Q: AsyncQueue<String> + Clone + Send + Sync + 'static> Here<Q> {
     /// `--workers` workers over `queue`, recording errors with `recorder`.
     pub fn new(
-        queue: &DemoQueue,
+        queue: &Q,
         fleet: &Arc<Fleet>,
         args: &DemoArgs,
         recorder: Recorder,
@@ -60,7 +61,7 @@ impl Here {
     }
 
     /// The view's source of the workers' numbers.
-    pub fn workers<'a>(&'a self, panics: &'a PanicLog) -> InProcess<'a, DemoQueue> {
+    pub fn workers<'a>(&'a self, panics: &'a PanicLog) -> InProcess<'a, Q> {
         InProcess {
             controller: &self.controller,
             requeued_after: &self.reconciler.requeued_after,

@@ -26,14 +26,15 @@
 //! | `poll` | the queue's numbers, read from Redis at the view's period; the keys' TTL |
 //! | `leftover` | the end: keys still queued, deleting the queue |
 
-mod here;
+pub(super) mod here;
 mod leftover;
 mod poll;
 mod procs;
 mod resync;
+pub(super) use resync::run as resync_run;
 mod server;
 mod tally;
-mod watched;
+pub(super) mod watched;
 mod wire;
 pub mod worker;
 
@@ -487,7 +488,7 @@ fn start_crew(
 }
 
 /// The run's summary from the workers' counts and the last sample.
-fn summary_of(counts: &Counts, sample: &Sample) -> Summary {
+pub(super) fn summary_of(counts: &Counts, sample: &Sample) -> Summary {
     Summary {
         succeeded: counts.succeeded,
         failed: counts.failed,

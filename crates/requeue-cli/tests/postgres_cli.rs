@@ -1,0 +1,189 @@
+//! `requeue inspect --postgres` and `requeue demo --postgres local` against
+//! throwaway PostgreSQL servers: the counts by state, one-line errors
+//! without credentials, and a short demo whose checks hold.
+#![allow(clippy::unwrap_used)]
+
+use requeue_postgres::PostgresQueue;
+use requeue_postgres::local_server::LocalServer;
+use std::process::Command;
+use std::time::Duration;
+
+/// The binary, without the caller's server URLs or log settings.
+fn requeue() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_requeue"));
+    command
+        .env_remove("REDIS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn printed(output: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn inspect_shows_counts_by_state_stats_and_dead_rows() {
+    let server = LocalServer::start().unwrap();
+    let url = server.url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let queue = runtime.block_on(async {
+        let queue = PostgresQueue::<String>::builder(url.as_str(), "shop")
+            .build()
+            .await
+            .unwrap();
+        for key in ["a", "b", "c"] {
+            queue.add(key.to_string()).await.unwrap();
+        }
+        queue
+            .add_after("later".to_string(), Duration::from_secs(600))
+            .await
+            .unwrap();
+        queue
+    });
+    // One held (leased) while inspect runs.
+    let held = runtime.block_on(queue.get()).unwrap();
+    assert_eq!(*held, "a");
+
+    let output = requeue()
+        .args(["inspect", "--postgres", &url, "--queue", "shop"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = printed(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    for part in [
+        "queue shop at postgres://***@127.0.0.1:",
+        "queued              2",
+        "processing          1 (0 added again while held",
+        "delayed             1 (next due in ",
+        "idle with failures  0",
+        "oldest lease deadline: in ",
+        "stats: lease_expired_total 0, retries_total 0",
+        "n_dead_tup",
+    ] {
+        assert!(stdout.contains(part), "{part:?} not in:\n{stdout}");
+    }
+
+    // An unknown queue: one line, exit 1.
+    let output = requeue()
+        .args(["inspect", "--postgres", &url, "--queue", "nope"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = printed(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("no queue named `nope`"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    runtime
+        .block_on(held.end_async(requeue::engine::Then::Done))
+        .unwrap();
+}
+
+#[test]
+fn inspect_unreachable_postgres_is_one_line_without_the_password() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener); // nothing listens there now
+    let url = format!("postgres://app:s3cretpass@127.0.0.1:{port}/db");
+    let output = requeue()
+        .args(["inspect", "--postgres", &url, "--queue", "q"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = printed(&output);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("s3cretpass"));
+    assert!(
+        stderr.contains("cannot reach PostgreSQL at postgres://***@127.0.0.1:"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn inspect_wants_one_server() {
+    let both = requeue()
+        .args([
+            "inspect",
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--postgres",
+            "postgres://h/db",
+        ])
+        .args(["--queue", "q"])
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    let neither = requeue()
+        .args(["inspect", "--queue", "q"])
+        .output()
+        .unwrap();
+    assert_eq!(neither.status.code(), Some(2));
+}
+
+#[test]
+fn a_short_demo_on_a_local_postgres_holds_its_checks() {
+    let output = requeue()
+        .args([
+            "demo",
+            "--postgres",
+            "local",
+            "--duration",
+            "2s",
+            "--objects",
+            "200",
+        ])
+        .args(["--plain", "--fail-rate", "0.1", "--panic-rate", "0.01"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = printed(&output);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("postgres: postgres://***@127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(throwaway, fsync on)"), "{stdout}");
+    for check in ["no key left leased at the end:", "queue deleted:"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(check))
+            .unwrap_or_else(|| panic!("no {check:?} in:\n{stdout}"));
+        assert!(line.trim_end().ends_with("ok"), "{line}");
+    }
+    assert!(stdout.contains("retries (PostgreSQL)"), "{stdout}");
+    assert!(stdout.contains("summary: attempted="), "{stdout}");
+}
+
+#[test]
+fn demo_postgres_flags_are_checked() {
+    let procs = requeue()
+        .args(["demo", "--postgres", "local", "--workers-procs", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(procs.status.code(), Some(2));
+    let bad = requeue()
+        .args(["demo", "--postgres", "mysql://u:s3cretpass@h/db"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("s3cretpass"));
+    let bench = requeue()
+        .args(["bench", "--postgres", "postgres://h/db"])
+        .output()
+        .unwrap();
+    assert_eq!(bench.status.code(), Some(2));
+    let unknown = requeue()
+        .args(["bench", "--engine", "postgres", "--workloads", "W1,W5"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("W5 has no PostgreSQL version"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}
