@@ -38,7 +38,7 @@
 'use strict';
 
 const pg = require('pg');
-const common = require('./pgcount');
+const common = require('../pgcount');
 const { run, makeWorkerUtils, Logger } = require('graphile-worker');
 
 const USAGE =

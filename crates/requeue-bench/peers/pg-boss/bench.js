@@ -40,7 +40,7 @@
 'use strict';
 
 const path = require('path');
-const common = require('./pgcount');
+const common = require('../pgcount');
 const { PgBoss } = require('pg-boss');
 // The class whose `complete` the worker awaits; the same module instance
 // as pg-boss's own (one file URL).

@@ -1,9 +1,13 @@
-// Shared by the PostgreSQL peers' drivers (a copy lives beside each
-// bench.js, so that each driver directory stands alone): argument parsing,
-// the client-side statement counter and the server-side counters.
+// Shared by the PostgreSQL peers' drivers (graphile-worker/bench.js and
+// pg-boss/bench.js require it as `../pgcount`): argument parsing, the
+// client-side statement counter and the server-side counters. Packages
+// are resolved from the running driver's directory (its node_modules),
+// not from this file's, which has none.
 'use strict';
 
-const pg = require('pg');
+const path = require('path');
+const fromDriver = (pkg) => require.resolve(pkg, { paths: [require.main.path] });
+const pg = require(fromDriver('pg'));
 
 // Same shape as requeue's Kubernetes-like keys (namespace/name).
 function keyOf(i) {
@@ -175,9 +179,8 @@ async function framingOverhead(url) {
 // The installed version of `pkg`, read from its package.json (which its
 // `exports` may not expose to require).
 function versionOf(pkg) {
-  const path = require('path');
   const fs = require('fs');
-  let dir = path.dirname(require.resolve(pkg));
+  let dir = path.dirname(fromDriver(pkg));
   for (;;) {
     const file = path.join(dir, 'package.json');
     if (fs.existsSync(file)) {
