@@ -60,6 +60,8 @@ mod crew;
 mod delayed;
 mod figure;
 mod hot;
+#[cfg(feature = "redis")]
+mod idle;
 mod latency;
 mod measure;
 mod metrics;
@@ -94,7 +96,8 @@ pub use mpmc::{
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    POSTGRES_WORKERS, PgRun, ServerCounts, postgres_engine_name, w1_postgres, w3_postgres,
+    POSTGRES_WORKERS, PgRun, ServerCounts, idle_handout_postgres, postgres_engine_name,
+    w1_postgres, w3_postgres,
 };
 #[cfg(feature = "redis")]
 pub use redis::{

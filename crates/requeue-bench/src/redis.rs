@@ -342,13 +342,10 @@ mod seen {
     }
 }
 
-/// How long an add takes to reach a getter that waits on an idle queue:
-/// one process's getter blocks (on the queue's wake-up marker), another
-/// queue instance adds one key, and the time from just before the add to
-/// the getter's hand-out is recorded, `samples` times, a few ms apart so
-/// that the getter is idle again each time. Every key is handed out once.
+/// How long an add takes to reach a getter that waits on an idle queue
+/// (see `idle.rs`): the getter blocks on the queue's wake-up marker.
 pub fn idle_handout_redis(url: &str, samples: u64) -> Result<Measurement, BenchError> {
-    const WORKLOAD: &str = "idle";
+    use crate::idle::{WORKLOAD, idle_handout};
     runtime()?.block_on(async {
         let name = unique("bench-idle");
         let build = || async {
@@ -358,50 +355,9 @@ pub fn idle_handout_redis(url: &str, samples: u64) -> Result<Measurement, BenchE
                 .map_err(|e| redis_failed(WORKLOAD, e))
         };
         let (adder, getter) = (build().await?, build().await?);
-        let mut histogram = crate::LatencyHistogram::new();
-        let start = Instant::now();
-        for i in 0..samples {
-            // Pacing, not waiting for a condition: the getter goes back to
-            // its marker wait between samples.
-            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-            let waiting = {
-                let getter = getter.clone();
-                tokio::spawn(async move {
-                    let item = getter.get().await?;
-                    let at = Instant::now();
-                    let key = (*item).clone();
-                    item.end_async(Then::Done).await?;
-                    Ok::<_, QueueError>((key, at))
-                })
-            };
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            let key = format!("idle-{i}");
-            let sent = Instant::now();
-            adder
-                .add(key.clone())
-                .await
-                .map_err(|e| redis_failed(WORKLOAD, e))?;
-            let (got, at) = waiting
-                .await
-                .map_err(|e| redis_failed(WORKLOAD, e))?
-                .map_err(|e| redis_failed(WORKLOAD, e))?;
-            if got != key {
-                return Err(BenchError::Duplicate {
-                    workload: WORKLOAD,
-                    key: got,
-                    detail: format!("handed out instead of {key}"),
-                });
-            }
-            histogram.record(at.saturating_duration_since(sent));
-        }
-        let mut m = Measurement::new(
-            WORKLOAD,
-            "requeue-redis idle",
-            samples,
-            samples,
-            start.elapsed(),
-        );
-        m.latency = histogram.summary();
-        Ok(m)
+        idle_handout(&adder, &getter, samples, "requeue-redis idle", |w, e| {
+            redis_failed(w, e)
+        })
+        .await
     })
 }

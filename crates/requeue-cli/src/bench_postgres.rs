@@ -215,6 +215,13 @@ pub fn run(
             }
         );
     }
+    let samples = if quick {
+        crate::bench_redis::QUICK_IDLE
+    } else {
+        crate::bench_redis::FULL_IDLE
+    };
+    let idle = requeue_bench::idle_handout_postgres(raw, samples).context("idle latency failed")?;
+    crate::bench_redis::print_idle(&idle, samples, json)?;
     drop(local);
     Ok(())
 }

@@ -152,13 +152,23 @@ pub fn run(
 }
 
 /// Samples of the idle add-to-hand-out latency.
-const FULL_IDLE: u64 = 500;
-const QUICK_IDLE: u64 = 50;
+pub(crate) const FULL_IDLE: u64 = 500;
+pub(crate) const QUICK_IDLE: u64 = 50;
 
 /// The idle queue's add-to-hand-out latency (the wake-up path), one line
 /// or one JSON row.
 fn idle_latency(url: &str, samples: u64, json: bool) -> anyhow::Result<()> {
     let m = requeue_bench::idle_handout_redis(url, samples).context("idle latency failed")?;
+    print_idle(&m, samples, json)
+}
+
+/// Prints an idle-latency measurement (any engine's), one line or one
+/// JSON row.
+pub(crate) fn print_idle(
+    m: &requeue_bench::Measurement,
+    samples: u64,
+    json: bool,
+) -> anyhow::Result<()> {
     let latency = m.latency.context("no latency recorded")?;
     if json {
         println!(
