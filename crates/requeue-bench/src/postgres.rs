@@ -372,6 +372,26 @@ async fn read_counters(url: &str) -> Result<ServerCounts, sqlx::Error> {
     })
 }
 
+/// How long an add takes to reach a getter that waits on an idle queue
+/// (see `idle.rs`): the getter waits for the queue's NOTIFY.
+pub fn idle_handout_postgres(url: &str, samples: u64) -> Result<Measurement, BenchError> {
+    use crate::idle::{WORKLOAD, idle_handout};
+    runtime(WORKLOAD)?.block_on(async {
+        let name = format!("bench-idle-{}-{}", std::process::id(), fastrand::u32(..));
+        let build = || async {
+            PostgresQueue::<String>::builder(url, name.clone())
+                .build()
+                .await
+                .map_err(|e| pg_failed(WORKLOAD, e))
+        };
+        let (adder, getter) = (build().await?, build().await?);
+        idle_handout(&adder, &getter, samples, "requeue-postgres idle", |w, e| {
+            pg_failed(w, e)
+        })
+        .await
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,24 +416,4 @@ mod tests {
         let server_counts = run.server.expect("nothing else uses the database");
         assert!(server_counts.inserted >= 300, "{server_counts:?}");
     }
-}
-
-/// How long an add takes to reach a getter that waits on an idle queue
-/// (see `idle.rs`): the getter waits for the queue's NOTIFY.
-pub fn idle_handout_postgres(url: &str, samples: u64) -> Result<Measurement, BenchError> {
-    use crate::idle::{WORKLOAD, idle_handout};
-    runtime(WORKLOAD)?.block_on(async {
-        let name = format!("bench-idle-{}-{}", std::process::id(), fastrand::u32(..));
-        let build = || async {
-            PostgresQueue::<String>::builder(url, name.clone())
-                .build()
-                .await
-                .map_err(|e| pg_failed(WORKLOAD, e))
-        };
-        let (adder, getter) = (build().await?, build().await?);
-        idle_handout(&adder, &getter, samples, "requeue-postgres idle", |w, e| {
-            pg_failed(w, e)
-        })
-        .await
-    })
 }
