@@ -187,3 +187,68 @@ fn demo_postgres_flags_are_checked() {
         String::from_utf8_lossy(&unknown.stderr)
     );
 }
+
+/// `node --version` as (major, minor), if Node.js is on PATH.
+fn node_version() -> Option<(u32, u32)> {
+    let out = Command::new("node").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.trim().trim_start_matches('v').split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// `bench --engine postgres --peers`: requeue-postgres, graphile-worker and
+/// pg-boss on one throwaway server, each with a rate and a statement count
+/// for every worker count, and requeue's ratios to both. (Correctness of
+/// the comparison's plumbing, not its figures.) Skipped, saying so, where
+/// Node.js is missing or older than the peers need (20.19).
+#[test]
+fn peers_quick_json_has_three_systems_with_rates_statements_and_ratios() {
+    match node_version() {
+        Some(version) if version >= (20, 19) => {}
+        other => {
+            eprintln!(
+                "skipped: the PostgreSQL peers need Node.js 20.19 or later (found {other:?})"
+            );
+            return;
+        }
+    }
+    let output = requeue()
+        .args([
+            "bench",
+            "--engine",
+            "postgres",
+            "--peers",
+            "--workloads",
+            "W3",
+            "--quick",
+            "--json",
+            "--runs",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = printed(&output);
+    assert!(output.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for workers in [1, 8, 32] {
+        for system in ["requeue-postgres", "graphile-worker", "pg-boss"] {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r["workers"] == workers
+                        && r["engine"].as_str().is_some_and(|e| e.starts_with(system))
+                })
+                .unwrap_or_else(|| panic!("no row for {system} x{workers}:\n{stdout}"));
+            assert!(row["items_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+            assert!(row["statements_per_item"].as_f64().unwrap() > 0.0, "{row}");
+            if system == "requeue-postgres" {
+                assert!(row["x_graphile_worker"].as_f64().unwrap() > 0.0, "{row}");
+                assert!(row["x_pg_boss"].as_f64().unwrap() > 0.0, "{row}");
+            }
+        }
+    }
+}
