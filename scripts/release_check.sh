@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
+# With REQUEUE_PRUNE_TARGETS=1 (CI), each step's target directory is removed
+# when the step is done, so the steps never hold disk at the same time.
+prune() { [ "${REQUEUE_PRUNE_TARGETS:-0}" = 1 ] && rm -rf "$target/$1"; return 0; }
 
 # 1. Each feature of `requeue` on its own (and none), then requeue-bench
 #    with and without Redis: a warning in any of them fails the check.
@@ -29,6 +32,7 @@ check -p requeue-bench --no-default-features
 check -p requeue-bench --features redis
 check -p requeue-kube
 echo "release check: every feature builds on its own without warnings"
+prune features
 
 # 2. The declared rust-version (workspace Cargo.toml) builds everything.
 msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
@@ -44,6 +48,7 @@ if rustup run "$msrv" rustc --version >/dev/null 2>&1; then
   CARGO_TARGET_DIR="$target/msrv" cargo "+$msrv" check -p requeue-kube \
     --all-features --all-targets --ignore-rust-version
   echo "release check: rust-version $msrv builds the workspace (requeue-kube: its code; kube needs 1.89)"
+  prune msrv
 else
   echo "release check: RUST-VERSION $msrv NOT CHECKED: its toolchain cannot be installed here" >&2
 fi
@@ -59,3 +64,4 @@ rm -rf "$cargo_home"/registry/src/-*/requeue* "$cargo_home"/registry/cache/-*/re
 rm -rf "$target/package"
 CARGO_TARGET_DIR="$target/package" cargo package --workspace --allow-dirty
 echo "release check: every crate packages and builds from its package"
+prune package
