@@ -16,25 +16,27 @@ Engines:
   (default)                  requeue's in-memory WorkQueue; the workers are threads here
   --redis URL|local          the queue lives in Redis; depth, in flight and delayed are read
                              from Redis, and leases lost/reaped are shown too
-  --workers-procs N          with --redis: the controller runs in N worker processes
   --postgres URL|local       the queue lives in PostgreSQL (local: a throwaway server from
-                             initdb, fsync on); the workers run in this process, as tasks
+                             initdb, fsync on); depth, in flight and delayed are read from
+                             its tables
+  --workers-procs N          with --redis or --postgres: the controller runs in N worker
+                             processes sharing the queue
 
 Exit codes:
   0  the run finished and every check held
-  1  it could not start (e.g. Redis unreachable), or an invariant was violated
+  1  it could not start (e.g. the server unreachable), or an invariant was violated
      (counts that do not add up, a key lost, a worker process that died)
   2  usage error
   3  the run was unhealthy: processing stalled and did not recover, the queue's
-     state in Redis is corrupt, Redis was unreachable at the end, or keys were
-     left leased after every worker stopped (takes precedence over 1: when Redis
-     fails, the invariants cannot hold)
+     state in the server is corrupt, the server was unreachable at the end, or
+     keys were left leased after every worker stopped (takes precedence over 1:
+     when the server fails, the invariants cannot hold)
 
 Examples:
   requeue demo --duration 10s
   requeue demo --redis local --workers-procs 3
   requeue demo --redis redis://127.0.0.1:6379/ --plain
-  requeue demo --postgres local --duration 10s
+  requeue demo --postgres local --workers-procs 3 --duration 10s
   REDIS_URL=redis://:PASSWORD@10.0.0.5:6379/ requeue demo --workers-procs 3
 
 Logs: RUST_LOG, on stderr (default: warnings and errors, except the controller's
@@ -90,12 +92,11 @@ pub struct DemoArgs {
     /// (e.g. `postgres://USER:PASSWORD@127.0.0.1:5432/app`, tables in
     /// schema `requeue`) as `demo-<pid>`, its rows deleted at the end.
     /// `local` starts a throwaway server (initdb on a free loopback port,
-    /// fsync on), removed at the end. The workers run in this process.
-    /// Passwords are never printed. Unreachable: exit code 1.
+    /// fsync on), removed at the end. Passwords are never printed. Unreachable: exit code 1.
     #[arg(long, value_name = "URL", value_parser = Checked(postgres_target))]
     pub postgres: Option<PgTarget>,
-    /// Worker processes: above 1 (needs `--redis`), this program runs
-    /// itself N times as workers sharing the Redis queue, each with
+    /// Worker processes: above 1 (needs `--redis` or `--postgres`), this
+    /// program runs itself N times as workers sharing the queue, each with
     /// `--workers` workers, and keeps the update stream, the resync, the
     /// view and the summary; SIGTERM stops them at the end. 1: everything
     /// in this process.
@@ -110,14 +111,14 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     /// The rule between flags that clap cannot say: several worker
-    /// processes only share a queue in Redis. A usage error (exit code 2,
+    /// processes only share a queue in Redis or PostgreSQL. A usage error (exit code 2,
     /// with the usage line) otherwise.
     pub fn check(&self) -> Result<(), clap::Error> {
-        if self.workers_procs > 1 && (self.redis.is_none() || self.postgres.is_some()) {
+        if self.workers_procs > 1 && self.redis.is_none() && self.postgres.is_none() {
             let mut cli = <crate::Cli as clap::CommandFactory>::command();
             cli.build(); // so that the usage line says `requeue demo`
-            let why = "--workers-procs above 1 needs --redis URL: the worker processes share a Redis queue \
-                       (on --postgres the workers run in this process)";
+            let why = "--workers-procs above 1 needs --redis URL or --postgres URL: the worker \
+                       processes share a queue in the server (in memory, a queue is one process's)";
             let error = match cli.find_subcommand_mut("demo") {
                 Some(demo) => demo.error(ErrorKind::MissingRequiredArgument, why),
                 None => cli.error(ErrorKind::MissingRequiredArgument, why),

@@ -2,13 +2,14 @@
 //! shown live — deduplicated adds, per-key backoff, contained panics,
 //! periodic resync, correlated Warning events, and a clean drain on ctrl-c.
 //!
-//! Two engines: the in-memory `WorkQueue` (the default: the controller's
-//! threads in this process), or Redis with `--redis URL` (the controller
-//! here with `Controller::run_async`, or in `--workers-procs N` worker
-//! processes; see `redis`). The handler, the update stream, the numbers
-//! and the report are shared: what differs is behind `sample::Workers`
-//! (the controller here, or the worker processes' reports) and
-//! `sample::Gauge` (the `WorkQueue`'s snapshot, or Redis as last polled).
+//! Three engines: the in-memory `WorkQueue` (the default: the controller's
+//! threads in this process), Redis with `--redis URL` and PostgreSQL with
+//! `--postgres URL` (the controller here with `Controller::run_async`, or
+//! in `--workers-procs N` worker processes; see `crew`). The handler, the
+//! update stream, the numbers and the report are shared: what differs is
+//! behind `sample::Workers` (the controller here, or the worker processes'
+//! reports) and `sample::Gauge` (the `WorkQueue`'s snapshot, or the
+//! server's numbers as last polled).
 //!
 //! | file | job |
 //! |---|---|
@@ -22,10 +23,12 @@
 //! | `metrics` | `--metrics-addr`: the registry and its HTTP server |
 //! | `sample`, `view` | the numbers, live or one line per second |
 //! | `summary` | the final report and its invariants |
-//! | `redis/` | `--redis` and `--workers-procs`: the Redis engine's run, and the hidden `demo-worker` |
-//! | `postgres` | `--postgres`: the PostgreSQL engine's run (workers in this process) |
+//! | `crew/` | who runs the controller on a shared engine: this process or `--workers-procs N` worker processes (the hidden `demo-worker`) |
+//! | `redis/` | `--redis`: the Redis engine's run |
+//! | `postgres/` | `--postgres`: the PostgreSQL engine's run |
 
 mod args;
+mod crew;
 mod events;
 mod fleet;
 mod health;
@@ -40,7 +43,7 @@ mod updates;
 mod view;
 
 pub use args::DemoArgs;
-pub use redis::worker::{WorkerArgs, run as run_worker};
+pub use crew::worker::{WorkerArgs, run as run_worker};
 
 use events::Events;
 use fleet::Fleet;

@@ -2,7 +2,7 @@
 //! Redis engine. This process owns the queue `demo-<pid>` and runs the
 //! update stream, the resync, the view and the summary; the controller runs
 //! here (N = 1) or in N worker processes, which report back on their
-//! stdout. The view's depth, in-flight and delayed figures, and the
+//! stdout (see `crew`). The view's depth, in-flight and delayed figures, and the
 //! summary's counts of reaped leases and retries, are read from Redis
 //! itself (one atomic `inspect` per period), not from any process.
 //!
@@ -17,63 +17,41 @@
 //! | file | job |
 //! |---|---|
 //! | `server` | `--redis URL` or `local`, the queue's settings, this process's connection, one-line errors |
-//! | `watched` | the queue, with its errors heard (corruption must not pass as idleness) |
-//! | `here` | the controller in this process (N = 1) |
-//! | `procs` | the worker processes (N > 1): start, read, stop |
-//! | `worker` | the hidden `requeue demo-worker` a worker process runs |
-//! | `wire`, `tally` | the line a worker reports, and writing it |
-//! | `resync` | the periodic resync, run by this process |
 //! | `poll` | the queue's numbers, read from Redis at the view's period; the keys' TTL |
 //! | `leftover` | the end: keys still queued, deleting the queue |
 
-pub(super) mod here;
 mod leftover;
 mod poll;
-mod procs;
-mod resync;
-pub(super) use resync::run as resync_run;
 mod server;
-mod tally;
-pub(super) mod watched;
-mod wire;
-pub mod worker;
+pub(super) use server::queue as open;
 
 use super::args::{DemoArgs, RedisTarget};
+use super::crew::watched::{Listener, Watched};
+use super::crew::{Crew, Engine, Outcome, Spec, conclude, leased_check, resync};
 use super::events::Events;
 use super::fleet::Fleet;
 use super::health::{Health, Verdict};
-use super::metrics::Served;
 use super::panics::{PanicLog, QuietPanics};
-use super::sample::{Probe, Sample, Sources, Workers};
-use super::summary::{Check, Report};
+use super::sample::{Probe, Sources, Workers};
+use super::summary::Check;
 use super::updates::{self, UpdateCounts};
 use super::view::View;
-use super::{Ended, ending, stall_check};
+use super::{Ended, stall_check};
 use anyhow::Context;
-use here::Here;
 use poll::Polled;
-use procs::{Procs, Spec};
 use redis::aio::ConnectionManager;
-use requeue::controller::{ControllerMetrics, Counts, Summary};
 use requeue::metrics::MetricsProvider;
 use requeue::wait::Stop;
-use requeue_redis::RedisQueue;
 use requeue_redis::keys::QueueKeys;
 use server::Target;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
-use watched::{Listener, Watched};
-
-/// The queue every part of the Redis demo uses: errors heard.
-pub type DemoQueue = Watched<RedisQueue<String>>;
 
 /// Steady updates per second per worker: a Redis round trip per add and
 /// several per reconcile make a worker far slower than in memory, and the
 /// stream should stay below what the workers can do.
 const STEADY_PER_WORKER: u64 = 250;
-/// How long worker processes may take to connect.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the workers (here, or worker processes after SIGTERM) may take
 /// to finish their keys in hand after the stop. A drain takes milliseconds
 /// while Redis answers; on a frozen Redis each call would wait for its
@@ -82,14 +60,6 @@ const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// The last reading, the count of keys still queued and the clean-up, all
 /// together (with [`DRAIN_GRACE`], the stop takes at most 5 s).
 const END_CALLS: Duration = Duration::from_secs(2);
-
-/// Who runs the controller.
-enum Crew {
-    /// This process (`--workers-procs 1`).
-    Here(Here),
-    /// Worker processes.
-    Procs(Procs),
-}
 
 /// What the end of the run found.
 struct End {
@@ -141,25 +111,23 @@ pub fn run(
     let fleet = Arc::new(Fleet::new(args.objects as usize, args.fail_rate, args.seed));
     let events = Events::start()?;
     let panic_log = Arc::new(PanicLog::default());
-    let procs_n = args.workers_procs as usize;
-    let crew = start_crew(
-        args,
+    let spec = Spec {
+        engine: Engine::Redis,
         url,
-        &name,
+        queue: &name,
+        args,
+        lease: server::LEASE,
+    };
+    let crew = Crew::start(
+        &spec,
         &queue,
         &fleet,
         &events,
         metrics.as_ref(),
         &health,
+        &panic_log,
     )?;
-    let in_process;
-    let workers: &dyn Workers = match &crew {
-        Crew::Here(here) => {
-            in_process = here.workers(&panic_log);
-            &in_process
-        }
-        Crew::Procs(procs) => procs,
-    };
+    let workers: &dyn Workers = &crew;
 
     let quiet = QuietPanics::install(live, panic_log.clone());
     let updates = UpdateCounts::default();
@@ -167,15 +135,7 @@ pub fn run(
     if let Some(served) = &metrics {
         println!("metrics: http://{}/metrics", served.server.addr());
     }
-    let description = if procs_n > 1 {
-        format!("{procs_n} processes × {} workers", args.workers)
-    } else {
-        format!(
-            "{} worker{}",
-            args.workers,
-            super::plural(args.workers as usize)
-        )
-    };
+    let description = crew.description(args);
     // Above the view (the live view's title is cut at the terminal's width).
     let throwaway = if target.local { " (throwaway)" } else { "" };
     println!(
@@ -200,7 +160,7 @@ pub fn run(
         },
         start,
     );
-    let rate = STEADY_PER_WORKER * u64::from(args.workers) * procs_n as u64;
+    let rate = STEADY_PER_WORKER * u64::from(args.workers) * u64::from(args.workers_procs);
 
     let mut stopped_at = Duration::ZERO;
     let drained = std::thread::scope(|s| {
@@ -211,11 +171,7 @@ pub fn run(
                         updates::run_async(&fleet, &queue, rate, args.seed, &updates, &stop),
                         resync::run(&queue, &fleet, args.resync, &resyncs, &stop),
                         polled.run(conn.clone(), &fleet, period, &stop),
-                        async {
-                            if let Crew::Here(here) = &crew {
-                                here.run(&stop).await;
-                            }
-                        },
+                        crew.run_here(&stop),
                     )
                 };
                 let grace = async {
@@ -232,10 +188,7 @@ pub fn run(
         background.join()
     })
     .map_err(|_| anyhow::anyhow!("the update stream or the controller panicked"))?;
-    let procs = match &crew {
-        Crew::Procs(procs) => Some(procs),
-        Crew::Here(_) => None,
-    };
+    let procs = crew.procs();
     let exits = procs.map(|p| p.stop(DRAIN_GRACE)).unwrap_or_default();
     events.shutdown(); // deliver the queued events before counting them
     drop(quiet);
@@ -249,12 +202,6 @@ pub fn run(
         eprintln!("{line}");
     }
     let sample = probe.sample();
-    let summary = summary_of(&workers.counts(), &sample);
-    let lost: Vec<String> = exits
-        .iter()
-        .filter(|e| !e.clean())
-        .map(procs::Exit::describe)
-        .collect();
     let verdict = health.verdict();
     let mut problems = verdict.problems();
     let mut checks = vec![stall_check(&verdict), reachable_check(&verdict)];
@@ -268,45 +215,13 @@ pub fn run(
             "the workers did not finish their keys within {DRAIN_GRACE:?} of the stop"
         ));
     }
-    match leased {
-        Some(0) => checks.push(Check::new(
-            "no key left leased at the end",
-            "0 leased",
-            true,
-        )),
-        // A get whose reply was lost with the connection leased a key to
-        // no one, and a worker process that died leaves its keys leased:
-        // they return when their lease runs out. Expected after a break
-        // or a death (itself told), a bug without one.
-        Some(n) if verdict.outages + verdict.cuts > 0 => checks.push(Check::new(
-            "no key left leased at the end",
-            format!(
-                "{n} leased to no one (replies lost with the connection; back after the lease)"
-            ),
-            true,
-        )),
-        Some(n) if !lost.is_empty() => checks.push(Check::new(
-            "no key left leased at the end",
-            format!("{n} leased by the worker processes that did not drain"),
-            true,
-        )),
-        Some(n) => {
-            problems.push(format!("{n} keys left leased after every worker stopped"));
-            checks.push(Check::new(
-                "no key left leased at the end",
-                format!("{n} leased"),
-                false,
-            ));
-        }
-        None => {
-            problems.push("the queue could not be read at the end".into());
-            checks.push(Check::new(
-                "no key left leased at the end",
-                "unknown: Redis did not answer",
-                false,
-            ));
-        }
-    }
+    checks.push(leased_check(
+        leased,
+        &verdict,
+        &exits,
+        Engine::Redis,
+        &mut problems,
+    ));
     match &end.deleted {
         Ok(true) => checks.push(Check::new("queue deleted", "yes", true)),
         Ok(false) => checks.push(Check::new("queue deleted", "kept (--keep-queue)", true)),
@@ -320,52 +235,29 @@ pub fn run(
             ));
         }
     }
-    // Worker processes that did not drain are listed apart (exit code 1).
-    let mut headline = problems.clone();
-    if !lost.is_empty() {
-        headline.push(format!(
-            "{} of {} worker processes did not drain (see below)",
-            lost.len(),
-            exits.len()
-        ));
-    }
-    let ending = ending(&headline);
     let notes: Vec<String> = if end.read {
         Vec::new()
     } else {
         vec!["Redis did not answer at the end: its figures above (left queued, leases reaped, retries) are as last read".into()]
     };
-    let report = Report {
-        summary: &summary,
-        sample: &sample,
-        attempted: procs.map_or_else(|| fleet.total_attempts(), Procs::attempted),
-        unreconciled_but_queued: end.unreconciled_but_queued,
-        stopped_by: if signal.is_stopped() {
-            "ctrl-c/SIGTERM"
-        } else {
-            "--duration"
-        },
-        events: &events,
-        fleet: &fleet,
-        processes: procs.map_or(0, Procs::len),
-        problems: &lost,
-        ending: &ending,
-        checks: &checks,
-        notes: &notes,
-        stopped_at,
-    };
-    report.print();
     if let Some(served) = metrics {
         served.server.stop();
     }
-    if !problems.is_empty() {
-        return Ok(Ended::Unhealthy(problems));
-    }
-    // A worker that died first: its in-flight keys then upset the counts.
-    anyhow::ensure!(report.no_worker_lost(), "a worker process failed");
-    anyhow::ensure!(report.counts_add_up(), "the counts do not add up");
-    anyhow::ensure!(report.no_key_lost(), "a key was lost");
-    Ok(Ended::Clean)
+    conclude(
+        &crew,
+        Outcome {
+            sample: &sample,
+            fleet: &fleet,
+            events: &events,
+            exits: &exits,
+            problems,
+            checks: &checks,
+            notes: &notes,
+            unreconciled_but_queued: end.unreconciled_but_queued,
+            by_signal: signal.is_stopped(),
+            stopped_at,
+        },
+    )
 }
 
 /// Whether Redis answered at the end, and the outages on the way.
@@ -451,53 +343,5 @@ fn tell_clean_up(end: &End, name: &str) {
         Err(error) => eprintln!(
             "error: cannot delete queue {name} from Redis ({error}); its keys expire on their own {ttl} s after the planned end"
         ),
-    }
-}
-
-/// The controller here (N = 1) or N worker processes, connected and ready.
-#[allow(clippy::too_many_arguments)] // the run's parts, each used once
-fn start_crew(
-    args: &DemoArgs,
-    url: &crate::show::RedisUrl,
-    name: &str,
-    queue: &DemoQueue,
-    fleet: &Arc<Fleet>,
-    events: &Events,
-    metrics: Option<&Served>,
-    health: &Arc<Health>,
-) -> anyhow::Result<Crew> {
-    if args.workers_procs > 1 {
-        let spec = Spec {
-            url,
-            queue: name,
-            args,
-        };
-        let procs = Procs::spawn(&spec, fleet, &events.recorder(), health)?;
-        procs.wait_ready(READY_TIMEOUT)?;
-        return Ok(Crew::Procs(procs));
-    }
-    let controller_metrics =
-        metrics.map(|m| Arc::new(m.controller.clone()) as Arc<dyn ControllerMetrics>);
-    Ok(Crew::Here(Here::new(
-        queue,
-        fleet,
-        args,
-        events.recorder(),
-        controller_metrics,
-    )))
-}
-
-/// The run's summary from the workers' counts and the last sample.
-pub(super) fn summary_of(counts: &Counts, sample: &Sample) -> Summary {
-    Summary {
-        succeeded: counts.succeeded,
-        failed: counts.failed,
-        panicked: counts.panicked,
-        requeued: counts.requeued,
-        requeues_refused: counts.requeues_refused,
-        lease_lost: counts.lease_lost,
-        left_queued: sample.queue.ready,
-        // Redis keeps delayed keys for the next worker: none are withdrawn.
-        withdrawn: 0,
     }
 }

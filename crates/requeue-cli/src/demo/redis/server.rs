@@ -11,7 +11,6 @@ use requeue::metrics::MetricsProvider;
 use requeue_redis::RedisQueue;
 use requeue_redis::error::Error;
 use requeue_redis::local_server::{Fsync, LocalServer, LocalServerOptions};
-use requeue_redis::ops::{Exponential, LimiterSpec};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,19 +64,6 @@ impl Target {
     }
 }
 
-/// Per-key exponential backoff like the in-memory demo's, without the
-/// default limiter's shared 10/s bucket (which would push every retry
-/// minutes out at this rate).
-pub fn limiter() -> LimiterSpec {
-    LimiterSpec {
-        exponential: Some(Exponential {
-            base_ms: 5,
-            max_ms: 60_000,
-        }),
-        ..LimiterSpec::default()
-    }
-}
-
 /// Connects to the queue `name` at `url`. Unreachable: one line naming the
 /// URL (without credentials) and why.
 pub async fn queue(
@@ -87,7 +73,7 @@ pub async fn queue(
 ) -> anyhow::Result<RedisQueue<String>> {
     let mut builder = RedisQueue::builder(url.expose(), name)
         .lease(LEASE)
-        .limiter(limiter());
+        .limiter(super::super::crew::limiter());
     if let Some(metrics) = metrics {
         builder = builder.metrics(metrics);
     }
@@ -180,13 +166,6 @@ fn unreachable(url: &RedisUrl, error: Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_backoff_is_per_key_only() {
-        let spec = limiter();
-        assert!(spec.bucket.is_none() && spec.fast_slow.is_none());
-        assert_eq!(spec.exponential.map(|e| e.max_ms), Some(60_000));
-    }
 
     #[test]
     fn an_unreachable_redis_is_one_line_naming_the_url() {

@@ -7,11 +7,12 @@
 //! for the report should it fail. Stopping is SIGTERM, then a bounded
 //! wait, then SIGKILL: a worker that hangs or dies is reported, not waited on.
 
-use super::super::args::DemoArgs;
 use super::super::fleet::{self, Fleet};
 use super::super::health::Health;
 use super::super::sample::Workers;
 use super::wire::Line;
+use super::worker;
+use super::{Engine, Spec};
 use anyhow::Context;
 use requeue::controller::Counts;
 use requeue::events::{EventType, Recorder};
@@ -72,6 +73,8 @@ pub struct Exit {
     pub killed: bool,
     pub stderr: Vec<String>,
     pub garbage: Option<String>,
+    /// The queue's lease (how long its keys in hand stay leased).
+    pub lease: Duration,
 }
 
 impl Exit {
@@ -92,7 +95,7 @@ impl Exit {
         if !self.finished {
             text.push_str(&format!(
                 "; its last report is counted; its keys in hand return when their lease ({:?}) runs out",
-                super::server::LEASE
+                self.lease
             ));
         }
         if let Some(line) = self.stderr.last() {
@@ -108,15 +111,10 @@ impl Exit {
 /// The running worker processes.
 pub struct Procs {
     procs: Vec<Proc>,
+    /// The queue's lease, for the report on a worker that died.
+    lease: Duration,
     /// The latest simulated panic any worker reported.
     last_panic: Arc<Mutex<Option<String>>>,
-}
-
-/// What every worker is started with.
-pub struct Spec<'a> {
-    pub url: &'a crate::show::RedisUrl,
-    pub queue: &'a str,
-    pub args: &'a DemoArgs,
 }
 
 impl Procs {
@@ -131,6 +129,7 @@ impl Procs {
         let exe = std::env::current_exe().context("cannot find this program to start workers")?;
         let mut procs = Procs {
             procs: Vec::new(),
+            lease: spec.lease,
             last_panic: Arc::default(),
         };
         for n in 1..=spec.args.workers_procs {
@@ -139,7 +138,8 @@ impl Procs {
                 .arg("demo-worker")
                 // In the environment, not the arguments: `ps` shows
                 // arguments, and the URL may hold a password.
-                .env("REDIS_URL", spec.url.expose())
+                .env(worker::URL_ENV, spec.url.expose())
+                .args(["--engine", &engine_flag(spec.engine)])
                 .args(["--queue", spec.queue])
                 .args(["--objects", &a.objects.to_string()])
                 .args(["--workers", &a.workers.to_string()])
@@ -255,6 +255,7 @@ impl Procs {
                 killed,
                 stderr: state.stderr.iter().cloned().collect(),
                 garbage: state.garbage.clone(),
+                lease: self.lease,
             });
         }
         exits
@@ -402,6 +403,13 @@ fn terminate(pid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// `--engine` of `requeue demo-worker`, as clap spells it.
+pub fn engine_flag(engine: Engine) -> String {
+    clap::ValueEnum::to_possible_value(&engine)
+        .map(|value| value.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -7,11 +7,10 @@
 use super::super::fleet::Fleet;
 use super::super::panics::PanicLog;
 use super::super::reconcile::AsyncReconciler;
-use super::DemoQueue;
 use super::watched::Listener;
 use super::wire::{ERRORS_PER_LINE, Line, WireError};
 use requeue::controller::Controller;
-use requeue::engine::QueueError;
+use requeue::engine::{AsyncQueue, QueueError};
 use requeue::events::{Broadcaster, EventSource, Recorder};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -121,9 +120,9 @@ pub struct Reporter {
 }
 
 /// Where a line's numbers come from.
-pub struct Parts<'a> {
-    pub controller: &'a Controller<String, DemoQueue>,
-    pub reconciler: &'a AsyncReconciler<DemoQueue>,
+pub struct Parts<'a, Q: AsyncQueue<String>> {
+    pub controller: &'a Controller<String, Q>,
+    pub reconciler: &'a AsyncReconciler<Q>,
     pub panics: &'a PanicLog,
     pub events: &'a Forwarder,
 }
@@ -138,7 +137,7 @@ impl Reporter {
 
     /// Prints one line on stdout. A failed write is ignored: the parent
     /// is gone, and the closed stdin stops this process anyway.
-    pub fn emit(&mut self, parts: &Parts<'_>, done: bool) {
+    pub fn emit<Q: AsyncQueue<String>>(&mut self, parts: &Parts<'_, Q>, done: bool) {
         let fleet = &parts.reconciler.fleet;
         let mut reconciled = Vec::new();
         for (i, seen) in self.reported.iter_mut().enumerate() {

@@ -1,12 +1,12 @@
-//! `--workers-procs 1` on Redis: the controller runs in this process, on
-//! the same queue handle as the update stream, with `Controller::run_async`.
+//! `--workers-procs 1` on a shared engine: the controller runs in this
+//! process, on the same queue handle as the update stream, with
+//! `Controller::run_async`.
 
 use super::super::args::DemoArgs;
 use super::super::fleet::{self, Fleet};
 use super::super::panics::PanicLog;
 use super::super::reconcile::{AsyncReconciler, Odds};
 use super::super::sample::InProcess;
-use super::DemoQueue;
 use requeue::controller::{Controller, ControllerMetrics, Summary};
 use requeue::engine::AsyncQueue;
 use requeue::events::Recorder;
@@ -14,8 +14,8 @@ use requeue::wait::Stop;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-/// The controller and its reconciler, on the Redis queue or any other.
-pub struct Here<Q: AsyncQueue<String> = DemoQueue> {
+/// The controller and its reconciler, on any engine's queue.
+pub struct Here<Q: AsyncQueue<String>> {
     controller: Controller<String, Q>,
     reconciler: Arc<AsyncReconciler<Q>>,
 }

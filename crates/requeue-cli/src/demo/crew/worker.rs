@@ -1,6 +1,6 @@
 //! `requeue demo-worker` (hidden): one worker process of
-//! `requeue demo --redis URL --workers-procs N`. It runs the simulated
-//! controller over the shared Redis queue with `Controller::run_async`
+//! `requeue demo --redis URL|--postgres URL --workers-procs N`. It runs the
+//! simulated controller over the shared queue with `Controller::run_async`
 //! and reports on stdout (see [`wire`](super::wire)) until SIGTERM, ctrl-c
 //! or the end of its stdin (the parent is gone) stops it; then its workers
 //! finish the keys in hand and it prints its last line.
@@ -8,11 +8,13 @@
 use super::super::fleet::{self, Fleet};
 use super::super::panics::{PanicLog, QuietPanics};
 use super::super::reconcile::{AsyncReconciler, Odds};
-use super::server;
+use super::super::{postgres, redis};
+use super::Engine;
 use super::tally::{Forwarder, Parts, Reporter};
 use super::watched::Watched;
 use clap::Args;
 use requeue::controller::{Controller, stop_on_signals};
+use requeue::engine::AsyncQueue;
 use requeue::wait::Stop;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -20,13 +22,20 @@ use std::time::Duration;
 
 /// How often a worker reports.
 const REPORT_EVERY: Duration = Duration::from_millis(200);
+/// The variable the parent passes the server's URL in: the environment,
+/// not the arguments, because `ps` shows arguments and the URL may hold a
+/// password.
+pub const URL_ENV: &str = "REQUEUE_DEMO_URL";
 
 /// Flags of `requeue demo-worker`, set by the parent `requeue demo`.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
-    /// The Redis URL (the parent passes it as `REDIS_URL`).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis: crate::show::RedisUrl,
+    /// Where the queue lives.
+    #[arg(long, value_enum)]
+    pub engine: Engine,
+    /// The server's URL (the parent passes it as `REQUEUE_DEMO_URL`).
+    #[arg(long, env = URL_ENV, hide_env_values = true)]
+    pub url: crate::show::RedisUrl,
     /// The queue name.
     #[arg(long)]
     pub queue: String,
@@ -51,14 +60,41 @@ pub struct WorkerArgs {
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let stop = stop_on_signals()?;
     watch_stdin(&stop)?;
-    let fleet = Arc::new(Fleet::new(args.objects as usize, args.fail_rate, args.seed));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("demo-worker")
         .enable_all()
         .build()?;
+    match args.engine {
+        Engine::Redis => {
+            let queue = runtime.block_on(redis::open(&args.url, &args.queue, None))?;
+            serve(&runtime, queue, &args, &stop)
+        }
+        Engine::Postgres => {
+            let queue = runtime.block_on(postgres::open(&args.url, &args.queue, None))?;
+            let pool = queue.pool().clone();
+            serve(&runtime, queue, &args, &stop)?;
+            // Its connections close before the process ends, so that the
+            // server does not log them as lost.
+            runtime.block_on(pool.close());
+            Ok(())
+        }
+    }
+}
+
+/// Runs the controller over `queue` until `stop` fires and its workers
+/// have drained; reports as it goes.
+fn serve<Q>(
+    runtime: &tokio::runtime::Runtime,
+    queue: Q,
+    args: &WorkerArgs,
+    stop: &Stop,
+) -> anyhow::Result<()>
+where
+    Q: AsyncQueue<String> + Clone + Send + Sync + 'static,
+{
+    let fleet = Arc::new(Fleet::new(args.objects as usize, args.fail_rate, args.seed));
     let events = Forwarder::start(fleet.clone())?;
-    let queue = runtime.block_on(server::queue(&args.redis, &args.queue, None))?;
     let queue = Watched::new(queue, events.listener());
     let panic_log = Arc::new(PanicLog::default());
     // Always quiet: this process's stderr is only read when it fails.
@@ -91,7 +127,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 async move { reconciler.reconcile(&key).await }
             }
         };
-        let run = controller.run_async(&stop, handler);
+        let run = controller.run_async(stop, handler);
         tokio::pin!(run);
         let mut every = tokio::time::interval(REPORT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
