@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "batch",
         sql: include_str!("migrations/0003_batch.sql"),
     },
+    Migration {
+        version: 4,
+        name: "per_key_lookups",
+        sql: include_str!("migrations/0004_per_key_lookups.sql"),
+    },
 ];
 
 /// The table that records applied migrations, inside the schema.
