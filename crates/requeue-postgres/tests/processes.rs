@@ -4,8 +4,9 @@
 //! backends terminated mid-run (`pg_terminate_backend`), and the server
 //! killed (`kill -9`, fsync on) and restarted.
 //!
-//! Worker processes are this binary run again (see `processes/worker.rs`,
-//! which also explains how their events are ordered across processes: a
+//! Worker processes are this binary run again (the harness is the
+//! `requeue-testkit` crate, shared with the Redis engine, whose docs also
+//! explain how their events are ordered across processes: here a
 //! PostgreSQL sequence, not clocks). Nothing sleeps to wait for a
 //! condition: the table and the workers' logs are polled against
 //! deadlines. Leases are short and real (hundreds of ms), since several
@@ -13,46 +14,116 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
-#[path = "processes/worker.rs"]
-mod worker;
 
 use requeue::engine::{QueueError, Then};
+use requeue::engine::conformance::unique_name;
 use requeue::queue::{Added, Item};
 use requeue_postgres::PostgresQueue;
 use requeue_postgres::local_server::{LocalServer, LocalServerOptions};
-use sqlx::{Connection, PgConnection};
+use requeue_testkit::Seq as _;
+use requeue_testkit::{
+    Adders, Config, History, Line, Mode, ReAdds, Seen, Worker, drain, ms, poll_until, read_log,
+    signal, wait_started_after,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use worker::{History, Line, Mode, Seq, Worker};
 
-/// The worker processes' entry point: a no-op unless `RQ_PG_WORKER` is set.
+/// The PostgreSQL engine of the worker processes.
+struct Postgres;
+
+impl requeue_testkit::Engine for Postgres {
+    type Queue = PostgresQueue<String>;
+    type Seq = Seq;
+
+    async fn open(config: &Config) -> PostgresQueue<String> {
+        assert_eq!(config.prefetch, 0, "PostgresQueue does not fetch ahead");
+        PostgresQueue::builder(&config.url, &config.queue)
+            .lease(ms(config.lease_ms))
+            .build()
+            .await
+            .unwrap()
+    }
+
+    async fn seq(url: &str, queue: &str) -> Seq {
+        Seq::connect(url, queue).await
+    }
+
+    fn counters(queue: &PostgresQueue<String>) -> (u64, u64) {
+        (queue.leases_lost(), queue.leases_reaped())
+    }
+}
+
+/// The cross-process clock: `nextval` of one PostgreSQL sequence per queue
+/// (`public.rqtest_seq_<n>`, `CACHE 1`), retried across connection losses
+/// (a lost reply only skips a number). `nextval` takes the sequence's
+/// lock, so the numbers are a total order consistent with real time
+/// across all processes: a `nextval` that returned before another was
+/// sent has the smaller number.
+#[derive(Clone)]
+struct Seq {
+    pool: PgPool,
+    sql: String,
+}
+
+impl Seq {
+    /// Connects (creating the sequence if needed).
+    async fn connect(url: &str, queue: &str) -> Seq {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await
+            .unwrap();
+        let plain: String = queue
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let name = format!("public.rqtest_seq_{plain}");
+        // Two sessions creating it at once can both miss it and one then
+        // fails (42P07 or a unique violation): the second try finds it.
+        let create = format!("CREATE SEQUENCE IF NOT EXISTS {name} AS bigint CACHE 1");
+        let mut tries = 0;
+        while let Err(e) = sqlx::query(&create).execute(&pool).await {
+            tries += 1;
+            assert!(tries < 5, "{create} kept failing: {e}");
+        }
+        Seq {
+            pool,
+            sql: format!("SELECT nextval('{name}')"),
+        }
+    }
+}
+
+impl requeue_testkit::Seq for Seq {
+    async fn next(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match sqlx::query_scalar::<_, i64>(&self.sql)
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(n) => return u64::try_from(n).unwrap(),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{} kept failing: {e}", self.sql),
+            }
+        }
+    }
+}
+
+/// The worker processes' entry point: a no-op unless `RQ_WORKER` is set.
 #[test]
 fn rq_worker_process() {
-    worker::run_if_worker();
-}
-
-/// A queue name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst),
-        fastrand::u32(..)
-    )
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
+    requeue_testkit::run_if_worker::<Postgres>();
 }
 
 fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("rq-pg-processes-")
-        .tempdir()
-        .unwrap()
+    requeue_testkit::temp_dir("rq-pg-processes-")
 }
 
 /// A queue's rows by state, read from the default schema.
@@ -175,60 +246,15 @@ struct HotRun {
 impl HotRun {
     /// The checks common to every hot-key run.
     fn assert_sound(&self) {
-        let (bad, excused) = self.history.overlaps();
-        assert!(
-            bad.is_empty(),
-            "a key was processed twice at once (or against the token order):\n{}",
-            bad.join("\n")
-        );
-        for text in &excused {
-            eprintln!("overlap excused by LeaseLost: {text}");
-        }
-        for text in self.history.lost_details() {
-            eprintln!("LeaseLost: {text}");
-        }
-        let unserved = self.history.unserved_adds();
-        assert!(
-            unserved.is_empty(),
-            "adds never served:\n{}",
-            unserved.join("\n")
-        );
-        let unfinished = self.history.unfinished();
-        assert!(
-            unfinished.is_empty(),
-            "processings not ended ok:\n{}",
-            unfinished.join("\n")
-        );
+        self.history.assert_sound(self.workers);
         assert!(self.final_state.is_empty(), "{:?}", self.final_state);
-        for w in 0..self.workers {
-            let orphans = self.history.not_taken_over(w);
-            assert!(
-                orphans.is_empty(),
-                "worker {w} gave these up, and no later lease of the key followed:\n{}",
-                orphans.join("\n")
-            );
-        }
-        let per_worker = self.history.started_after(self.workers, 0);
-        assert!(
-            per_worker.iter().all(|&n| n > 0),
-            "a worker never worked: {per_worker:?}"
-        );
     }
 
     fn summary(&self) -> String {
         format!(
-            "{} processings by {:?}; {} adds by the parent over {} keys, {} by the workers; \
-             {} LeaseLost, {} excused overlaps; {} leases reaped (table); \
-             worker counters (lost, reaped) {:?}; {} kill rounds (backends, seq) {:?}; took {:?}",
-            self.history.intervals.len(),
-            self.history.started_after(self.workers, 0),
-            self.parent_adds,
-            self.history.parent_keys,
-            self.history.adds - self.history.parent_keys,
-            self.history.lost(),
-            self.history.overlaps().1.len(),
+            "{}; {} leases reaped (table); {} kill rounds (backends, seq) {:?}; took {:?}",
+            self.history.summary(self.workers, self.parent_adds),
             self.final_state.lease_expired_total,
-            self.history.counters,
             self.kills.len(),
             self.kills,
             self.took
@@ -239,18 +265,7 @@ impl HotRun {
 /// The checker itself, on made-up logs: it must flag what it is for.
 #[test]
 fn history_flags_overlaps_token_order_and_unserved_adds() {
-    let start = |key: &str, token: &str, seq| Line::Start {
-        key: key.into(),
-        token: token.into(),
-        seq,
-    };
-    let end = |key: &str, token: &str, seq, rc: &str, requeue| Line::End {
-        key: key.into(),
-        token: token.into(),
-        seq,
-        rc: rc.into(),
-        requeue,
-    };
+    let (start, end) = (Line::start, Line::end);
     let w0 = vec![
         start("k", "1", 1),
         end("k", "1", 5, "ok", None),
@@ -277,7 +292,7 @@ fn history_flags_overlaps_token_order_and_unserved_adds() {
         end("q", "19", 20, "ok", None),
     ];
     let parent: HashMap<String, u64> = [("k".to_string(), 10), ("j".to_string(), 2)].into();
-    let history = History::from_lines(&[w0, w1], &parent);
+    let history = History::from_lines(&[w0, w1], &parent).fencing_tokens();
     let (bad, excused) = history.overlaps();
     assert_eq!(bad.len(), 2, "{bad:?}");
     assert!(
@@ -331,6 +346,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
                     readd_one_in: 8,
                     requeue_one_in: 16,
                     keys: cfg.keys,
+                    readds: ReAdds::Any,
                 },
             )
         })
@@ -340,51 +356,17 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
         .build()
         .await
         .unwrap();
-    let adds: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let adders: Vec<_> = (0..2)
-        .map(|_| {
-            let (parent, seq, adds, stop) =
-                (parent.clone(), seq.clone(), adds.clone(), stop.clone());
-            let keys = cfg.keys;
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("k{}", fastrand::u32(..keys));
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    loop {
-                        // Taken before the add is sent: see worker.rs.
-                        let a = seq.next().await;
-                        match parent.add(key.clone()).await {
-                            Ok(_) => {
-                                let mut adds = adds.lock().unwrap();
-                                let last = adds.entry(key).or_insert(0);
-                                *last = (*last).max(a);
-                                break;
-                            }
-                            Err(e) => {
-                                assert!(Instant::now() < deadline, "add kept failing: {e}");
-                                tokio::time::sleep(ms(20)).await;
-                            }
-                        }
-                    }
-                    n += 1;
-                    // Pacing, so the keys stay hot without flooding.
-                    tokio::time::sleep(ms(1)).await;
-                }
-                n
-            })
-        })
-        .collect();
+    // Paced, so the keys stay hot without flooding.
+    let adders = Adders::spawn(2, &parent, &seq, cfg.keys, Some(ms(1)));
     let killer = cfg.kill_every.map(|every| {
         let (admin_url, seq, app) = (cfg.url.clone(), seq.clone(), app.clone());
         let logs: Vec<_> = workers.iter().map(|w| w.log.clone()).collect();
         tokio::spawn(async move {
             let mut admin = PgConnection::connect(&admin_url).await.unwrap();
             // Every worker at work first.
-            worker::poll_until(Duration::from_secs(20), "the workers at work", || {
+            poll_until(Duration::from_secs(20), "the workers at work", || {
                 logs.iter().all(|log| {
-                    worker::read_log(log)
+                    read_log(log)
                         .iter()
                         .any(|l| matches!(l, Line::Start { .. }))
                 })
@@ -415,9 +397,9 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
         let (seq, lease) = (seq.clone(), ms(cfg.lease_ms));
         tokio::spawn(async move {
             // Both at work first.
-            worker::poll_until(Duration::from_secs(20), "the victims at work", || {
+            poll_until(Duration::from_secs(20), "the victims at work", || {
                 logs.iter().all(|log| {
-                    worker::read_log(log)
+                    read_log(log)
                         .iter()
                         .filter(|l| matches!(l, Line::Start { .. }))
                         .count()
@@ -426,11 +408,11 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
             })
             .await;
             // Pacing and the pause itself, not waits for a condition.
-            worker::signal("KILL", kill_pid);
+            signal("KILL", kill_pid);
             tokio::time::sleep(ms(200)).await;
-            worker::signal("STOP", pause_pid);
+            signal("STOP", pause_pid);
             tokio::time::sleep(lease * 3).await;
-            worker::signal("CONT", pause_pid);
+            signal("CONT", pause_pid);
             seq.next().await
         })
     });
@@ -472,33 +454,8 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     // last kill, or the paused one's resumption (or, without either, at
     // all): a stuck worker fails here.
     let since = kills.last().map_or(0, |k| k.1).max(resumed_at.unwrap_or(0));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for (w, worker) in workers.iter().enumerate() {
-        if killed == Some(w) {
-            continue;
-        }
-        loop {
-            let resumed = worker
-                .lines()
-                .iter()
-                .any(|l| matches!(l, Line::Start { seq, .. } if *seq > since));
-            if resumed {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker {} processed nothing after seq {since}; output:\n{}",
-                worker.name,
-                worker.output()
-            );
-            tokio::time::sleep(ms(10)).await;
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut parent_adds = 0;
-    for adder in adders {
-        parent_adds += adder.await.unwrap();
-    }
+    wait_started_after(&workers, since, killed).await;
+    let (parent_adds, adds) = adders.stop().await;
     // The admin connection: not the run's application name, never killed.
     let mut conn = PgConnection::connect(&cfg.url).await.unwrap();
     let final_state = wait_empty(&mut conn, &cfg.queue, Duration::from_secs(30)).await;
@@ -507,8 +464,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
             worker.finish().await;
         }
     }
-    let adds = adds.lock().unwrap().clone();
-    let mut history = History::read(&workers, &adds);
+    let mut history = History::read(&workers, &adds).fencing_tokens();
     history.killed.extend(killed);
     parent.shut_down();
     HotRun {
@@ -529,7 +485,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
 async fn n_processes_hot_keys_never_held_twice() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("hot"),
+        queue: unique_name("hot"),
         workers: 3,
         tasks: 2,
         keys: 40,
@@ -554,7 +510,7 @@ async fn n_processes_hot_keys_never_held_twice() {
 async fn backends_terminated_mid_run_reconnect() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("terminate"),
+        queue: unique_name("terminate"),
         workers: 2,
         tasks: 2,
         keys: 30,
@@ -584,7 +540,7 @@ async fn backends_terminated_mid_run_reconnect() {
 async fn hot_keys_survive_a_killed_and_a_paused_worker() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("chaos"),
+        queue: unique_name("chaos"),
         workers: 3,
         tasks: 2,
         keys: 30,
@@ -626,7 +582,7 @@ const HOLD_LEASE_MS: u64 = 600;
 
 async fn child_holding_k(prefix: &str) -> Holder {
     let url = support::server().url();
-    let queue = unique(prefix);
+    let queue = unique_name(prefix);
     let parent: PostgresQueue<String> = PostgresQueue::builder(&url, &queue)
         .lease(ms(HOLD_LEASE_MS))
         .build()
@@ -817,44 +773,6 @@ const CRASH_HELD: usize = 5;
 const CRASH_TX_KEYS: usize = 40;
 const CRASH_LEASE_MS: u64 = 1_000;
 
-/// What the in-process workers of the crash test saw.
-#[derive(Default)]
-struct Seen {
-    active: HashSet<String>,
-    processed: HashMap<String, u32>,
-    twice_at_once: Vec<String>,
-    ends: HashMap<&'static str, usize>,
-}
-
-async fn drain(queue: PostgresQueue<String>, seen: Arc<Mutex<Seen>>) {
-    loop {
-        let item = match queue.get().await {
-            Ok(item) => item,
-            Err(QueueError::ShutDown) => return,
-            Err(e) => panic!("get failed (getters must ride out the crash): {e}"),
-        };
-        let key = (*item).clone();
-        {
-            let mut seen = seen.lock().unwrap();
-            if !seen.active.insert(key.clone()) {
-                seen.twice_at_once.push(key.clone());
-            }
-            *seen.processed.entry(key.clone()).or_default() += 1;
-        }
-        tokio::time::sleep(ms(1)).await;
-        // Out of the active set while the lease is still held: another
-        // holder can only start after the done below.
-        seen.lock().unwrap().active.remove(&key);
-        let rc = match item.end_async(Then::Done).await {
-            Ok(e) if e.released => "ok",
-            Ok(_) => "unreleased",
-            Err(QueueError::LeaseLost) => "lost",
-            Err(_) => "err",
-        };
-        *seen.lock().unwrap().ends.entry(rc).or_default() += 1;
-    }
-}
-
 /// Keys of `queue` in the table that are queued (or delayed), sorted.
 async fn waiting_keys(conn: &mut PgConnection, queue: &str) -> Vec<String> {
     sqlx::query_scalar(
@@ -884,7 +802,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     })
     .unwrap();
     let url = server.url();
-    let name = unique("crash");
+    let name = unique_name("crash");
     let queue: PostgresQueue<String> = PostgresQueue::builder(&url, &name)
         .lease(ms(CRASH_LEASE_MS))
         .build()
@@ -915,7 +833,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
 
     // Transactional adds to a second queue nobody takes from before the
     // restart: committed, rolled back, and left open at the crash.
-    let txq_name = unique("crash-tx");
+    let txq_name = unique_name("crash-tx");
     let txq: PostgresQueue<String> = PostgresQueue::builder(&url, &txq_name)
         .lease(ms(CRASH_LEASE_MS))
         .build()
@@ -981,7 +899,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         })
         .collect();
     let processed = || seen.lock().unwrap().processed.len();
-    worker::poll_until(Duration::from_secs(30), "150 processed", || {
+    poll_until(Duration::from_secs(30), "150 processed", || {
         processed() >= 150
     })
     .await;
@@ -1014,7 +932,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     );
 
     // The workers go on by themselves.
-    worker::poll_until(
+    poll_until(
         Duration::from_secs(30),
         "progress after the restart",
         || processed() > before + 100,
@@ -1022,7 +940,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     .await;
     // Adds succeed again; then they stop.
     let acked_at_restart = acked.lock().unwrap().len();
-    worker::poll_until(Duration::from_secs(30), "adds after the restart", || {
+    poll_until(Duration::from_secs(30), "adds after the restart", || {
         acked.lock().unwrap().len() >= acked_at_restart + 20
     })
     .await;
@@ -1171,7 +1089,7 @@ async fn listeners(admin: &mut PgConnection, app: &str) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
     let app = format!("rqw{}", fastrand::u32(..));
-    let name = unique("wake");
+    let name = unique_name("wake");
     let url = support::server().url();
     // The default lease (30 s): renewals are rare, so only the
     // reconnection logic can bring the getter back quickly.
@@ -1199,7 +1117,7 @@ async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
                 (item, Instant::now())
             })
         };
-        worker::poll_until(Duration::from_secs(10), "the getter's first try", || {
+        poll_until(Duration::from_secs(10), "the getter's first try", || {
             waiter.statements() > before
         })
         .await;
@@ -1275,11 +1193,12 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
     // (each waiter retries connecting with its own backoff): a few rounds,
     // with the get starting early or late in the outage.
     for round in 0..8_u32 {
-        let queue: PostgresQueue<String> = PostgresQueue::builder(server.url(), unique("outage"))
-            .lease(lease)
-            .build()
-            .await
-            .unwrap();
+        let queue: PostgresQueue<String> =
+            PostgresQueue::builder(server.url(), unique_name("outage"))
+                .lease(lease)
+                .build()
+                .await
+                .unwrap();
         queue.add("held".into()).await.unwrap();
         let held = queue.get().await.unwrap();
         tokio::task::block_in_place(|| server.kill9()).unwrap();
@@ -1337,7 +1256,7 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
 
 async fn a_long_transactional_add_does_not_cost_a_live_holder_its_lease() {
     let url = support::server().url();
-    let name = unique("tx-lease");
+    let name = unique_name("tx-lease");
     let lease = ms(300);
     let a: PostgresQueue<String> = PostgresQueue::builder(&url, &name)
         .lease(lease)

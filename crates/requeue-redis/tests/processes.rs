@@ -3,8 +3,9 @@
 //! key, Redis killed and restarted from its AOF, connections killed
 //! mid-run.
 //!
-//! Worker processes are this binary run again (see `processes/worker.rs`,
-//! which also explains how their events are ordered across processes: a
+//! Worker processes are this binary run again (the harness is the
+//! `requeue-testkit` crate, shared with the PostgreSQL engine, whose docs
+//! also explain how their events are ordered across processes: here a
 //! Redis `INCR` sequence, not clocks). Nothing sleeps to wait for a
 //! condition: Redis state and the workers' logs are polled against
 //! deadlines. Leases are short and real (hundreds of ms), since several
@@ -12,49 +13,105 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
-#[path = "processes/worker.rs"]
-mod worker;
 
-use redis::aio::MultiplexedConnection;
-use requeue::engine::{QueueError, Then};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use requeue::engine::Then;
+use requeue::engine::conformance::unique_name;
 use requeue::queue::{Added, Item};
 use requeue_redis::RedisQueue;
 use requeue_redis::inspect::{self, QueueState};
 use requeue_redis::keys::QueueKeys;
 use requeue_redis::local_server::{LocalServer, LocalServerOptions};
 use requeue_redis::ops::Token;
+use requeue_testkit::Seq as _;
+use requeue_testkit::{
+    Adders, Config, History, Line, Mode, ReAdds, Seen, Worker, drain, ms, poll_until,
+    wait_started_after,
+};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use worker::{History, Line, Mode, Seq, Worker};
+
+/// The Redis engine of the worker processes.
+struct Redis;
+
+impl requeue_testkit::Engine for Redis {
+    type Queue = RedisQueue<String>;
+    type Seq = Seq;
+
+    async fn open(config: &Config) -> RedisQueue<String> {
+        RedisQueue::builder(&config.url, &config.queue)
+            .lease(ms(config.lease_ms))
+            .prefetch(config.prefetch)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    async fn seq(url: &str, queue: &str) -> Seq {
+        Seq::connect(url, queue).await
+    }
+
+    fn counters(queue: &RedisQueue<String>) -> (u64, u64) {
+        (queue.leases_lost(), queue.leases_reaped())
+    }
+}
+
+/// The cross-process clock: `INCR` of one Redis key per queue (same hash
+/// tag as the queue), retried across connection losses (a lost reply only
+/// skips a number). Redis executes commands one at a time, so the numbers
+/// are a total order consistent with real time across all processes.
+#[derive(Clone)]
+struct Seq {
+    conn: ConnectionManager,
+    key: String,
+}
+
+impl Seq {
+    async fn connect(url: &str, queue: &str) -> Seq {
+        let client = redis::Client::open(url).unwrap();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .unwrap();
+        Seq {
+            conn,
+            key: format!("rqtest:{{{queue}}}:seq"),
+        }
+    }
+}
+
+impl requeue_testkit::Seq for Seq {
+    async fn next(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conn = self.conn.clone();
+        loop {
+            match redis::cmd("INCR")
+                .arg(&self.key)
+                .query_async::<u64>(&mut conn)
+                .await
+            {
+                Ok(n) => return n,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("INCR {} kept failing: {e}", self.key),
+            }
+        }
+    }
+}
 
 /// The worker processes' entry point: a no-op unless `RQ_WORKER` is set.
 #[test]
 fn rq_worker_process() {
-    worker::run_if_worker();
-}
-
-/// A queue name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst),
-        fastrand::u32(..)
-    )
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
+    requeue_testkit::run_if_worker::<Redis>();
 }
 
 fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("rq-processes-")
-        .tempdir()
-        .unwrap()
+    requeue_testkit::temp_dir("rq-processes-")
 }
 
 async fn state(conn: &mut MultiplexedConnection, keys: &QueueKeys) -> QueueState {
@@ -136,53 +193,16 @@ struct HotRun {
 impl HotRun {
     /// The checks common to every hot-key run.
     fn assert_sound(&self) {
-        let (bad, excused) = self.history.overlaps();
-        assert!(
-            bad.is_empty(),
-            "a key was processed twice at once:\n{}",
-            bad.join("\n")
-        );
-        for text in &excused {
-            eprintln!("overlap excused by LeaseLost: {text}");
-        }
-        for text in self.history.lost_details() {
-            eprintln!("LeaseLost: {text}");
-        }
-        let unserved = self.history.unserved_adds();
-        assert!(
-            unserved.is_empty(),
-            "adds never served:\n{}",
-            unserved.join("\n")
-        );
-        let unfinished = self.history.unfinished();
-        assert!(
-            unfinished.is_empty(),
-            "processings not ended ok:\n{}",
-            unfinished.join("\n")
-        );
+        self.history.assert_sound(self.workers);
         assert!(is_empty(&self.final_state), "{:?}", self.final_state);
         assert_eq!(self.invariants, Ok(()));
-        let per_worker = self.history.started_after(self.workers, 0);
-        assert!(
-            per_worker.iter().all(|&n| n > 0),
-            "a worker never worked: {per_worker:?}"
-        );
     }
 
     fn summary(&self) -> String {
         format!(
-            "{} processings by {:?}; {} adds by the parent over {} keys, {} by the workers; \
-             {} LeaseLost, {} excused overlaps; {} leases reaped (Redis); \
-             worker counters (lost, reaped) {:?}; {} kills (clients, seq) {:?}; took {:?}",
-            self.history.intervals.len(),
-            self.history.started_after(self.workers, 0),
-            self.parent_adds,
-            self.history.parent_keys,
-            self.history.adds - self.history.parent_keys,
-            self.history.lost(),
-            self.history.overlaps().1.len(),
+            "{}; {} leases reaped (Redis); {} kills (clients, seq) {:?}; took {:?}",
+            self.history.summary(self.workers, self.parent_adds),
             self.final_state.lease_expired_total,
-            self.history.counters,
             self.kills.len(),
             self.kills,
             self.took
@@ -193,18 +213,7 @@ impl HotRun {
 /// The checker itself, on made-up logs: it must flag what it is for.
 #[test]
 fn history_flags_overlaps_and_unserved_adds() {
-    let start = |key: &str, token: &str, seq| Line::Start {
-        key: key.into(),
-        token: token.into(),
-        seq,
-    };
-    let end = |key: &str, token: &str, seq, rc: &str, requeue| Line::End {
-        key: key.into(),
-        token: token.into(),
-        seq,
-        rc: rc.into(),
-        requeue,
-    };
+    let (start, end) = (Line::start, Line::end);
     let w0 = vec![
         start("k", "t1", 1),
         end("k", "t1", 5, "ok", None),
@@ -261,6 +270,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
                     readd_one_in: 8,
                     requeue_one_in: 16,
                     keys: cfg.keys,
+                    readds: ReAdds::Requeue,
                 },
                 cfg.prefetch,
             )
@@ -272,40 +282,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
         .await
         .unwrap();
     let seq = Seq::connect(&cfg.url, &cfg.queue).await;
-    let adds: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let adders: Vec<_> = (0..2)
-        .map(|_| {
-            let (parent, seq, adds, stop) =
-                (parent.clone(), seq.clone(), adds.clone(), stop.clone());
-            let keys = cfg.keys;
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("k{}", fastrand::u32(..keys));
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    loop {
-                        // Taken before the add is sent: see worker.rs.
-                        let a = seq.next().await;
-                        match parent.add(key.clone()).await {
-                            Ok(_) => {
-                                let mut adds = adds.lock().unwrap();
-                                let last = adds.entry(key).or_insert(0);
-                                *last = (*last).max(a);
-                                break;
-                            }
-                            Err(e) => {
-                                assert!(Instant::now() < deadline, "add kept failing: {e}");
-                                tokio::time::sleep(ms(20)).await;
-                            }
-                        }
-                    }
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let adders = Adders::spawn(2, &parent, &seq, cfg.keys, None);
     let killer = cfg.kill_every.map(|every| {
         let (url, seq, add_for) = (cfg.url.clone(), seq.clone(), cfg.add_for);
         tokio::spawn(async move {
@@ -338,30 +315,8 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     // Keep adding until every worker has started a processing after the
     // last kill (or, without kills, at all): a stuck worker fails here.
     let since = kills.last().map_or(0, |k| k.1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for worker in &workers {
-        loop {
-            let resumed = worker
-                .lines()
-                .iter()
-                .any(|l| matches!(l, Line::Start { seq, .. } if *seq > since));
-            if resumed {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker {} processed nothing after seq {since}; output:\n{}",
-                worker.name,
-                worker.output()
-            );
-            tokio::time::sleep(ms(10)).await;
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut parent_adds = 0;
-    for adder in adders {
-        parent_adds += adder.await.unwrap();
-    }
+    wait_started_after(&workers, since, None).await;
+    let (parent_adds, adds) = adders.stop().await;
     let keys = QueueKeys::new(&cfg.queue).unwrap();
     // Connected after the kills, so the kills cannot hit it.
     let mut conn = support::connect(&cfg.url).await;
@@ -369,7 +324,6 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     for worker in &mut workers {
         worker.finish().await;
     }
-    let adds = adds.lock().unwrap().clone();
     let history = History::read(&workers, &adds);
     let invariants = inspect::check_invariants(&mut conn, &keys).await;
     parent.shut_down();
@@ -391,7 +345,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
 async fn n_processes_hot_keys_never_held_twice() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("hot"),
+        queue: unique_name("hot"),
         workers: 4,
         tasks: 2,
         keys: 100,
@@ -412,7 +366,7 @@ async fn n_processes_hot_keys_never_held_twice() {
 async fn n_processes_fetching_ahead_never_hold_a_key_twice() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("hot-ahead"),
+        queue: unique_name("hot-ahead"),
         workers: 4,
         tasks: 2,
         keys: 100,
@@ -440,7 +394,7 @@ async fn connection_lost_mid_run_reconnects() {
     .unwrap();
     let run = run_hot_keys(HotKeys {
         url: server.url(),
-        queue: unique("kill-clients"),
+        queue: unique_name("kill-clients"),
         workers: 2,
         tasks: 2,
         keys: 50,
@@ -481,7 +435,7 @@ const HOLD_LEASE_MS: u64 = 600;
 
 async fn child_holding_k(prefix: &str) -> Holder {
     let url = support::server().url();
-    let queue = unique(prefix);
+    let queue = unique_name(prefix);
     let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
         .lease(ms(HOLD_LEASE_MS))
         .build()
@@ -608,7 +562,7 @@ async fn kill9_worker_mid_processing_hands_item_to_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
     let url = support::server().url();
-    let queue = unique("kill9-ahead");
+    let queue = unique_name("kill9-ahead");
     let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
         .lease(ms(HOLD_LEASE_MS))
         .build()
@@ -730,50 +684,12 @@ const AOF_KEYS: usize = 2_000;
 const AOF_HELD: usize = 10;
 const AOF_LEASE_MS: u64 = 3_000;
 
-/// What the in-process workers of the AOF test saw.
-#[derive(Default)]
-struct Seen {
-    active: HashSet<String>,
-    processed: HashMap<String, u32>,
-    twice_at_once: Vec<String>,
-    ends: HashMap<&'static str, usize>,
-}
-
-async fn drain(queue: RedisQueue<String>, seen: Arc<Mutex<Seen>>) {
-    loop {
-        let item = match queue.get().await {
-            Ok(item) => item,
-            Err(QueueError::ShutDown) => return,
-            Err(e) => panic!("get failed: {e}"),
-        };
-        let key = (*item).clone();
-        {
-            let mut seen = seen.lock().unwrap();
-            if !seen.active.insert(key.clone()) {
-                seen.twice_at_once.push(key.clone());
-            }
-            *seen.processed.entry(key.clone()).or_default() += 1;
-        }
-        tokio::time::sleep(ms(1)).await;
-        // Out of the active set while the lease is still held: another
-        // holder can only start after the done below.
-        seen.lock().unwrap().active.remove(&key);
-        let rc = match item.end_async(Then::Done).await {
-            Ok(e) if e.released => "ok",
-            Ok(_) => "unreleased",
-            Err(QueueError::LeaseLost) => "lost",
-            Err(_) => "err",
-        };
-        *seen.lock().unwrap().ends.entry(rc).or_default() += 1;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_kill9_restart_with_aof_loses_nothing() {
     let started = Instant::now();
     let mut server = LocalServer::start().unwrap(); // AOF, appendfsync always
     let url = server.url();
-    let name = unique("aof");
+    let name = unique_name("aof");
     let queue: RedisQueue<String> = RedisQueue::builder(&url, &name)
         .lease(ms(AOF_LEASE_MS))
         .build()
@@ -806,7 +722,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     // A getter of another queue, blocked in BZPOPMIN across the crash. It
     // is set up before any other get on this server, so the blocked client
     // counted is its marker waiter.
-    let wait_name = unique("aof-wait");
+    let wait_name = unique_name("aof-wait");
     let waiter: RedisQueue<String> = RedisQueue::builder(&url, &wait_name)
         .lease(ms(AOF_LEASE_MS))
         .build()
@@ -839,7 +755,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
         .map(|_| tokio::spawn(drain(queue.clone(), seen.clone())))
         .collect();
     let processed = || seen.lock().unwrap().processed.len();
-    worker::poll_until(Duration::from_secs(30), "400 processed", || {
+    poll_until(Duration::from_secs(30), "400 processed", || {
         processed() >= 400
     })
     .await;
@@ -888,7 +804,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
         }
     }
     // The workers go on.
-    worker::poll_until(
+    poll_until(
         Duration::from_secs(30),
         "progress after the restart",
         || processed() > before + 100,
@@ -988,7 +904,7 @@ async fn busy_process_does_not_swallow_wake_ups() {
     })
     .unwrap();
     let url = server.url();
-    let name = unique("wake");
+    let name = unique_name("wake");
     let mut admin = support::connect(&url).await;
     let a: RedisQueue<String> = RedisQueue::builder(&url, &name).build().await.unwrap();
     let b: RedisQueue<String> = RedisQueue::builder(&url, &name).build().await.unwrap();
