@@ -15,15 +15,15 @@
 
 mod support;
 
-use requeue::engine::{QueueError, Then};
 use requeue::engine::conformance::unique_name;
-use requeue::queue::{Added, Item};
+use requeue::engine::{QueueError, Then};
+use requeue::queue::Added;
 use requeue_postgres::PostgresQueue;
 use requeue_postgres::local_server::{LocalServer, LocalServerOptions};
 use requeue_testkit::Seq as _;
 use requeue_testkit::{
-    Adders, Config, History, Line, Mode, ReAdds, Seen, Worker, drain, ms, poll_until, read_log,
-    signal, wait_started_after,
+    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker, drain,
+    ms, poll_until, read_log, signal, wait_started_after,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -568,19 +568,51 @@ async fn hot_keys_survive_a_killed_and_a_paused_worker() {
 
 // ------------------------------------------------------------ one holder
 
-/// A worker process holding `k` (logged `S`), plus the parent's queue.
-struct Holder {
-    parent: PostgresQueue<String>,
-    queue: String,
-    child: Worker,
-    child_token: String,
+/// The holder scenarios' look at PostgreSQL: the queue's rows, on the
+/// test's own connection.
+struct Table {
     conn: PgConnection,
-    _dir: tempfile::TempDir,
+    queue: String,
 }
 
-const HOLD_LEASE_MS: u64 = 600;
+impl Store for Table {
+    type Queue = PostgresQueue<String>;
 
-async fn child_holding_k(prefix: &str) -> Holder {
+    async fn lease_of(&mut self, key: &str) -> Option<(f64, String)> {
+        let lease = lease_of(&mut self.conn, &self.queue, key).await;
+        // Deadlines in µs since the epoch: exact in an f64 for ages.
+        lease.map(|(deadline, token)| (deadline as f64, token))
+    }
+
+    fn later(newer: &str, older: &str) -> bool {
+        token_number(newer) > token_number(older)
+    }
+
+    fn leases_reaped(queue: &PostgresQueue<String>) -> u64 {
+        queue.leases_reaped()
+    }
+
+    /// One reaped lease (the child's), a failure counted for it, and
+    /// nothing left processing or queued.
+    async fn assert_handed_out_exactly_once_more(&mut self, parent: &PostgresQueue<String>) {
+        let s = state(&mut self.conn, &self.queue).await;
+        assert!(s.is_empty(), "{s:?}");
+        assert_eq!(s.lease_expired_total, 1, "{s:?}");
+        assert_eq!(
+            parent.num_requeues(&"k".to_string()).await.unwrap(),
+            1,
+            "the reap counted a failure"
+        );
+        assert_eq!(parent.len().await.unwrap(), 0);
+        assert!(
+            parent.try_get().await.unwrap().is_none(),
+            "nothing handed out a third time"
+        );
+    }
+}
+
+/// A worker process holding `k`, plus the parent's queue.
+async fn child_holding_k(prefix: &str) -> Holder<Table> {
     let url = support::server().url();
     let queue = unique_name(prefix);
     let parent: PostgresQueue<String> = PostgresQueue::builder(&url, &queue)
@@ -589,181 +621,27 @@ async fn child_holding_k(prefix: &str) -> Holder {
         .await
         .unwrap();
     assert_eq!(parent.add("k".into()).await.unwrap(), Added::Queued);
-    let dir = temp_dir();
-    let child = Worker::spawn(
-        dir.path(),
-        "holder",
-        &url,
-        &queue,
-        HOLD_LEASE_MS,
-        Mode::Hold,
-    );
-    let child_token = child
-        .wait_line("S k", |l| match l {
-            Line::Start { key, token, .. } if key == "k" => Some(token.clone()),
-            _ => None,
-        })
-        .await;
-    let mut conn = support::connect().await;
-    let (_, owner) = lease_of(&mut conn, &queue, "k")
-        .await
-        .expect("k is processing");
-    assert_eq!(owner, child_token, "the table's token is the child's");
-    Holder {
-        parent,
-        queue,
-        child,
-        child_token,
-        conn,
-        _dir: dir,
-    }
-}
-
-/// After the other holder ended: one reaped lease (the child's), a
-/// failure counted for it, and nothing left processing or queued.
-async fn assert_handed_out_exactly_once_more(h: &mut Holder) {
-    let s = state(&mut h.conn, &h.queue).await;
-    assert!(s.is_empty(), "{s:?}");
-    assert_eq!(s.lease_expired_total, 1, "{s:?}");
-    assert_eq!(
-        h.parent.num_requeues(&"k".to_string()).await.unwrap(),
-        1,
-        "the reap counted a failure"
-    );
-    assert_eq!(h.parent.len().await.unwrap(), 0);
-    assert!(
-        h.parent.try_get().await.unwrap().is_none(),
-        "nothing handed out a third time"
-    );
+    let table = Table {
+        conn: support::connect().await,
+        queue: queue.clone(),
+    };
+    Holder::start(parent, table, &url, &queue, temp_dir()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_worker_mid_processing_hands_item_to_another() {
-    let mut h = child_holding_k("kill9").await;
-    // Another worker waits for the key while the child holds it.
-    let getter = {
-        let parent = h.parent.clone();
-        tokio::spawn(async move {
-            let item = parent.get().await;
-            (item, Instant::now())
-        })
-    };
-    // The child is alive and renewing: its deadline in the table moves
-    // twice (renewals every lease/3), and meanwhile the getter gets nothing.
-    let (mut last, _) = lease_of(&mut h.conn, &h.queue, "k").await.unwrap();
-    let mut moves = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moves < 2 {
-        assert!(Instant::now() < deadline, "the holder never renewed");
-        tokio::time::sleep(ms(20)).await;
-        let (now, owner) = lease_of(&mut h.conn, &h.queue, "k")
-            .await
-            .expect("k stays processing while its holder renews");
-        assert_eq!(owner, h.child_token);
-        if now > last {
-            moves += 1;
-            last = now;
-        }
-    }
-    assert!(!getter.is_finished(), "handed out while its holder renews");
-
-    h.child.signal("KILL");
-    let status = h.child.wait_exit(Duration::from_secs(5)).await;
-    assert!(!status.success());
-    let killed = Instant::now();
-
-    let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), getter)
-        .await
-        .expect("the killed holder's key never came back")
-        .unwrap();
-    let item: Item<String> = item.unwrap();
-    let waited = got_at
-        .checked_duration_since(killed)
-        .expect("handed out before its holder was killed");
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert!(
-        token_number(&token) > token_number(&h.child_token),
-        "{token} after {}",
-        h.child_token
-    );
     // At most one lease after the kill, plus reaping's pace (an eighth of
     // a lease), the reap backoff (5 ms), and slack.
-    assert!(
-        waited < ms(HOLD_LEASE_MS) + Duration::from_secs(5),
-        "came back after {waited:?}"
-    );
-    assert_eq!(h.parent.leases_reaped(), 1);
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-    let child_lines = h.child.lines();
-    assert!(
-        child_lines.iter().all(|l| !matches!(l, Line::End { .. })),
-        "the killed child never ended anything: {child_lines:?}"
-    );
-    eprintln!("kill -9: the key came back {waited:?} after the kill (lease {HOLD_LEASE_MS} ms)");
+    (child_holding_k("kill9").await)
+        .kill9_hands_item_to_another(Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_worker_learns_lease_lost() {
-    let mut h = child_holding_k("paused").await;
-    h.child.signal("STOP");
-    h.child.wait_stopped().await;
-    let stopped = Instant::now();
-
-    // Its lease runs out; another worker gets the key.
-    let item = tokio::time::timeout(Duration::from_secs(10), h.parent.get())
-        .await
-        .expect("the paused holder's key never came back")
-        .unwrap();
-    let took = stopped.elapsed();
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert!(
-        token_number(&token) > token_number(&h.child_token),
-        "{token} after {}",
-        h.child_token
-    );
-    assert_eq!(h.parent.leases_reaped(), 1);
-
-    // The child resumes and ends its stale hand-out.
-    h.child.signal("CONT");
-    h.child.send("end");
-    let rc = h
-        .child
-        .wait_line("E k", |l| match l {
-            Line::End { rc, .. } => Some(rc.clone()),
-            _ => None,
-        })
+    (child_holding_k("paused").await)
+        .pause_learns_lease_lost()
         .await;
-    assert_eq!(
-        rc, "lost",
-        "the resumed holder's done must report LeaseLost"
-    );
-    let valid = h.child.lines().iter().find_map(|l| match l {
-        Line::Valid { valid, .. } => Some(*valid),
-        _ => None,
-    });
-    assert_eq!(valid, Some(false), "is_valid() after resuming");
-
-    // The new holder's lease is untouched, and its done succeeds.
-    let (_, owner) = lease_of(&mut h.conn, &h.queue, "k")
-        .await
-        .expect("k is still processing under the new holder");
-    assert_eq!(owner, token, "the stale done left the new lease alone");
-    assert!(item.is_valid());
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-
-    h.child.finish().await;
-    let counters = h.child.lines().iter().find_map(|l| match l {
-        Line::Counters { lost, .. } => Some(*lost),
-        _ => None,
-    });
-    assert_eq!(counters, Some(1), "the child counted its lost lease");
-    eprintln!("SIGSTOP: the key was re-leased {took:?} after the pause (lease {HOLD_LEASE_MS} ms)");
 }
 
 // ------------------------------------------------------------ server crash

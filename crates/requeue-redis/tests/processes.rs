@@ -17,7 +17,7 @@ mod support;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use requeue::engine::Then;
 use requeue::engine::conformance::unique_name;
-use requeue::queue::{Added, Item};
+use requeue::queue::Added;
 use requeue_redis::RedisQueue;
 use requeue_redis::inspect::{self, QueueState};
 use requeue_redis::keys::QueueKeys;
@@ -25,8 +25,8 @@ use requeue_redis::local_server::{LocalServer, LocalServerOptions};
 use requeue_redis::ops::Token;
 use requeue_testkit::Seq as _;
 use requeue_testkit::{
-    Adders, Config, History, Line, Mode, ReAdds, Seen, Worker, drain, ms, poll_until,
-    wait_started_after,
+    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker, drain,
+    ms, poll_until, wait_started_after,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -421,19 +421,53 @@ async fn connection_lost_mid_run_reconnects() {
 
 // ------------------------------------------------------------ one holder
 
-/// A worker process holding `k` (logged `S`), plus the parent's queue.
-struct Holder {
-    parent: RedisQueue<String>,
-    child: Worker,
-    child_token: String,
+/// The holder scenarios' look at Redis: the queue's keys, on the test's
+/// own connection.
+struct Keys {
     conn: MultiplexedConnection,
     keys: QueueKeys,
-    _dir: tempfile::TempDir,
 }
 
-const HOLD_LEASE_MS: u64 = 600;
+impl Store for Keys {
+    type Queue = RedisQueue<String>;
 
-async fn child_holding_k(prefix: &str) -> Holder {
+    async fn lease_of(&mut self, key: &str) -> Option<(f64, String)> {
+        match lease_of(&mut self.conn, &self.keys, key).await {
+            (Some(deadline), Some(owner)) => Some((deadline, owner)),
+            (None, None) => None,
+            half => panic!("{key}: a lease without an owner, or the reverse: {half:?}"),
+        }
+    }
+
+    fn later(newer: &str, older: &str) -> bool {
+        epoch(newer) > epoch(older)
+    }
+
+    fn leases_reaped(queue: &RedisQueue<String>) -> u64 {
+        queue.leases_reaped()
+    }
+
+    /// One more hand-out than the child's, one reaped lease (the child's),
+    /// and nothing left anywhere.
+    async fn assert_handed_out_exactly_once_more(&mut self, parent: &RedisQueue<String>) {
+        let s = state(&mut self.conn, &self.keys).await;
+        assert!(is_empty(&s), "{s:?}");
+        assert_eq!(s.seq, 2, "two hand-outs in all: the child's and one more");
+        assert_eq!(s.lease_expired_total, 1, "{s:?}");
+        assert_eq!(
+            parent.num_requeues(&"k".to_string()).await.unwrap(),
+            1,
+            "the reap counted a failure"
+        );
+        assert_eq!(
+            inspect::check_invariants(&mut self.conn, &self.keys).await,
+            Ok(())
+        );
+    }
+}
+
+/// A worker process holding `k`, plus the parent's queue.
+async fn child_holding_k(prefix: &str) -> Holder<Keys> {
     let url = support::server().url();
     let queue = unique_name(prefix);
     let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
@@ -442,117 +476,19 @@ async fn child_holding_k(prefix: &str) -> Holder {
         .await
         .unwrap();
     assert_eq!(parent.add("k".into()).await.unwrap(), Added::Queued);
-    let dir = temp_dir();
-    let child = Worker::spawn(
-        dir.path(),
-        "holder",
-        &url,
-        &queue,
-        HOLD_LEASE_MS,
-        Mode::Hold,
-    );
-    let child_token = child
-        .wait_line("S k", |l| match l {
-            Line::Start { key, token, .. } if key == "k" => Some(token.clone()),
-            _ => None,
-        })
-        .await;
-    let mut conn = support::connect(&url).await;
-    let keys = QueueKeys::new(&queue).unwrap();
-    let (deadline, owner) = lease_of(&mut conn, &keys, "k").await;
-    assert!(deadline.is_some());
-    assert_eq!(owner.as_deref(), Some(child_token.as_str()));
-    Holder {
-        parent,
-        child,
-        child_token,
-        conn,
-        keys,
-        _dir: dir,
-    }
-}
-
-/// After the other holder ended: one more hand-out than the child's, one
-/// reaped lease (the child's), and nothing left anywhere.
-async fn assert_handed_out_exactly_once_more(h: &mut Holder) {
-    let s = state(&mut h.conn, &h.keys).await;
-    assert!(is_empty(&s), "{s:?}");
-    assert_eq!(s.seq, 2, "two hand-outs in all: the child's and one more");
-    assert_eq!(s.lease_expired_total, 1, "{s:?}");
-    assert_eq!(
-        h.parent.num_requeues(&"k".to_string()).await.unwrap(),
-        1,
-        "the reap counted a failure"
-    );
-    assert_eq!(
-        inspect::check_invariants(&mut h.conn, &h.keys).await,
-        Ok(())
-    );
+    let keys = Keys {
+        conn: support::connect(&url).await,
+        keys: QueueKeys::new(&queue).unwrap(),
+    };
+    Holder::start(parent, keys, &url, &queue, temp_dir()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_worker_mid_processing_hands_item_to_another() {
-    let mut h = child_holding_k("kill9").await;
-    // Another worker waits for the key while the child holds it.
-    let getter = {
-        let parent = h.parent.clone();
-        tokio::spawn(async move {
-            let item = parent.get().await;
-            (item, Instant::now())
-        })
-    };
-    // The child is alive and renewing: its Redis deadline moves twice
-    // (renewals every lease/3), and meanwhile the getter gets nothing.
-    let (mut last, _) = lease_of(&mut h.conn, &h.keys, "k").await;
-    let mut moves = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moves < 2 {
-        assert!(Instant::now() < deadline, "the holder never renewed");
-        tokio::time::sleep(ms(20)).await;
-        let (now, owner) = lease_of(&mut h.conn, &h.keys, "k").await;
-        assert_eq!(owner.as_deref(), Some(h.child_token.as_str()));
-        if now > last {
-            moves += 1;
-            last = now;
-        }
-    }
-    assert!(!getter.is_finished(), "handed out while its holder renews");
-
-    h.child.signal("KILL");
-    let status = h.child.wait_exit(Duration::from_secs(5)).await;
-    assert!(!status.success());
-    let killed = Instant::now();
-
-    let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), getter)
-        .await
-        .expect("the killed holder's key never came back")
-        .unwrap();
-    let item: Item<String> = item.unwrap();
-    let waited = got_at
-        .checked_duration_since(killed)
-        .expect("handed out before its holder was killed");
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert!(
-        epoch(&token) > epoch(&h.child_token),
-        "{token} after {}",
-        h.child_token
-    );
     // At most one lease after the kill, plus reap backoff (5 ms) and slack.
-    assert!(
-        waited < ms(HOLD_LEASE_MS) + Duration::from_secs(2),
-        "came back after {waited:?}"
-    );
-    assert_eq!(h.parent.leases_reaped(), 1);
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-    let child_lines = h.child.lines();
-    assert!(
-        child_lines.iter().all(|l| !matches!(l, Line::End { .. })),
-        "the killed child never ended anything: {child_lines:?}"
-    );
-    eprintln!("kill -9: the key came back {waited:?} after the kill (lease {HOLD_LEASE_MS} ms)");
+    (child_holding_k("kill9").await)
+        .kill9_hands_item_to_another(Duration::from_secs(2))
+        .await;
 }
 
 /// A process killed while it holds an item fetched ahead (leased to it,
@@ -624,58 +560,9 @@ async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_worker_learns_lease_lost() {
-    let mut h = child_holding_k("paused").await;
-    h.child.signal("STOP");
-    h.child.wait_stopped().await;
-    let stopped = Instant::now();
-
-    // Its lease runs out; another worker gets the key.
-    let item = tokio::time::timeout(Duration::from_secs(10), h.parent.get())
-        .await
-        .expect("the paused holder's key never came back")
-        .unwrap();
-    let took = stopped.elapsed();
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert_ne!(token, h.child_token);
-    assert_eq!(h.parent.leases_reaped(), 1);
-
-    // The child resumes and ends its stale hand-out.
-    h.child.signal("CONT");
-    h.child.send("end");
-    let rc = h
-        .child
-        .wait_line("E k", |l| match l {
-            Line::End { rc, .. } => Some(rc.clone()),
-            _ => None,
-        })
+    (child_holding_k("paused").await)
+        .pause_learns_lease_lost()
         .await;
-    assert_eq!(
-        rc, "lost",
-        "the resumed holder's done must report LeaseLost"
-    );
-    let valid = h.child.lines().iter().find_map(|l| match l {
-        Line::Valid { valid, .. } => Some(*valid),
-        _ => None,
-    });
-    assert_eq!(valid, Some(false), "is_valid() after resuming");
-
-    // The new holder's lease is untouched, and its done succeeds.
-    let (deadline, owner) = lease_of(&mut h.conn, &h.keys, "k").await;
-    assert!(deadline.is_some());
-    assert_eq!(owner.as_deref(), Some(token.as_str()));
-    assert!(item.is_valid());
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-
-    h.child.finish().await;
-    let counters = h.child.lines().iter().find_map(|l| match l {
-        Line::Counters { lost, .. } => Some(*lost),
-        _ => None,
-    });
-    assert_eq!(counters, Some(1), "the child counted its lost lease");
-    eprintln!("SIGSTOP: the key was re-leased {took:?} after the pause (lease {HOLD_LEASE_MS} ms)");
 }
 
 // ------------------------------------------------------------ Redis crash

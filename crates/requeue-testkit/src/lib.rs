@@ -55,12 +55,14 @@
 #![allow(clippy::unwrap_used)] // a test harness: a failed unwrap is a failed test
 
 mod history;
+mod holder;
 mod log;
 mod parent;
 mod run;
 mod worker;
 
 pub use history::{History, Interval};
+pub use holder::{HOLD_LEASE_MS, Holder, Store};
 pub use log::{Line, read_log};
 pub use parent::{Worker, poll_until, signal};
 pub use run::{Adders, Seen, drain, ms, temp_dir, wait_started_after};
