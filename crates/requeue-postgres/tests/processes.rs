@@ -22,8 +22,8 @@ use requeue_postgres::PostgresQueue;
 use requeue_postgres::local_server::{LocalServer, LocalServerOptions};
 use requeue_testkit::Seq as _;
 use requeue_testkit::{
-    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker, drain,
-    ms, poll_until, read_log, signal, wait_started_after,
+    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker,
+    add_numbered, drain, ms, poll_until, read_log, signal, wait_started_after,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -348,6 +348,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
                     keys: cfg.keys,
                     readds: ReAdds::Any,
                 },
+                0,
             )
         })
         .collect();
@@ -688,24 +689,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         .unwrap();
 
     // Plain adds, 16 at a time (each commit is a WAL flush).
-    let next = Arc::new(AtomicUsize::new(0));
-    let adders: Vec<_> = (0..16)
-        .map(|_| {
-            let (queue, next) = (queue.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= CRASH_KEYS {
-                        return;
-                    }
-                    assert_eq!(queue.add(format!("a{i}")).await.unwrap(), Added::Queued);
-                }
-            })
-        })
-        .collect();
-    for adder in adders {
-        adder.await.unwrap();
-    }
+    add_numbered(&queue, CRASH_KEYS, 16).await;
     assert_eq!(queue.len().await.unwrap(), CRASH_KEYS);
     let added_in = started.elapsed();
 
@@ -881,11 +865,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     served.sort();
     assert_eq!(served, expected_tx);
     let seen = seen.lock().unwrap();
-    assert!(
-        seen.twice_at_once.is_empty(),
-        "processed twice at once: {:?}",
-        seen.twice_at_once
-    );
+    seen.assert_never_twice_at_once();
     let all: HashSet<String> = (0..CRASH_KEYS).map(|i| format!("a{i}")).collect();
     let processed_plain: HashSet<String> = seen
         .processed
@@ -923,7 +903,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     // A key comes twice only through a reaped lease: a claim whose reply
     // the crash swallowed leaves a lease nobody holds, reaped after it
     // expires; so does an end that gave up while the server was down.
-    let again: Vec<_> = seen.processed.iter().filter(|(_, n)| **n > 1).collect();
+    let again = seen.again();
     assert!(
         again.len() as i64 <= final_state.lease_expired_total,
         "processed again without a reap: {again:?}; {final_state:?}"

@@ -25,11 +25,10 @@ use requeue_redis::local_server::{LocalServer, LocalServerOptions};
 use requeue_redis::ops::Token;
 use requeue_testkit::Seq as _;
 use requeue_testkit::{
-    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker, drain,
-    ms, poll_until, wait_started_after,
+    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker,
+    add_numbered, drain, ms, poll_until, wait_started_after,
 };
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -258,7 +257,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     let dir = temp_dir();
     let mut workers: Vec<Worker> = (0..cfg.workers)
         .map(|i| {
-            Worker::spawn_with_prefetch(
+            Worker::spawn(
                 dir.path(),
                 &format!("w{i}"),
                 &cfg.url,
@@ -508,7 +507,7 @@ async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
         assert_eq!(parent.add(key.into()).await.unwrap(), Added::Queued);
     }
     let dir = temp_dir();
-    let mut child = Worker::spawn_with_prefetch(
+    let mut child = Worker::spawn(
         dir.path(),
         "ahead",
         &url,
@@ -585,24 +584,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     let keys = QueueKeys::new(&name).unwrap();
 
     // 2,000 adds, 16 at a time (fsync per write makes them slow one by one).
-    let next = Arc::new(AtomicUsize::new(0));
-    let adders: Vec<_> = (0..16)
-        .map(|_| {
-            let (queue, next) = (queue.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= AOF_KEYS {
-                        return;
-                    }
-                    assert_eq!(queue.add(format!("a{i}")).await.unwrap(), Added::Queued);
-                }
-            })
-        })
-        .collect();
-    for adder in adders {
-        adder.await.unwrap();
-    }
+    add_numbered(&queue, AOF_KEYS, 16).await;
     assert_eq!(queue.len().await.unwrap(), AOF_KEYS);
     let added_in = started.elapsed();
 
@@ -725,11 +707,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     }
     assert_eq!(inspect::check_invariants(&mut admin, &keys).await, Ok(()));
     let seen = seen.lock().unwrap();
-    assert!(
-        seen.twice_at_once.is_empty(),
-        "processed twice at once: {:?}",
-        seen.twice_at_once
-    );
+    seen.assert_never_twice_at_once();
     let all: HashSet<String> = (0..AOF_KEYS).map(|i| format!("a{i}")).collect();
     let processed_keys: HashSet<String> = seen.processed.keys().cloned().collect();
     let expected: HashSet<String> = all.difference(&held_keys).cloned().collect();
@@ -739,7 +717,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     );
     // A key comes twice only through a reaped lease: a get whose reply the
     // crash swallowed leaves a lease nobody holds, reaped after it expires.
-    let again: Vec<_> = seen.processed.iter().filter(|(_, n)| **n > 1).collect();
+    let again = seen.again();
     assert!(
         again.len() as u64 <= final_state.lease_expired_total,
         "processed again without a reap: {again:?}; {final_state:?}"

@@ -61,7 +61,15 @@ impl<S: Store> Holder<S> {
         queue: &str,
         dir: tempfile::TempDir,
     ) -> Self {
-        let child = Worker::spawn(dir.path(), "holder", url, queue, HOLD_LEASE_MS, Mode::Hold);
+        let child = Worker::spawn(
+            dir.path(),
+            "holder",
+            url,
+            queue,
+            HOLD_LEASE_MS,
+            Mode::Hold,
+            0,
+        );
         let child_token = child
             .wait_line("S k", |l| match l {
                 Line::Start { key, token, .. } if key == "k" => Some(token.clone()),

@@ -65,5 +65,5 @@ pub use history::{History, Interval};
 pub use holder::{HOLD_LEASE_MS, Holder, Store};
 pub use log::{Line, read_log};
 pub use parent::{Worker, poll_until, signal};
-pub use run::{Adders, Seen, drain, ms, temp_dir, wait_started_after};
+pub use run::{Adders, Seen, add_numbered, drain, ms, temp_dir, wait_started_after};
 pub use worker::{Config, ENTRY, ENV, Engine, Mode, ReAdds, Seq, run_if_worker};

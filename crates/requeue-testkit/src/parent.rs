@@ -22,21 +22,9 @@ pub struct Worker {
 
 impl Worker {
     /// Starts a worker named `name` whose files go to `dir`, running a
-    /// queue named `queue` at `url` with leases of `lease_ms`.
+    /// queue named `queue` at `url` with leases of `lease_ms`, fetching up
+    /// to `prefetch` items ahead (0: off; for an engine that can).
     pub fn spawn(
-        dir: &Path,
-        name: &str,
-        url: &str,
-        queue: &str,
-        lease_ms: u64,
-        mode: Mode,
-    ) -> Self {
-        Worker::spawn_with_prefetch(dir, name, url, queue, lease_ms, mode, 0)
-    }
-
-    /// As [`spawn`](Worker::spawn), with the worker's queue fetching up
-    /// to `prefetch` items ahead (for an engine that can).
-    pub fn spawn_with_prefetch(
         dir: &Path,
         name: &str,
         url: &str,

@@ -5,8 +5,9 @@ use crate::log::Line;
 use crate::parent::Worker;
 use crate::worker::Seq;
 use requeue::engine::{AsyncQueue, QueueError, Then};
+use requeue::queue::Added;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -134,6 +135,47 @@ pub struct Seen {
     pub twice_at_once: Vec<String>,
     /// How the ends went (`ok`, `lost`, `err`, `unreleased`), counted.
     pub ends: HashMap<&'static str, usize>,
+}
+
+impl Seen {
+    /// Panics if a key was handed out while it was being processed.
+    pub fn assert_never_twice_at_once(&self) {
+        assert!(
+            self.twice_at_once.is_empty(),
+            "processed twice at once: {:?}",
+            self.twice_at_once
+        );
+    }
+
+    /// The keys processed more than once, with how often.
+    pub fn again(&self) -> Vec<(&String, &u32)> {
+        self.processed.iter().filter(|(_, n)| **n > 1).collect()
+    }
+}
+
+/// Adds `a0..a{count}` to `queue`, `tasks` adds at a time (a durable
+/// server flushes every write: one at a time they are slow); each must be
+/// newly queued.
+pub async fn add_numbered<Q: AsyncQueue<String>>(queue: &Q, count: usize, tasks: usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let adders: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (queue, next) = (queue.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= count {
+                        return;
+                    }
+                    let added = queue.add(format!("a{i}")).await.unwrap();
+                    assert_eq!(added, Added::Queued, "a{i}");
+                }
+            })
+        })
+        .collect();
+    for adder in adders {
+        adder.await.unwrap();
+    }
 }
 
 /// An in-process worker of a crash test: processes (1 ms each) until the
