@@ -48,10 +48,6 @@ impl requeue_testkit::Engine for Postgres {
             .unwrap()
     }
 
-    async fn seq(url: &str, queue: &str) -> Seq {
-        Seq::connect(url, queue).await
-    }
-
     fn counters(queue: &PostgresQueue<String>) -> (u64, u64) {
         (queue.leases_lost(), queue.leases_reaped())
     }
@@ -69,7 +65,7 @@ struct Seq {
     sql: String,
 }
 
-impl Seq {
+impl requeue_testkit::Seq for Seq {
     /// Connects (creating the sequence if needed).
     async fn connect(url: &str, queue: &str) -> Seq {
         let pool = PgPoolOptions::new()
@@ -96,9 +92,7 @@ impl Seq {
             sql: format!("SELECT nextval('{name}')"),
         }
     }
-}
 
-impl requeue_testkit::Seq for Seq {
     async fn next(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -48,10 +48,6 @@ impl requeue_testkit::Engine for Redis {
             .unwrap()
     }
 
-    async fn seq(url: &str, queue: &str) -> Seq {
-        Seq::connect(url, queue).await
-    }
-
     fn counters(queue: &RedisQueue<String>) -> (u64, u64) {
         (queue.leases_lost(), queue.leases_reaped())
     }
@@ -67,7 +63,7 @@ struct Seq {
     key: String,
 }
 
-impl Seq {
+impl requeue_testkit::Seq for Seq {
     async fn connect(url: &str, queue: &str) -> Seq {
         let client = redis::Client::open(url).unwrap();
         let config = ConnectionManagerConfig::new()
@@ -81,9 +77,7 @@ impl Seq {
             key: format!("rqtest:{{{queue}}}:seq"),
         }
     }
-}
 
-impl requeue_testkit::Seq for Seq {
     async fn next(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut conn = self.conn.clone();

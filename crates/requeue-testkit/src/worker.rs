@@ -84,6 +84,9 @@ pub enum Mode {
 /// the engine's server, retried across connection losses (a lost reply
 /// only skips a number).
 pub trait Seq: Clone + Send + Sync + 'static {
+    /// Connects to the clock of `queue` at `url` (creating it if needed).
+    fn connect(url: &str, queue: &str) -> impl Future<Output = Self> + Send;
+
     /// The next number: larger than any returned before this call began,
     /// in any process.
     fn next(&self) -> impl Future<Output = u64> + Send;
@@ -99,9 +102,6 @@ pub trait Engine: 'static {
     /// Opens a worker's queue as `config` says (`url`, `queue`,
     /// `lease_ms`, `prefetch`).
     fn open(config: &Config) -> impl Future<Output = Self::Queue> + Send;
-
-    /// Connects to the clock of `queue` at `url` (creating it if needed).
-    fn seq(url: &str, queue: &str) -> impl Future<Output = Self::Seq> + Send;
 
     /// The queue's (leases lost, leases reaped) counters.
     fn counters(queue: &Self::Queue) -> (u64, u64);
@@ -142,7 +142,7 @@ async fn run<E: Engine>(config: Config) {
             .unwrap(),
     )));
     let queue = E::open(&config).await;
-    let seq = E::seq(&config.url, &config.queue).await;
+    let seq = E::Seq::connect(&config.url, &config.queue).await;
     match config.mode {
         Mode::Loop {
             tasks,
