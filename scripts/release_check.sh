@@ -62,6 +62,7 @@ fi
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 rm -rf "$cargo_home"/registry/src/-*/requeue* "$cargo_home"/registry/cache/-*/requeue*
 rm -rf "$target/package"
-CARGO_TARGET_DIR="$target/package" cargo package --workspace --allow-dirty
+# requeue-testkit is test plumbing with `publish = false`: nothing to package.
+CARGO_TARGET_DIR="$target/package" cargo package --workspace --exclude requeue-testkit --allow-dirty
 echo "release check: every crate packages and builds from its package"
 prune package

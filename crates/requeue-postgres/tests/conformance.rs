@@ -8,28 +8,17 @@
 mod support;
 
 use requeue::clock::FakeClock;
-use requeue::engine::conformance;
+use requeue::engine::conformance::{self, unique_name};
 use requeue::engine::{QueueError, Then};
-use requeue::limiter::{Exponential, LimiterSpec};
+use requeue::limiter::LimiterSpec;
 use requeue::queue::Added;
 use requeue_postgres::PostgresQueue;
 use sqlx::Connection;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// A queue name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
-}
 
 async fn fresh() -> (PostgresQueue<String>, FakeClock) {
     let clock = FakeClock::new();
-    let queue = PostgresQueue::builder(support::server().url(), unique("conf"))
+    let queue = PostgresQueue::builder(support::server().url(), unique_name("conf"))
         .fake_time(clock.clone())
         .build()
         .await
@@ -37,30 +26,23 @@ async fn fresh() -> (PostgresQueue<String>, FakeClock) {
     (queue, clock)
 }
 
-requeue::conformance_tests!(fresh);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_backoff() {
+async fn fresh_rate_limited(limiter: LimiterSpec) -> (PostgresQueue<String>, FakeClock) {
     let clock = FakeClock::new();
-    let queue = PostgresQueue::builder(support::server().url(), unique("conf-rl"))
+    let queue = PostgresQueue::builder(support::server().url(), unique_name("conf-rl"))
         .fake_time(clock.clone())
-        .limiter(LimiterSpec {
-            exponential: Some(Exponential {
-                base_ms: 1,
-                max_ms: 1_000,
-            }),
-            ..LimiterSpec::default()
-        })
+        .limiter(limiter)
         .build()
         .await
         .unwrap();
-    conformance::rate_limited_backoff(queue, clock).await;
+    (queue, clock)
 }
+
+requeue::conformance_tests!(fresh, rate_limited: fresh_rate_limited);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transactional_add_is_seen_only_after_commit_and_never_after_rollback() {
     let queue: PostgresQueue<String> =
-        PostgresQueue::builder(support::server().url(), unique("tx"))
+        PostgresQueue::builder(support::server().url(), unique_name("tx"))
             .build()
             .await
             .unwrap();
@@ -99,7 +81,7 @@ async fn a_transactional_add_is_seen_only_after_commit_and_never_after_rollback(
 async fn a_key_that_is_not_text_is_refused_and_nothing_is_written() {
     use requeue_postgres::queue::Raw;
     let queue: PostgresQueue<Vec<u8>> =
-        PostgresQueue::builder(support::server().url(), unique("raw"))
+        PostgresQueue::builder(support::server().url(), unique_name("raw"))
             .codec(std::sync::Arc::new(Raw))
             .build()
             .await
@@ -121,7 +103,7 @@ async fn a_key_that_is_not_text_is_refused_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_reaped_with_backoff_and_the_old_holder_is_fenced() {
     let clock = FakeClock::new();
-    let name = unique("reap");
+    let name = unique_name("reap");
     let build = || {
         PostgresQueue::<String>::builder(support::server().url(), &name)
             .fake_time(clock.clone())
@@ -237,7 +219,7 @@ async fn a_dropped_get_gives_its_item_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_open_transaction_stalls_only_its_own_key() {
     let queue: PostgresQueue<String> =
-        PostgresQueue::builder(support::server().url(), unique("open-tx"))
+        PostgresQueue::builder(support::server().url(), unique_name("open-tx"))
             .build()
             .await
             .unwrap();
@@ -288,7 +270,7 @@ async fn a_callers_open_transaction_stalls_only_its_own_key() {
 #[tokio::test]
 async fn a_batch_with_bad_arguments_writes_nothing() {
     let queue: PostgresQueue<String> =
-        PostgresQueue::builder(support::server().url(), unique("bad-batch"))
+        PostgresQueue::builder(support::server().url(), unique_name("bad-batch"))
             .build()
             .await
             .unwrap();
@@ -333,7 +315,7 @@ async fn a_batch_answers_as_its_operations_one_by_one_would() {
     requeue_postgres::schema::migrate(&mut conn, &Default::default())
         .await
         .unwrap();
-    let name = unique("batch-sql");
+    let name = unique_name("batch-sql");
     let id: i32 = sqlx::query_scalar("SELECT requeue.open_queue($1)")
         .bind(&name)
         .fetch_one(&mut conn)
@@ -465,7 +447,7 @@ async fn priorities_are_served_highest_first_with_fairness_for_the_oldest() {
     use requeue::queue::AddOpts;
     let clock = FakeClock::new();
     let queue: PostgresQueue<String> =
-        PostgresQueue::builder(support::server().url(), unique("fair"))
+        PostgresQueue::builder(support::server().url(), unique_name("fair"))
             .fake_time(clock.clone())
             .fairness(Some(3))
             .build()
@@ -517,7 +499,7 @@ async fn priorities_are_served_highest_first_with_fairness_for_the_oldest() {
     assert_eq!(in_memory, order);
     // Strict order without fairness.
     let strict: PostgresQueue<String> =
-        PostgresQueue::builder(support::server().url(), unique("strict"))
+        PostgresQueue::builder(support::server().url(), unique_name("strict"))
             .fake_time(clock)
             .fairness(None)
             .build()

@@ -4,8 +4,9 @@
 //! backends terminated mid-run (`pg_terminate_backend`), and the server
 //! killed (`kill -9`, fsync on) and restarted.
 //!
-//! Worker processes are this binary run again (see `processes/worker.rs`,
-//! which also explains how their events are ordered across processes: a
+//! Worker processes are this binary run again (the harness is the
+//! `requeue-testkit` crate, shared with the Redis engine, whose docs also
+//! explain how their events are ordered across processes: here a
 //! PostgreSQL sequence, not clocks). Nothing sleeps to wait for a
 //! condition: the table and the workers' logs are polled against
 //! deadlines. Leases are short and real (hundreds of ms), since several
@@ -13,46 +14,110 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
-#[path = "processes/worker.rs"]
-mod worker;
 
+use requeue::engine::conformance::unique_name;
 use requeue::engine::{QueueError, Then};
-use requeue::queue::{Added, Item};
+use requeue::queue::Added;
 use requeue_postgres::PostgresQueue;
 use requeue_postgres::local_server::{LocalServer, LocalServerOptions};
-use sqlx::{Connection, PgConnection};
+use requeue_testkit::Seq as _;
+use requeue_testkit::{
+    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker,
+    add_numbered, drain, ms, poll_until, read_log, signal, wait_started_after,
+};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use worker::{History, Line, Mode, Seq, Worker};
 
-/// The worker processes' entry point: a no-op unless `RQ_PG_WORKER` is set.
+/// The PostgreSQL engine of the worker processes.
+struct Postgres;
+
+impl requeue_testkit::Engine for Postgres {
+    type Queue = PostgresQueue<String>;
+    type Seq = Seq;
+
+    async fn open(config: &Config) -> PostgresQueue<String> {
+        assert_eq!(config.prefetch, 0, "PostgresQueue does not fetch ahead");
+        PostgresQueue::builder(&config.url, &config.queue)
+            .lease(ms(config.lease_ms))
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn counters(queue: &PostgresQueue<String>) -> (u64, u64) {
+        (queue.leases_lost(), queue.leases_reaped())
+    }
+}
+
+/// The cross-process clock: `nextval` of one PostgreSQL sequence per queue
+/// (`public.rqtest_seq_<n>`, `CACHE 1`), retried across connection losses
+/// (a lost reply only skips a number). `nextval` takes the sequence's
+/// lock, so the numbers are a total order consistent with real time
+/// across all processes: a `nextval` that returned before another was
+/// sent has the smaller number.
+#[derive(Clone)]
+struct Seq {
+    pool: PgPool,
+    sql: String,
+}
+
+impl requeue_testkit::Seq for Seq {
+    /// Connects (creating the sequence if needed).
+    async fn connect(url: &str, queue: &str) -> Seq {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect(url)
+            .await
+            .unwrap();
+        let plain: String = queue
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let name = format!("public.rqtest_seq_{plain}");
+        // Two sessions creating it at once can both miss it and one then
+        // fails (42P07 or a unique violation): the second try finds it.
+        let create = format!("CREATE SEQUENCE IF NOT EXISTS {name} AS bigint CACHE 1");
+        let mut tries = 0;
+        while let Err(e) = sqlx::query(&create).execute(&pool).await {
+            tries += 1;
+            assert!(tries < 5, "{create} kept failing: {e}");
+        }
+        Seq {
+            pool,
+            sql: format!("SELECT nextval('{name}')"),
+        }
+    }
+
+    async fn next(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match sqlx::query_scalar::<_, i64>(&self.sql)
+                .fetch_one(&self.pool)
+                .await
+            {
+                Ok(n) => return u64::try_from(n).unwrap(),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{} kept failing: {e}", self.sql),
+            }
+        }
+    }
+}
+
+/// The worker processes' entry point: a no-op unless `RQ_WORKER` is set.
 #[test]
 fn rq_worker_process() {
-    worker::run_if_worker();
-}
-
-/// A queue name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst),
-        fastrand::u32(..)
-    )
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
+    requeue_testkit::run_if_worker::<Postgres>();
 }
 
 fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("rq-pg-processes-")
-        .tempdir()
-        .unwrap()
+    requeue_testkit::temp_dir("rq-pg-processes-")
 }
 
 /// A queue's rows by state, read from the default schema.
@@ -175,60 +240,15 @@ struct HotRun {
 impl HotRun {
     /// The checks common to every hot-key run.
     fn assert_sound(&self) {
-        let (bad, excused) = self.history.overlaps();
-        assert!(
-            bad.is_empty(),
-            "a key was processed twice at once (or against the token order):\n{}",
-            bad.join("\n")
-        );
-        for text in &excused {
-            eprintln!("overlap excused by LeaseLost: {text}");
-        }
-        for text in self.history.lost_details() {
-            eprintln!("LeaseLost: {text}");
-        }
-        let unserved = self.history.unserved_adds();
-        assert!(
-            unserved.is_empty(),
-            "adds never served:\n{}",
-            unserved.join("\n")
-        );
-        let unfinished = self.history.unfinished();
-        assert!(
-            unfinished.is_empty(),
-            "processings not ended ok:\n{}",
-            unfinished.join("\n")
-        );
+        self.history.assert_sound(self.workers);
         assert!(self.final_state.is_empty(), "{:?}", self.final_state);
-        for w in 0..self.workers {
-            let orphans = self.history.not_taken_over(w);
-            assert!(
-                orphans.is_empty(),
-                "worker {w} gave these up, and no later lease of the key followed:\n{}",
-                orphans.join("\n")
-            );
-        }
-        let per_worker = self.history.started_after(self.workers, 0);
-        assert!(
-            per_worker.iter().all(|&n| n > 0),
-            "a worker never worked: {per_worker:?}"
-        );
     }
 
     fn summary(&self) -> String {
         format!(
-            "{} processings by {:?}; {} adds by the parent over {} keys, {} by the workers; \
-             {} LeaseLost, {} excused overlaps; {} leases reaped (table); \
-             worker counters (lost, reaped) {:?}; {} kill rounds (backends, seq) {:?}; took {:?}",
-            self.history.intervals.len(),
-            self.history.started_after(self.workers, 0),
-            self.parent_adds,
-            self.history.parent_keys,
-            self.history.adds - self.history.parent_keys,
-            self.history.lost(),
-            self.history.overlaps().1.len(),
+            "{}; {} leases reaped (table); {} kill rounds (backends, seq) {:?}; took {:?}",
+            self.history.summary(self.workers, self.parent_adds),
             self.final_state.lease_expired_total,
-            self.history.counters,
             self.kills.len(),
             self.kills,
             self.took
@@ -239,18 +259,7 @@ impl HotRun {
 /// The checker itself, on made-up logs: it must flag what it is for.
 #[test]
 fn history_flags_overlaps_token_order_and_unserved_adds() {
-    let start = |key: &str, token: &str, seq| Line::Start {
-        key: key.into(),
-        token: token.into(),
-        seq,
-    };
-    let end = |key: &str, token: &str, seq, rc: &str, requeue| Line::End {
-        key: key.into(),
-        token: token.into(),
-        seq,
-        rc: rc.into(),
-        requeue,
-    };
+    let (start, end) = (Line::start, Line::end);
     let w0 = vec![
         start("k", "1", 1),
         end("k", "1", 5, "ok", None),
@@ -277,7 +286,7 @@ fn history_flags_overlaps_token_order_and_unserved_adds() {
         end("q", "19", 20, "ok", None),
     ];
     let parent: HashMap<String, u64> = [("k".to_string(), 10), ("j".to_string(), 2)].into();
-    let history = History::from_lines(&[w0, w1], &parent);
+    let history = History::from_lines(&[w0, w1], &parent).fencing_tokens();
     let (bad, excused) = history.overlaps();
     assert_eq!(bad.len(), 2, "{bad:?}");
     assert!(
@@ -331,7 +340,9 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
                     readd_one_in: 8,
                     requeue_one_in: 16,
                     keys: cfg.keys,
+                    readds: ReAdds::Any,
                 },
+                0,
             )
         })
         .collect();
@@ -340,51 +351,17 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
         .build()
         .await
         .unwrap();
-    let adds: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let adders: Vec<_> = (0..2)
-        .map(|_| {
-            let (parent, seq, adds, stop) =
-                (parent.clone(), seq.clone(), adds.clone(), stop.clone());
-            let keys = cfg.keys;
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("k{}", fastrand::u32(..keys));
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    loop {
-                        // Taken before the add is sent: see worker.rs.
-                        let a = seq.next().await;
-                        match parent.add(key.clone()).await {
-                            Ok(_) => {
-                                let mut adds = adds.lock().unwrap();
-                                let last = adds.entry(key).or_insert(0);
-                                *last = (*last).max(a);
-                                break;
-                            }
-                            Err(e) => {
-                                assert!(Instant::now() < deadline, "add kept failing: {e}");
-                                tokio::time::sleep(ms(20)).await;
-                            }
-                        }
-                    }
-                    n += 1;
-                    // Pacing, so the keys stay hot without flooding.
-                    tokio::time::sleep(ms(1)).await;
-                }
-                n
-            })
-        })
-        .collect();
+    // Paced, so the keys stay hot without flooding.
+    let adders = Adders::spawn(2, &parent, &seq, cfg.keys, Some(ms(1)));
     let killer = cfg.kill_every.map(|every| {
         let (admin_url, seq, app) = (cfg.url.clone(), seq.clone(), app.clone());
         let logs: Vec<_> = workers.iter().map(|w| w.log.clone()).collect();
         tokio::spawn(async move {
             let mut admin = PgConnection::connect(&admin_url).await.unwrap();
             // Every worker at work first.
-            worker::poll_until(Duration::from_secs(20), "the workers at work", || {
+            poll_until(Duration::from_secs(20), "the workers at work", || {
                 logs.iter().all(|log| {
-                    worker::read_log(log)
+                    read_log(log)
                         .iter()
                         .any(|l| matches!(l, Line::Start { .. }))
                 })
@@ -415,9 +392,9 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
         let (seq, lease) = (seq.clone(), ms(cfg.lease_ms));
         tokio::spawn(async move {
             // Both at work first.
-            worker::poll_until(Duration::from_secs(20), "the victims at work", || {
+            poll_until(Duration::from_secs(20), "the victims at work", || {
                 logs.iter().all(|log| {
-                    worker::read_log(log)
+                    read_log(log)
                         .iter()
                         .filter(|l| matches!(l, Line::Start { .. }))
                         .count()
@@ -426,11 +403,11 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
             })
             .await;
             // Pacing and the pause itself, not waits for a condition.
-            worker::signal("KILL", kill_pid);
+            signal("KILL", kill_pid);
             tokio::time::sleep(ms(200)).await;
-            worker::signal("STOP", pause_pid);
+            signal("STOP", pause_pid);
             tokio::time::sleep(lease * 3).await;
-            worker::signal("CONT", pause_pid);
+            signal("CONT", pause_pid);
             seq.next().await
         })
     });
@@ -472,33 +449,8 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     // last kill, or the paused one's resumption (or, without either, at
     // all): a stuck worker fails here.
     let since = kills.last().map_or(0, |k| k.1).max(resumed_at.unwrap_or(0));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for (w, worker) in workers.iter().enumerate() {
-        if killed == Some(w) {
-            continue;
-        }
-        loop {
-            let resumed = worker
-                .lines()
-                .iter()
-                .any(|l| matches!(l, Line::Start { seq, .. } if *seq > since));
-            if resumed {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker {} processed nothing after seq {since}; output:\n{}",
-                worker.name,
-                worker.output()
-            );
-            tokio::time::sleep(ms(10)).await;
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut parent_adds = 0;
-    for adder in adders {
-        parent_adds += adder.await.unwrap();
-    }
+    wait_started_after(&workers, since, killed).await;
+    let (parent_adds, adds) = adders.stop().await;
     // The admin connection: not the run's application name, never killed.
     let mut conn = PgConnection::connect(&cfg.url).await.unwrap();
     let final_state = wait_empty(&mut conn, &cfg.queue, Duration::from_secs(30)).await;
@@ -507,8 +459,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
             worker.finish().await;
         }
     }
-    let adds = adds.lock().unwrap().clone();
-    let mut history = History::read(&workers, &adds);
+    let mut history = History::read(&workers, &adds).fencing_tokens();
     history.killed.extend(killed);
     parent.shut_down();
     HotRun {
@@ -529,7 +480,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
 async fn n_processes_hot_keys_never_held_twice() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("hot"),
+        queue: unique_name("hot"),
         workers: 3,
         tasks: 2,
         keys: 40,
@@ -554,7 +505,7 @@ async fn n_processes_hot_keys_never_held_twice() {
 async fn backends_terminated_mid_run_reconnect() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("terminate"),
+        queue: unique_name("terminate"),
         workers: 2,
         tasks: 2,
         keys: 30,
@@ -584,7 +535,7 @@ async fn backends_terminated_mid_run_reconnect() {
 async fn hot_keys_survive_a_killed_and_a_paused_worker() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("chaos"),
+        queue: unique_name("chaos"),
         workers: 3,
         tasks: 2,
         keys: 30,
@@ -612,202 +563,80 @@ async fn hot_keys_survive_a_killed_and_a_paused_worker() {
 
 // ------------------------------------------------------------ one holder
 
-/// A worker process holding `k` (logged `S`), plus the parent's queue.
-struct Holder {
-    parent: PostgresQueue<String>,
-    queue: String,
-    child: Worker,
-    child_token: String,
+/// The holder scenarios' look at PostgreSQL: the queue's rows, on the
+/// test's own connection.
+struct Table {
     conn: PgConnection,
-    _dir: tempfile::TempDir,
+    queue: String,
 }
 
-const HOLD_LEASE_MS: u64 = 600;
+impl Store for Table {
+    type Queue = PostgresQueue<String>;
 
-async fn child_holding_k(prefix: &str) -> Holder {
+    async fn lease_of(&mut self, key: &str) -> Option<(f64, String)> {
+        let lease = lease_of(&mut self.conn, &self.queue, key).await;
+        // Deadlines in µs since the epoch: exact in an f64 for ages.
+        lease.map(|(deadline, token)| (deadline as f64, token))
+    }
+
+    fn later(newer: &str, older: &str) -> bool {
+        token_number(newer) > token_number(older)
+    }
+
+    fn leases_reaped(queue: &PostgresQueue<String>) -> u64 {
+        queue.leases_reaped()
+    }
+
+    /// One reaped lease (the child's), a failure counted for it, and
+    /// nothing left processing or queued.
+    async fn assert_handed_out_exactly_once_more(&mut self, parent: &PostgresQueue<String>) {
+        let s = state(&mut self.conn, &self.queue).await;
+        assert!(s.is_empty(), "{s:?}");
+        assert_eq!(s.lease_expired_total, 1, "{s:?}");
+        assert_eq!(
+            parent.num_requeues(&"k".to_string()).await.unwrap(),
+            1,
+            "the reap counted a failure"
+        );
+        assert_eq!(parent.len().await.unwrap(), 0);
+        assert!(
+            parent.try_get().await.unwrap().is_none(),
+            "nothing handed out a third time"
+        );
+    }
+}
+
+/// A worker process holding `k`, plus the parent's queue.
+async fn child_holding_k(prefix: &str) -> Holder<Table> {
     let url = support::server().url();
-    let queue = unique(prefix);
+    let queue = unique_name(prefix);
     let parent: PostgresQueue<String> = PostgresQueue::builder(&url, &queue)
         .lease(ms(HOLD_LEASE_MS))
         .build()
         .await
         .unwrap();
     assert_eq!(parent.add("k".into()).await.unwrap(), Added::Queued);
-    let dir = temp_dir();
-    let child = Worker::spawn(
-        dir.path(),
-        "holder",
-        &url,
-        &queue,
-        HOLD_LEASE_MS,
-        Mode::Hold,
-    );
-    let child_token = child
-        .wait_line("S k", |l| match l {
-            Line::Start { key, token, .. } if key == "k" => Some(token.clone()),
-            _ => None,
-        })
-        .await;
-    let mut conn = support::connect().await;
-    let (_, owner) = lease_of(&mut conn, &queue, "k")
-        .await
-        .expect("k is processing");
-    assert_eq!(owner, child_token, "the table's token is the child's");
-    Holder {
-        parent,
-        queue,
-        child,
-        child_token,
-        conn,
-        _dir: dir,
-    }
-}
-
-/// After the other holder ended: one reaped lease (the child's), a
-/// failure counted for it, and nothing left processing or queued.
-async fn assert_handed_out_exactly_once_more(h: &mut Holder) {
-    let s = state(&mut h.conn, &h.queue).await;
-    assert!(s.is_empty(), "{s:?}");
-    assert_eq!(s.lease_expired_total, 1, "{s:?}");
-    assert_eq!(
-        h.parent.num_requeues(&"k".to_string()).await.unwrap(),
-        1,
-        "the reap counted a failure"
-    );
-    assert_eq!(h.parent.len().await.unwrap(), 0);
-    assert!(
-        h.parent.try_get().await.unwrap().is_none(),
-        "nothing handed out a third time"
-    );
+    let table = Table {
+        conn: support::connect().await,
+        queue: queue.clone(),
+    };
+    Holder::start(parent, table, &url, &queue, temp_dir()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_worker_mid_processing_hands_item_to_another() {
-    let mut h = child_holding_k("kill9").await;
-    // Another worker waits for the key while the child holds it.
-    let getter = {
-        let parent = h.parent.clone();
-        tokio::spawn(async move {
-            let item = parent.get().await;
-            (item, Instant::now())
-        })
-    };
-    // The child is alive and renewing: its deadline in the table moves
-    // twice (renewals every lease/3), and meanwhile the getter gets nothing.
-    let (mut last, _) = lease_of(&mut h.conn, &h.queue, "k").await.unwrap();
-    let mut moves = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moves < 2 {
-        assert!(Instant::now() < deadline, "the holder never renewed");
-        tokio::time::sleep(ms(20)).await;
-        let (now, owner) = lease_of(&mut h.conn, &h.queue, "k")
-            .await
-            .expect("k stays processing while its holder renews");
-        assert_eq!(owner, h.child_token);
-        if now > last {
-            moves += 1;
-            last = now;
-        }
-    }
-    assert!(!getter.is_finished(), "handed out while its holder renews");
-
-    h.child.signal("KILL");
-    let status = h.child.wait_exit(Duration::from_secs(5)).await;
-    assert!(!status.success());
-    let killed = Instant::now();
-
-    let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), getter)
-        .await
-        .expect("the killed holder's key never came back")
-        .unwrap();
-    let item: Item<String> = item.unwrap();
-    let waited = got_at
-        .checked_duration_since(killed)
-        .expect("handed out before its holder was killed");
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert!(
-        token_number(&token) > token_number(&h.child_token),
-        "{token} after {}",
-        h.child_token
-    );
     // At most one lease after the kill, plus reaping's pace (an eighth of
     // a lease), the reap backoff (5 ms), and slack.
-    assert!(
-        waited < ms(HOLD_LEASE_MS) + Duration::from_secs(5),
-        "came back after {waited:?}"
-    );
-    assert_eq!(h.parent.leases_reaped(), 1);
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-    let child_lines = h.child.lines();
-    assert!(
-        child_lines.iter().all(|l| !matches!(l, Line::End { .. })),
-        "the killed child never ended anything: {child_lines:?}"
-    );
-    eprintln!("kill -9: the key came back {waited:?} after the kill (lease {HOLD_LEASE_MS} ms)");
+    (child_holding_k("kill9").await)
+        .kill9_hands_item_to_another(Duration::from_secs(5))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_worker_learns_lease_lost() {
-    let mut h = child_holding_k("paused").await;
-    h.child.signal("STOP");
-    h.child.wait_stopped().await;
-    let stopped = Instant::now();
-
-    // Its lease runs out; another worker gets the key.
-    let item = tokio::time::timeout(Duration::from_secs(10), h.parent.get())
-        .await
-        .expect("the paused holder's key never came back")
-        .unwrap();
-    let took = stopped.elapsed();
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert!(
-        token_number(&token) > token_number(&h.child_token),
-        "{token} after {}",
-        h.child_token
-    );
-    assert_eq!(h.parent.leases_reaped(), 1);
-
-    // The child resumes and ends its stale hand-out.
-    h.child.signal("CONT");
-    h.child.send("end");
-    let rc = h
-        .child
-        .wait_line("E k", |l| match l {
-            Line::End { rc, .. } => Some(rc.clone()),
-            _ => None,
-        })
+    (child_holding_k("paused").await)
+        .pause_learns_lease_lost()
         .await;
-    assert_eq!(
-        rc, "lost",
-        "the resumed holder's done must report LeaseLost"
-    );
-    let valid = h.child.lines().iter().find_map(|l| match l {
-        Line::Valid { valid, .. } => Some(*valid),
-        _ => None,
-    });
-    assert_eq!(valid, Some(false), "is_valid() after resuming");
-
-    // The new holder's lease is untouched, and its done succeeds.
-    let (_, owner) = lease_of(&mut h.conn, &h.queue, "k")
-        .await
-        .expect("k is still processing under the new holder");
-    assert_eq!(owner, token, "the stale done left the new lease alone");
-    assert!(item.is_valid());
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-
-    h.child.finish().await;
-    let counters = h.child.lines().iter().find_map(|l| match l {
-        Line::Counters { lost, .. } => Some(*lost),
-        _ => None,
-    });
-    assert_eq!(counters, Some(1), "the child counted its lost lease");
-    eprintln!("SIGSTOP: the key was re-leased {took:?} after the pause (lease {HOLD_LEASE_MS} ms)");
 }
 
 // ------------------------------------------------------------ server crash
@@ -816,44 +645,6 @@ const CRASH_KEYS: usize = 600;
 const CRASH_HELD: usize = 5;
 const CRASH_TX_KEYS: usize = 40;
 const CRASH_LEASE_MS: u64 = 1_000;
-
-/// What the in-process workers of the crash test saw.
-#[derive(Default)]
-struct Seen {
-    active: HashSet<String>,
-    processed: HashMap<String, u32>,
-    twice_at_once: Vec<String>,
-    ends: HashMap<&'static str, usize>,
-}
-
-async fn drain(queue: PostgresQueue<String>, seen: Arc<Mutex<Seen>>) {
-    loop {
-        let item = match queue.get().await {
-            Ok(item) => item,
-            Err(QueueError::ShutDown) => return,
-            Err(e) => panic!("get failed (getters must ride out the crash): {e}"),
-        };
-        let key = (*item).clone();
-        {
-            let mut seen = seen.lock().unwrap();
-            if !seen.active.insert(key.clone()) {
-                seen.twice_at_once.push(key.clone());
-            }
-            *seen.processed.entry(key.clone()).or_default() += 1;
-        }
-        tokio::time::sleep(ms(1)).await;
-        // Out of the active set while the lease is still held: another
-        // holder can only start after the done below.
-        seen.lock().unwrap().active.remove(&key);
-        let rc = match item.end_async(Then::Done).await {
-            Ok(e) if e.released => "ok",
-            Ok(_) => "unreleased",
-            Err(QueueError::LeaseLost) => "lost",
-            Err(_) => "err",
-        };
-        *seen.lock().unwrap().ends.entry(rc).or_default() += 1;
-    }
-}
 
 /// Keys of `queue` in the table that are queued (or delayed), sorted.
 async fn waiting_keys(conn: &mut PgConnection, queue: &str) -> Vec<String> {
@@ -884,7 +675,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     })
     .unwrap();
     let url = server.url();
-    let name = unique("crash");
+    let name = unique_name("crash");
     let queue: PostgresQueue<String> = PostgresQueue::builder(&url, &name)
         .lease(ms(CRASH_LEASE_MS))
         .build()
@@ -892,30 +683,13 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         .unwrap();
 
     // Plain adds, 16 at a time (each commit is a WAL flush).
-    let next = Arc::new(AtomicUsize::new(0));
-    let adders: Vec<_> = (0..16)
-        .map(|_| {
-            let (queue, next) = (queue.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= CRASH_KEYS {
-                        return;
-                    }
-                    assert_eq!(queue.add(format!("a{i}")).await.unwrap(), Added::Queued);
-                }
-            })
-        })
-        .collect();
-    for adder in adders {
-        adder.await.unwrap();
-    }
+    add_numbered(&queue, CRASH_KEYS, 16).await;
     assert_eq!(queue.len().await.unwrap(), CRASH_KEYS);
     let added_in = started.elapsed();
 
     // Transactional adds to a second queue nobody takes from before the
     // restart: committed, rolled back, and left open at the crash.
-    let txq_name = unique("crash-tx");
+    let txq_name = unique_name("crash-tx");
     let txq: PostgresQueue<String> = PostgresQueue::builder(&url, &txq_name)
         .lease(ms(CRASH_LEASE_MS))
         .build()
@@ -981,7 +755,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
         })
         .collect();
     let processed = || seen.lock().unwrap().processed.len();
-    worker::poll_until(Duration::from_secs(30), "150 processed", || {
+    poll_until(Duration::from_secs(30), "150 processed", || {
         processed() >= 150
     })
     .await;
@@ -1014,7 +788,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     );
 
     // The workers go on by themselves.
-    worker::poll_until(
+    poll_until(
         Duration::from_secs(30),
         "progress after the restart",
         || processed() > before + 100,
@@ -1022,7 +796,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     .await;
     // Adds succeed again; then they stop.
     let acked_at_restart = acked.lock().unwrap().len();
-    worker::poll_until(Duration::from_secs(30), "adds after the restart", || {
+    poll_until(Duration::from_secs(30), "adds after the restart", || {
         acked.lock().unwrap().len() >= acked_at_restart + 20
     })
     .await;
@@ -1085,11 +859,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     served.sort();
     assert_eq!(served, expected_tx);
     let seen = seen.lock().unwrap();
-    assert!(
-        seen.twice_at_once.is_empty(),
-        "processed twice at once: {:?}",
-        seen.twice_at_once
-    );
+    seen.assert_never_twice_at_once();
     let all: HashSet<String> = (0..CRASH_KEYS).map(|i| format!("a{i}")).collect();
     let processed_plain: HashSet<String> = seen
         .processed
@@ -1127,7 +897,7 @@ async fn server_kill9_with_fsync_loses_no_committed_add() {
     // A key comes twice only through a reaped lease: a claim whose reply
     // the crash swallowed leaves a lease nobody holds, reaped after it
     // expires; so does an end that gave up while the server was down.
-    let again: Vec<_> = seen.processed.iter().filter(|(_, n)| **n > 1).collect();
+    let again = seen.again();
     assert!(
         again.len() as i64 <= final_state.lease_expired_total,
         "processed again without a reap: {again:?}; {final_state:?}"
@@ -1171,7 +941,7 @@ async fn listeners(admin: &mut PgConnection, app: &str) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
     let app = format!("rqw{}", fastrand::u32(..));
-    let name = unique("wake");
+    let name = unique_name("wake");
     let url = support::server().url();
     // The default lease (30 s): renewals are rare, so only the
     // reconnection logic can bring the getter back quickly.
@@ -1199,7 +969,7 @@ async fn an_idle_getter_is_woken_after_its_backends_are_terminated() {
                 (item, Instant::now())
             })
         };
-        worker::poll_until(Duration::from_secs(10), "the getter's first try", || {
+        poll_until(Duration::from_secs(10), "the getter's first try", || {
             waiter.statements() > before
         })
         .await;
@@ -1275,11 +1045,12 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
     // (each waiter retries connecting with its own backoff): a few rounds,
     // with the get starting early or late in the outage.
     for round in 0..8_u32 {
-        let queue: PostgresQueue<String> = PostgresQueue::builder(server.url(), unique("outage"))
-            .lease(lease)
-            .build()
-            .await
-            .unwrap();
+        let queue: PostgresQueue<String> =
+            PostgresQueue::builder(server.url(), unique_name("outage"))
+                .lease(lease)
+                .build()
+                .await
+                .unwrap();
         queue.add("held".into()).await.unwrap();
         let held = queue.get().await.unwrap();
         tokio::task::block_in_place(|| server.kill9()).unwrap();
@@ -1337,7 +1108,7 @@ async fn a_get_waiting_out_an_outage_does_not_reap_its_own_held_leases() {
 
 async fn a_long_transactional_add_does_not_cost_a_live_holder_its_lease() {
     let url = support::server().url();
-    let name = unique("tx-lease");
+    let name = unique_name("tx-lease");
     let lease = ms(300);
     let a: PostgresQueue<String> = PostgresQueue::builder(&url, &name)
         .lease(lease)

@@ -6,34 +6,36 @@
 mod support;
 
 use requeue::clock::FakeClock;
-use requeue::engine::conformance;
+use requeue::engine::conformance::unique_name;
 use requeue_redis::RedisQueue;
-use requeue_redis::ops::{Exponential, LimiterSpec};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use requeue_redis::ops::LimiterSpec;
 use std::time::Duration;
 
-/// A queue name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst),
-        fastrand::u32(..)
-    )
+/// A fresh queue on the binary's server, on a fake clock of its own.
+async fn open(
+    prefix: &str,
+    prefetch: usize,
+    limiter: Option<LimiterSpec>,
+) -> (RedisQueue<String>, FakeClock) {
+    let clock = FakeClock::new();
+    let mut builder = RedisQueue::builder(support::server().url(), unique_name(prefix))
+        .fake_time(clock.clone())
+        .prefetch(prefetch);
+    if let Some(limiter) = limiter {
+        builder = builder.limiter(limiter);
+    }
+    (builder.build().await.unwrap(), clock)
 }
 
 async fn fresh() -> (RedisQueue<String>, FakeClock) {
-    let clock = FakeClock::new();
-    let queue = RedisQueue::builder(support::server().url(), unique("conf"))
-        .fake_time(clock.clone())
-        .build()
-        .await
-        .unwrap();
-    (queue, clock)
+    open("conf", 0, None).await
 }
 
-requeue::conformance_tests!(fresh);
+async fn fresh_rate_limited(limiter: LimiterSpec) -> (RedisQueue<String>, FakeClock) {
+    open("conf-rl", 0, Some(limiter)).await
+}
+
+requeue::conformance_tests!(fresh, rate_limited: fresh_rate_limited);
 
 /// The same checks with fetching ahead on: every rule the checks pin down
 /// holds (their adds never meet an item fetched ahead but unclaimed, the
@@ -42,35 +44,10 @@ mod fetching_ahead {
     use super::*;
 
     async fn fresh() -> (RedisQueue<String>, FakeClock) {
-        let clock = FakeClock::new();
-        let queue = RedisQueue::builder(support::server().url(), unique("conf-ahead"))
-            .fake_time(clock.clone())
-            .prefetch(8)
-            .build()
-            .await
-            .unwrap();
-        (queue, clock)
+        open("conf-ahead", 8, None).await
     }
 
     requeue::conformance_tests!(fresh);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limited_backoff() {
-    let clock = FakeClock::new();
-    let queue = RedisQueue::builder(support::server().url(), unique("conf-rl"))
-        .fake_time(clock.clone())
-        .limiter(LimiterSpec {
-            exponential: Some(Exponential {
-                base_ms: 1,
-                max_ms: 1_000,
-            }),
-            ..LimiterSpec::default()
-        })
-        .build()
-        .await
-        .unwrap();
-    conformance::rate_limited_backoff(queue, clock).await;
 }
 
 #[tokio::test]
@@ -112,7 +89,7 @@ async fn metrics_follow_client_go_with_lease_counters() {
     use requeue::metrics::InMemoryMetrics;
     let clock = FakeClock::new();
     let metrics = std::sync::Arc::new(InMemoryMetrics::new());
-    let name = unique("metrics");
+    let name = unique_name("metrics");
     let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), &name)
         .fake_time(clock.clone())
         .lease(Duration::from_millis(300))
@@ -165,7 +142,7 @@ async fn an_undecodable_key_is_a_typed_error_and_stays_in_redis() {
     use requeue_redis::inspect::inspect;
     use requeue_redis::keys::QueueKeys;
     let clock = FakeClock::new();
-    let name = unique("decode");
+    let name = unique_name("decode");
     let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), &name)
         .fake_time(clock.clone())
         .lease(Duration::from_millis(300))
@@ -223,11 +200,12 @@ async fn a_detached_lease_is_renewed_until_the_queues_done_ends_it() {
     // `Item::detach` used to drop the lease's guard with no way to end it:
     // the lease was renewed for as long as the process lived.
     let clock = FakeClock::new();
-    let queue: RedisQueue<String> = RedisQueue::builder(support::server().url(), unique("detach"))
-        .fake_time(clock.clone())
-        .build()
-        .await
-        .unwrap();
+    let queue: RedisQueue<String> =
+        RedisQueue::builder(support::server().url(), unique_name("detach"))
+            .fake_time(clock.clone())
+            .build()
+            .await
+            .unwrap();
     queue.add("k".into()).await.unwrap();
     let key = queue.get().await.unwrap().detach();
     assert_eq!(queue.held(), 1, "detached, still held (and renewed)");

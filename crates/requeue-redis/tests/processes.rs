@@ -3,8 +3,9 @@
 //! key, Redis killed and restarted from its AOF, connections killed
 //! mid-run.
 //!
-//! Worker processes are this binary run again (see `processes/worker.rs`,
-//! which also explains how their events are ordered across processes: a
+//! Worker processes are this binary run again (the harness is the
+//! `requeue-testkit` crate, shared with the PostgreSQL engine, whose docs
+//! also explain how their events are ordered across processes: here a
 //! Redis `INCR` sequence, not clocks). Nothing sleeps to wait for a
 //! condition: Redis state and the workers' logs are polled against
 //! deadlines. Leases are short and real (hundreds of ms), since several
@@ -12,49 +13,98 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
-#[path = "processes/worker.rs"]
-mod worker;
 
-use redis::aio::MultiplexedConnection;
-use requeue::engine::{QueueError, Then};
-use requeue::queue::{Added, Item};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use requeue::engine::Then;
+use requeue::engine::conformance::unique_name;
+use requeue::queue::Added;
 use requeue_redis::RedisQueue;
 use requeue_redis::inspect::{self, QueueState};
 use requeue_redis::keys::QueueKeys;
 use requeue_redis::local_server::{LocalServer, LocalServerOptions};
 use requeue_redis::ops::Token;
+use requeue_testkit::Seq as _;
+use requeue_testkit::{
+    Adders, Config, HOLD_LEASE_MS, History, Holder, Line, Mode, ReAdds, Seen, Store, Worker,
+    add_numbered, drain, ms, poll_until, wait_started_after,
+};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use worker::{History, Line, Mode, Seq, Worker};
+
+/// The Redis engine of the worker processes.
+struct Redis;
+
+impl requeue_testkit::Engine for Redis {
+    type Queue = RedisQueue<String>;
+    type Seq = Seq;
+
+    async fn open(config: &Config) -> RedisQueue<String> {
+        RedisQueue::builder(&config.url, &config.queue)
+            .lease(ms(config.lease_ms))
+            .prefetch(config.prefetch)
+            .build()
+            .await
+            .unwrap()
+    }
+
+    fn counters(queue: &RedisQueue<String>) -> (u64, u64) {
+        (queue.leases_lost(), queue.leases_reaped())
+    }
+}
+
+/// The cross-process clock: `INCR` of one Redis key per queue (same hash
+/// tag as the queue), retried across connection losses (a lost reply only
+/// skips a number). Redis executes commands one at a time, so the numbers
+/// are a total order consistent with real time across all processes.
+#[derive(Clone)]
+struct Seq {
+    conn: ConnectionManager,
+    key: String,
+}
+
+impl requeue_testkit::Seq for Seq {
+    async fn connect(url: &str, queue: &str) -> Seq {
+        let client = redis::Client::open(url).unwrap();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .unwrap();
+        Seq {
+            conn,
+            key: format!("rqtest:{{{queue}}}:seq"),
+        }
+    }
+
+    async fn next(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut conn = self.conn.clone();
+        loop {
+            match redis::cmd("INCR")
+                .arg(&self.key)
+                .query_async::<u64>(&mut conn)
+                .await
+            {
+                Ok(n) => return n,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("INCR {} kept failing: {e}", self.key),
+            }
+        }
+    }
+}
 
 /// The worker processes' entry point: a no-op unless `RQ_WORKER` is set.
 #[test]
 fn rq_worker_process() {
-    worker::run_if_worker();
-}
-
-/// A queue name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst),
-        fastrand::u32(..)
-    )
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
+    requeue_testkit::run_if_worker::<Redis>();
 }
 
 fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("rq-processes-")
-        .tempdir()
-        .unwrap()
+    requeue_testkit::temp_dir("rq-processes-")
 }
 
 async fn state(conn: &mut MultiplexedConnection, keys: &QueueKeys) -> QueueState {
@@ -136,53 +186,16 @@ struct HotRun {
 impl HotRun {
     /// The checks common to every hot-key run.
     fn assert_sound(&self) {
-        let (bad, excused) = self.history.overlaps();
-        assert!(
-            bad.is_empty(),
-            "a key was processed twice at once:\n{}",
-            bad.join("\n")
-        );
-        for text in &excused {
-            eprintln!("overlap excused by LeaseLost: {text}");
-        }
-        for text in self.history.lost_details() {
-            eprintln!("LeaseLost: {text}");
-        }
-        let unserved = self.history.unserved_adds();
-        assert!(
-            unserved.is_empty(),
-            "adds never served:\n{}",
-            unserved.join("\n")
-        );
-        let unfinished = self.history.unfinished();
-        assert!(
-            unfinished.is_empty(),
-            "processings not ended ok:\n{}",
-            unfinished.join("\n")
-        );
+        self.history.assert_sound(self.workers);
         assert!(is_empty(&self.final_state), "{:?}", self.final_state);
         assert_eq!(self.invariants, Ok(()));
-        let per_worker = self.history.started_after(self.workers, 0);
-        assert!(
-            per_worker.iter().all(|&n| n > 0),
-            "a worker never worked: {per_worker:?}"
-        );
     }
 
     fn summary(&self) -> String {
         format!(
-            "{} processings by {:?}; {} adds by the parent over {} keys, {} by the workers; \
-             {} LeaseLost, {} excused overlaps; {} leases reaped (Redis); \
-             worker counters (lost, reaped) {:?}; {} kills (clients, seq) {:?}; took {:?}",
-            self.history.intervals.len(),
-            self.history.started_after(self.workers, 0),
-            self.parent_adds,
-            self.history.parent_keys,
-            self.history.adds - self.history.parent_keys,
-            self.history.lost(),
-            self.history.overlaps().1.len(),
+            "{}; {} leases reaped (Redis); {} kills (clients, seq) {:?}; took {:?}",
+            self.history.summary(self.workers, self.parent_adds),
             self.final_state.lease_expired_total,
-            self.history.counters,
             self.kills.len(),
             self.kills,
             self.took
@@ -193,18 +206,7 @@ impl HotRun {
 /// The checker itself, on made-up logs: it must flag what it is for.
 #[test]
 fn history_flags_overlaps_and_unserved_adds() {
-    let start = |key: &str, token: &str, seq| Line::Start {
-        key: key.into(),
-        token: token.into(),
-        seq,
-    };
-    let end = |key: &str, token: &str, seq, rc: &str, requeue| Line::End {
-        key: key.into(),
-        token: token.into(),
-        seq,
-        rc: rc.into(),
-        requeue,
-    };
+    let (start, end) = (Line::start, Line::end);
     let w0 = vec![
         start("k", "t1", 1),
         end("k", "t1", 5, "ok", None),
@@ -249,7 +251,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     let dir = temp_dir();
     let mut workers: Vec<Worker> = (0..cfg.workers)
         .map(|i| {
-            Worker::spawn_with_prefetch(
+            Worker::spawn(
                 dir.path(),
                 &format!("w{i}"),
                 &cfg.url,
@@ -261,6 +263,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
                     readd_one_in: 8,
                     requeue_one_in: 16,
                     keys: cfg.keys,
+                    readds: ReAdds::Requeue,
                 },
                 cfg.prefetch,
             )
@@ -272,40 +275,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
         .await
         .unwrap();
     let seq = Seq::connect(&cfg.url, &cfg.queue).await;
-    let adds: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let adders: Vec<_> = (0..2)
-        .map(|_| {
-            let (parent, seq, adds, stop) =
-                (parent.clone(), seq.clone(), adds.clone(), stop.clone());
-            let keys = cfg.keys;
-            tokio::spawn(async move {
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let key = format!("k{}", fastrand::u32(..keys));
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    loop {
-                        // Taken before the add is sent: see worker.rs.
-                        let a = seq.next().await;
-                        match parent.add(key.clone()).await {
-                            Ok(_) => {
-                                let mut adds = adds.lock().unwrap();
-                                let last = adds.entry(key).or_insert(0);
-                                *last = (*last).max(a);
-                                break;
-                            }
-                            Err(e) => {
-                                assert!(Instant::now() < deadline, "add kept failing: {e}");
-                                tokio::time::sleep(ms(20)).await;
-                            }
-                        }
-                    }
-                    n += 1;
-                }
-                n
-            })
-        })
-        .collect();
+    let adders = Adders::spawn(2, &parent, &seq, cfg.keys, None);
     let killer = cfg.kill_every.map(|every| {
         let (url, seq, add_for) = (cfg.url.clone(), seq.clone(), cfg.add_for);
         tokio::spawn(async move {
@@ -338,30 +308,8 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     // Keep adding until every worker has started a processing after the
     // last kill (or, without kills, at all): a stuck worker fails here.
     let since = kills.last().map_or(0, |k| k.1);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for worker in &workers {
-        loop {
-            let resumed = worker
-                .lines()
-                .iter()
-                .any(|l| matches!(l, Line::Start { seq, .. } if *seq > since));
-            if resumed {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker {} processed nothing after seq {since}; output:\n{}",
-                worker.name,
-                worker.output()
-            );
-            tokio::time::sleep(ms(10)).await;
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let mut parent_adds = 0;
-    for adder in adders {
-        parent_adds += adder.await.unwrap();
-    }
+    wait_started_after(&workers, since, None).await;
+    let (parent_adds, adds) = adders.stop().await;
     let keys = QueueKeys::new(&cfg.queue).unwrap();
     // Connected after the kills, so the kills cannot hit it.
     let mut conn = support::connect(&cfg.url).await;
@@ -369,7 +317,6 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
     for worker in &mut workers {
         worker.finish().await;
     }
-    let adds = adds.lock().unwrap().clone();
     let history = History::read(&workers, &adds);
     let invariants = inspect::check_invariants(&mut conn, &keys).await;
     parent.shut_down();
@@ -391,7 +338,7 @@ async fn run_hot_keys(cfg: HotKeys) -> HotRun {
 async fn n_processes_hot_keys_never_held_twice() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("hot"),
+        queue: unique_name("hot"),
         workers: 4,
         tasks: 2,
         keys: 100,
@@ -412,7 +359,7 @@ async fn n_processes_hot_keys_never_held_twice() {
 async fn n_processes_fetching_ahead_never_hold_a_key_twice() {
     let run = run_hot_keys(HotKeys {
         url: support::server().url(),
-        queue: unique("hot-ahead"),
+        queue: unique_name("hot-ahead"),
         workers: 4,
         tasks: 2,
         keys: 100,
@@ -440,7 +387,7 @@ async fn connection_lost_mid_run_reconnects() {
     .unwrap();
     let run = run_hot_keys(HotKeys {
         url: server.url(),
-        queue: unique("kill-clients"),
+        queue: unique_name("kill-clients"),
         workers: 2,
         tasks: 2,
         keys: 50,
@@ -467,138 +414,74 @@ async fn connection_lost_mid_run_reconnects() {
 
 // ------------------------------------------------------------ one holder
 
-/// A worker process holding `k` (logged `S`), plus the parent's queue.
-struct Holder {
-    parent: RedisQueue<String>,
-    child: Worker,
-    child_token: String,
+/// The holder scenarios' look at Redis: the queue's keys, on the test's
+/// own connection.
+struct Keys {
     conn: MultiplexedConnection,
     keys: QueueKeys,
-    _dir: tempfile::TempDir,
 }
 
-const HOLD_LEASE_MS: u64 = 600;
+impl Store for Keys {
+    type Queue = RedisQueue<String>;
 
-async fn child_holding_k(prefix: &str) -> Holder {
+    async fn lease_of(&mut self, key: &str) -> Option<(f64, String)> {
+        match lease_of(&mut self.conn, &self.keys, key).await {
+            (Some(deadline), Some(owner)) => Some((deadline, owner)),
+            (None, None) => None,
+            half => panic!("{key}: a lease without an owner, or the reverse: {half:?}"),
+        }
+    }
+
+    fn later(newer: &str, older: &str) -> bool {
+        epoch(newer) > epoch(older)
+    }
+
+    fn leases_reaped(queue: &RedisQueue<String>) -> u64 {
+        queue.leases_reaped()
+    }
+
+    /// One more hand-out than the child's, one reaped lease (the child's),
+    /// and nothing left anywhere.
+    async fn assert_handed_out_exactly_once_more(&mut self, parent: &RedisQueue<String>) {
+        let s = state(&mut self.conn, &self.keys).await;
+        assert!(is_empty(&s), "{s:?}");
+        assert_eq!(s.seq, 2, "two hand-outs in all: the child's and one more");
+        assert_eq!(s.lease_expired_total, 1, "{s:?}");
+        assert_eq!(
+            parent.num_requeues(&"k".to_string()).await.unwrap(),
+            1,
+            "the reap counted a failure"
+        );
+        assert_eq!(
+            inspect::check_invariants(&mut self.conn, &self.keys).await,
+            Ok(())
+        );
+    }
+}
+
+/// A worker process holding `k`, plus the parent's queue.
+async fn child_holding_k(prefix: &str) -> Holder<Keys> {
     let url = support::server().url();
-    let queue = unique(prefix);
+    let queue = unique_name(prefix);
     let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
         .lease(ms(HOLD_LEASE_MS))
         .build()
         .await
         .unwrap();
     assert_eq!(parent.add("k".into()).await.unwrap(), Added::Queued);
-    let dir = temp_dir();
-    let child = Worker::spawn(
-        dir.path(),
-        "holder",
-        &url,
-        &queue,
-        HOLD_LEASE_MS,
-        Mode::Hold,
-    );
-    let child_token = child
-        .wait_line("S k", |l| match l {
-            Line::Start { key, token, .. } if key == "k" => Some(token.clone()),
-            _ => None,
-        })
-        .await;
-    let mut conn = support::connect(&url).await;
-    let keys = QueueKeys::new(&queue).unwrap();
-    let (deadline, owner) = lease_of(&mut conn, &keys, "k").await;
-    assert!(deadline.is_some());
-    assert_eq!(owner.as_deref(), Some(child_token.as_str()));
-    Holder {
-        parent,
-        child,
-        child_token,
-        conn,
-        keys,
-        _dir: dir,
-    }
-}
-
-/// After the other holder ended: one more hand-out than the child's, one
-/// reaped lease (the child's), and nothing left anywhere.
-async fn assert_handed_out_exactly_once_more(h: &mut Holder) {
-    let s = state(&mut h.conn, &h.keys).await;
-    assert!(is_empty(&s), "{s:?}");
-    assert_eq!(s.seq, 2, "two hand-outs in all: the child's and one more");
-    assert_eq!(s.lease_expired_total, 1, "{s:?}");
-    assert_eq!(
-        h.parent.num_requeues(&"k".to_string()).await.unwrap(),
-        1,
-        "the reap counted a failure"
-    );
-    assert_eq!(
-        inspect::check_invariants(&mut h.conn, &h.keys).await,
-        Ok(())
-    );
+    let keys = Keys {
+        conn: support::connect(&url).await,
+        keys: QueueKeys::new(&queue).unwrap(),
+    };
+    Holder::start(parent, keys, &url, &queue, temp_dir()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_worker_mid_processing_hands_item_to_another() {
-    let mut h = child_holding_k("kill9").await;
-    // Another worker waits for the key while the child holds it.
-    let getter = {
-        let parent = h.parent.clone();
-        tokio::spawn(async move {
-            let item = parent.get().await;
-            (item, Instant::now())
-        })
-    };
-    // The child is alive and renewing: its Redis deadline moves twice
-    // (renewals every lease/3), and meanwhile the getter gets nothing.
-    let (mut last, _) = lease_of(&mut h.conn, &h.keys, "k").await;
-    let mut moves = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moves < 2 {
-        assert!(Instant::now() < deadline, "the holder never renewed");
-        tokio::time::sleep(ms(20)).await;
-        let (now, owner) = lease_of(&mut h.conn, &h.keys, "k").await;
-        assert_eq!(owner.as_deref(), Some(h.child_token.as_str()));
-        if now > last {
-            moves += 1;
-            last = now;
-        }
-    }
-    assert!(!getter.is_finished(), "handed out while its holder renews");
-
-    h.child.signal("KILL");
-    let status = h.child.wait_exit(Duration::from_secs(5)).await;
-    assert!(!status.success());
-    let killed = Instant::now();
-
-    let (item, got_at) = tokio::time::timeout(Duration::from_secs(10), getter)
-        .await
-        .expect("the killed holder's key never came back")
-        .unwrap();
-    let item: Item<String> = item.unwrap();
-    let waited = got_at
-        .checked_duration_since(killed)
-        .expect("handed out before its holder was killed");
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert!(
-        epoch(&token) > epoch(&h.child_token),
-        "{token} after {}",
-        h.child_token
-    );
     // At most one lease after the kill, plus reap backoff (5 ms) and slack.
-    assert!(
-        waited < ms(HOLD_LEASE_MS) + Duration::from_secs(2),
-        "came back after {waited:?}"
-    );
-    assert_eq!(h.parent.leases_reaped(), 1);
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-    let child_lines = h.child.lines();
-    assert!(
-        child_lines.iter().all(|l| !matches!(l, Line::End { .. })),
-        "the killed child never ended anything: {child_lines:?}"
-    );
-    eprintln!("kill -9: the key came back {waited:?} after the kill (lease {HOLD_LEASE_MS} ms)");
+    (child_holding_k("kill9").await)
+        .kill9_hands_item_to_another(Duration::from_secs(2))
+        .await;
 }
 
 /// A process killed while it holds an item fetched ahead (leased to it,
@@ -608,7 +491,7 @@ async fn kill9_worker_mid_processing_hands_item_to_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
     let url = support::server().url();
-    let queue = unique("kill9-ahead");
+    let queue = unique_name("kill9-ahead");
     let parent: RedisQueue<String> = RedisQueue::builder(&url, &queue)
         .lease(ms(HOLD_LEASE_MS))
         .build()
@@ -618,7 +501,7 @@ async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
         assert_eq!(parent.add(key.into()).await.unwrap(), Added::Queued);
     }
     let dir = temp_dir();
-    let mut child = Worker::spawn_with_prefetch(
+    let mut child = Worker::spawn(
         dir.path(),
         "ahead",
         &url,
@@ -670,58 +553,9 @@ async fn kill9_with_an_item_fetched_ahead_hands_it_to_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_worker_learns_lease_lost() {
-    let mut h = child_holding_k("paused").await;
-    h.child.signal("STOP");
-    h.child.wait_stopped().await;
-    let stopped = Instant::now();
-
-    // Its lease runs out; another worker gets the key.
-    let item = tokio::time::timeout(Duration::from_secs(10), h.parent.get())
-        .await
-        .expect("the paused holder's key never came back")
-        .unwrap();
-    let took = stopped.elapsed();
-    assert_eq!(*item, "k");
-    let token = item.token().unwrap();
-    assert_ne!(token, h.child_token);
-    assert_eq!(h.parent.leases_reaped(), 1);
-
-    // The child resumes and ends its stale hand-out.
-    h.child.signal("CONT");
-    h.child.send("end");
-    let rc = h
-        .child
-        .wait_line("E k", |l| match l {
-            Line::End { rc, .. } => Some(rc.clone()),
-            _ => None,
-        })
+    (child_holding_k("paused").await)
+        .pause_learns_lease_lost()
         .await;
-    assert_eq!(
-        rc, "lost",
-        "the resumed holder's done must report LeaseLost"
-    );
-    let valid = h.child.lines().iter().find_map(|l| match l {
-        Line::Valid { valid, .. } => Some(*valid),
-        _ => None,
-    });
-    assert_eq!(valid, Some(false), "is_valid() after resuming");
-
-    // The new holder's lease is untouched, and its done succeeds.
-    let (deadline, owner) = lease_of(&mut h.conn, &h.keys, "k").await;
-    assert!(deadline.is_some());
-    assert_eq!(owner.as_deref(), Some(token.as_str()));
-    assert!(item.is_valid());
-    let ended = item.end_async(Then::Done).await.unwrap();
-    assert!(ended.released);
-    assert_handed_out_exactly_once_more(&mut h).await;
-
-    h.child.finish().await;
-    let counters = h.child.lines().iter().find_map(|l| match l {
-        Line::Counters { lost, .. } => Some(*lost),
-        _ => None,
-    });
-    assert_eq!(counters, Some(1), "the child counted its lost lease");
-    eprintln!("SIGSTOP: the key was re-leased {took:?} after the pause (lease {HOLD_LEASE_MS} ms)");
 }
 
 // ------------------------------------------------------------ Redis crash
@@ -730,50 +564,12 @@ const AOF_KEYS: usize = 2_000;
 const AOF_HELD: usize = 10;
 const AOF_LEASE_MS: u64 = 3_000;
 
-/// What the in-process workers of the AOF test saw.
-#[derive(Default)]
-struct Seen {
-    active: HashSet<String>,
-    processed: HashMap<String, u32>,
-    twice_at_once: Vec<String>,
-    ends: HashMap<&'static str, usize>,
-}
-
-async fn drain(queue: RedisQueue<String>, seen: Arc<Mutex<Seen>>) {
-    loop {
-        let item = match queue.get().await {
-            Ok(item) => item,
-            Err(QueueError::ShutDown) => return,
-            Err(e) => panic!("get failed: {e}"),
-        };
-        let key = (*item).clone();
-        {
-            let mut seen = seen.lock().unwrap();
-            if !seen.active.insert(key.clone()) {
-                seen.twice_at_once.push(key.clone());
-            }
-            *seen.processed.entry(key.clone()).or_default() += 1;
-        }
-        tokio::time::sleep(ms(1)).await;
-        // Out of the active set while the lease is still held: another
-        // holder can only start after the done below.
-        seen.lock().unwrap().active.remove(&key);
-        let rc = match item.end_async(Then::Done).await {
-            Ok(e) if e.released => "ok",
-            Ok(_) => "unreleased",
-            Err(QueueError::LeaseLost) => "lost",
-            Err(_) => "err",
-        };
-        *seen.lock().unwrap().ends.entry(rc).or_default() += 1;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_kill9_restart_with_aof_loses_nothing() {
     let started = Instant::now();
     let mut server = LocalServer::start().unwrap(); // AOF, appendfsync always
     let url = server.url();
-    let name = unique("aof");
+    let name = unique_name("aof");
     let queue: RedisQueue<String> = RedisQueue::builder(&url, &name)
         .lease(ms(AOF_LEASE_MS))
         .build()
@@ -782,31 +578,14 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     let keys = QueueKeys::new(&name).unwrap();
 
     // 2,000 adds, 16 at a time (fsync per write makes them slow one by one).
-    let next = Arc::new(AtomicUsize::new(0));
-    let adders: Vec<_> = (0..16)
-        .map(|_| {
-            let (queue, next) = (queue.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= AOF_KEYS {
-                        return;
-                    }
-                    assert_eq!(queue.add(format!("a{i}")).await.unwrap(), Added::Queued);
-                }
-            })
-        })
-        .collect();
-    for adder in adders {
-        adder.await.unwrap();
-    }
+    add_numbered(&queue, AOF_KEYS, 16).await;
     assert_eq!(queue.len().await.unwrap(), AOF_KEYS);
     let added_in = started.elapsed();
 
     // A getter of another queue, blocked in BZPOPMIN across the crash. It
     // is set up before any other get on this server, so the blocked client
     // counted is its marker waiter.
-    let wait_name = unique("aof-wait");
+    let wait_name = unique_name("aof-wait");
     let waiter: RedisQueue<String> = RedisQueue::builder(&url, &wait_name)
         .lease(ms(AOF_LEASE_MS))
         .build()
@@ -839,7 +618,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
         .map(|_| tokio::spawn(drain(queue.clone(), seen.clone())))
         .collect();
     let processed = || seen.lock().unwrap().processed.len();
-    worker::poll_until(Duration::from_secs(30), "400 processed", || {
+    poll_until(Duration::from_secs(30), "400 processed", || {
         processed() >= 400
     })
     .await;
@@ -888,7 +667,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
         }
     }
     // The workers go on.
-    worker::poll_until(
+    poll_until(
         Duration::from_secs(30),
         "progress after the restart",
         || processed() > before + 100,
@@ -922,11 +701,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     }
     assert_eq!(inspect::check_invariants(&mut admin, &keys).await, Ok(()));
     let seen = seen.lock().unwrap();
-    assert!(
-        seen.twice_at_once.is_empty(),
-        "processed twice at once: {:?}",
-        seen.twice_at_once
-    );
+    seen.assert_never_twice_at_once();
     let all: HashSet<String> = (0..AOF_KEYS).map(|i| format!("a{i}")).collect();
     let processed_keys: HashSet<String> = seen.processed.keys().cloned().collect();
     let expected: HashSet<String> = all.difference(&held_keys).cloned().collect();
@@ -936,7 +711,7 @@ async fn redis_kill9_restart_with_aof_loses_nothing() {
     );
     // A key comes twice only through a reaped lease: a get whose reply the
     // crash swallowed leaves a lease nobody holds, reaped after it expires.
-    let again: Vec<_> = seen.processed.iter().filter(|(_, n)| **n > 1).collect();
+    let again = seen.again();
     assert!(
         again.len() as u64 <= final_state.lease_expired_total,
         "processed again without a reap: {again:?}; {final_state:?}"
@@ -988,7 +763,7 @@ async fn busy_process_does_not_swallow_wake_ups() {
     })
     .unwrap();
     let url = server.url();
-    let name = unique("wake");
+    let name = unique_name("wake");
     let mut admin = support::connect(&url).await;
     let a: RedisQueue<String> = RedisQueue::builder(&url, &name).build().await.unwrap();
     let b: RedisQueue<String> = RedisQueue::builder(&url, &name).build().await.unwrap();

@@ -22,15 +22,55 @@
 //! # });
 //! ```
 
+pub mod model;
+
 use super::{AsyncQueue, QueueError, Then};
 use crate::clock::FakeClock;
+use crate::limiter::{Exponential, LimiterSpec};
 use crate::queue::{Added, Item};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The longest any single wait in a check may take (real time).
 pub const BOUND: Duration = Duration::from_secs(10);
+
+/// A queue name no other test of this process, and no earlier run, uses:
+/// `{prefix}-{pid}-{n}-{random}`. An engine that keeps its queues in a
+/// server sees every test binary and every earlier run on that server, so
+/// a fresh name is what makes a queue fresh.
+///
+/// ```
+/// let (a, b) = (
+///     requeue::engine::conformance::unique_name("conf"),
+///     requeue::engine::conformance::unique_name("conf"),
+/// );
+/// assert!(a.starts_with("conf-") && b.starts_with("conf-"));
+/// assert_ne!(a, b);
+/// ```
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst),
+        fastrand::u32(..)
+    )
+}
+
+/// The limiter [`rate_limited_backoff`] needs, as the [`LimiterSpec`] a
+/// remote engine's builder takes: client-go's
+/// `ItemExponentialFailureRateLimiter(1 ms, 1 s)` alone.
+pub fn backoff_limiter() -> LimiterSpec {
+    LimiterSpec {
+        exponential: Some(Exponential {
+            base_ms: 1,
+            max_ms: 1_000,
+        }),
+        ..LimiterSpec::default()
+    }
+}
 
 /// Awaits `fut`, panicking with `what` if it takes longer than [`BOUND`].
 pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
@@ -434,8 +474,26 @@ pub async fn controller_settles_every_key<Q: AsyncQueue<String>>(queue: Q, clock
 /// limiter, each on a fresh queue from `$make`: an async closure (or
 /// function) returning `(queue, FakeClock)`. Needs `tokio` with the
 /// `macros` and `rt-multi-thread` features in the calling crate.
+///
+/// With `rate_limited: $limited`, also `rate_limited_backoff`, on a queue
+/// from `$limited`: an async function of a [`LimiterSpec`]
+/// ([`backoff_limiter`]) returning `(queue, FakeClock)`, for an engine
+/// whose builder takes its limiter as a spec.
+///
+/// [`LimiterSpec`]: crate::limiter::LimiterSpec
+/// [`backoff_limiter`]: crate::engine::conformance::backoff_limiter
 #[macro_export]
 macro_rules! conformance_tests {
+    ($make:expr, rate_limited: $limited:expr) => {
+        $crate::conformance_tests!($make);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn rate_limited_backoff() {
+            let limiter = $crate::engine::conformance::backoff_limiter();
+            let (queue, clock) = ($limited)(limiter).await;
+            $crate::engine::conformance::rate_limited_backoff(queue, clock).await;
+        }
+    };
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             len_counts_distinct_items,
