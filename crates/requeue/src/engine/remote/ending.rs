@@ -64,6 +64,7 @@ impl<T: Key, E: LeaseEngine<T>> Lease<T> for RemoteLease<T, E> {
     }
 
     fn end(self: Box<Self>, item: T, then: Then) {
+        self.state.begin_end();
         let engine = self.engine.clone();
         engine.spawn(Box::pin(async move {
             let delay = local_readd(&*self.engine, &item, then);
@@ -90,6 +91,7 @@ impl<T: Key, E: LeaseEngine<T>> Lease<T> for RemoteLease<T, E> {
         item: T,
         then: Then,
     ) -> BoxFuture<'static, Result<Ended, QueueError>> {
+        self.state.begin_end();
         Box::pin(async move {
             let delay = local_readd(&*self.engine, &item, then);
             drop(item);
@@ -98,6 +100,7 @@ impl<T: Key, E: LeaseEngine<T>> Lease<T> for RemoteLease<T, E> {
     }
 
     fn end_then_next(self: Box<Self>, item: T, then: Then) -> BoxFuture<'static, EndedThenNext<T>> {
+        self.state.begin_end();
         Box::pin(async move {
             let delay = local_readd(&*self.engine, &item, then);
             drop(item);

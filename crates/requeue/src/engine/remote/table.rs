@@ -37,6 +37,9 @@ pub struct LeaseState {
     /// measured from before the call that granted or renewed it, minus a
     /// margin).
     until_ms: AtomicU64,
+    /// Set when the holder starts ending it: a renewal that finds it gone
+    /// then most likely raced the end, whose own reply tells a real loss.
+    ending: AtomicBool,
 }
 
 impl LeaseState {
@@ -45,7 +48,18 @@ impl LeaseState {
         LeaseState {
             valid: AtomicBool::new(true),
             until_ms: AtomicU64::new(until_ms),
+            ending: AtomicBool::new(false),
         }
+    }
+
+    /// Marks that the holder has started ending it (before the end is sent).
+    pub fn begin_end(&self) {
+        self.ending.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the holder has started ending it.
+    pub fn is_ending(&self) -> bool {
+        self.ending.load(Ordering::SeqCst)
     }
 
     /// Marks it lost or ended.
@@ -176,13 +190,17 @@ impl<Tk: Copy + PartialEq> LeaseTable<Tk> {
     /// `lost` are invalidated, the others extended to `until_ms`. A lease
     /// that ended while the renewal was on its way is reported lost by
     /// the engine too, but is no longer here: only leases still held under
-    /// the same token count. Returns how many were lost.
+    /// the same token count. Nor does a lease whose end had begun (its
+    /// end may have been applied before the renewal was): the end's own
+    /// reply tells whether it was lost. Returns how many were lost.
     pub fn renewed(&self, sent: &[(Vec<u8>, Tk)], lost: &[Vec<u8>], until_ms: u64) -> usize {
         let table = self.held.lock();
         let mut really_lost = 0;
         for (raw, token) in sent {
             if let Some(h) = table.get(raw).filter(|h| h.token == *token) {
-                if lost.contains(raw) {
+                if lost.contains(raw) && h.state.is_ending() {
+                    // Raced its own end: neither lost nor to be extended.
+                } else if lost.contains(raw) {
                     h.state.invalidate();
                     really_lost += 1;
                 } else {
@@ -236,6 +254,22 @@ mod tests {
         assert_eq!(table.len(), 1);
         assert!(table.forget(b"a", 1).is_some());
         assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_renewal_racing_the_end_is_not_a_loss() {
+        let table: LeaseTable<u32> = LeaseTable::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let ending = table.insert(b"e".to_vec(), 1, table.until(0), now);
+        let held = table.insert(b"h".to_vec(), 2, table.until(0), now);
+        let sent = table.snapshot();
+        // `e`'s end was applied before the renewal reached the server; its
+        // reply has not come back yet, so it is still in the table.
+        ending.begin_end();
+        let lost = [b"e".to_vec(), b"h".to_vec()];
+        assert_eq!(table.renewed(&sent, &lost, 20_000), 1, "only `h` was lost");
+        assert!(!held.is_valid_at(100));
+        assert!(ending.is_valid_at(100), "left to the end's own reply");
     }
 
     #[test]
