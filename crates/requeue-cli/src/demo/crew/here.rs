@@ -1,8 +1,7 @@
-//! `--workers-procs 1` on a shared engine: the controller runs in this
-//! process, on the same queue handle as the update stream, with
-//! `Controller::run_async`.
+//! The controller and its reconciler on a shared engine's queue, with
+//! `Controller::run_async`: in this process (`--workers-procs 1`, on the
+//! same queue handle as the update stream), and in each worker process.
 
-use super::super::args::DemoArgs;
 use super::super::fleet::{self, Fleet};
 use super::super::panics::PanicLog;
 use super::super::reconcile::{AsyncReconciler, Odds};
@@ -21,25 +20,23 @@ pub struct Here<Q: AsyncQueue<String>> {
 }
 
 impl<Q: AsyncQueue<String> + Clone + Send + Sync + 'static> Here<Q> {
-    /// `--workers` workers over `queue`, recording errors with `recorder`.
+    /// `workers` workers over `queue`, failing and panicking at `odds`,
+    /// recording errors with `recorder`.
     pub fn new(
         queue: &Q,
         fleet: &Arc<Fleet>,
-        args: &DemoArgs,
+        odds: Odds,
+        workers: u32,
         recorder: Recorder,
         metrics: Option<Arc<dyn ControllerMetrics>>,
     ) -> Self {
         let reconciler = Arc::new(AsyncReconciler {
             fleet: fleet.clone(),
             queue: queue.clone(),
-            odds: Odds {
-                fail_rate: args.fail_rate,
-                panic_rate: args.panic_rate,
-                seed: args.seed,
-            },
+            odds,
             requeued_after: AtomicU64::new(0),
         });
-        let mut controller = Controller::new(queue.clone(), args.workers as usize)
+        let mut controller = Controller::new(queue.clone(), workers as usize)
             .record_errors(recorder, |key: &String| fleet::object_of(key));
         if let Some(metrics) = metrics {
             controller = controller.metrics(metrics);
@@ -58,6 +55,16 @@ impl<Q: AsyncQueue<String> + Clone + Send + Sync + 'static> Here<Q> {
             async move { reconciler.reconcile(&key).await }
         };
         self.controller.run_async(stop, handler).await
+    }
+
+    /// The controller.
+    pub fn controller(&self) -> &Controller<String, Q> {
+        &self.controller
+    }
+
+    /// The reconciler (its fleet and counts).
+    pub fn reconciler(&self) -> &AsyncReconciler<Q> {
+        &self.reconciler
     }
 
     /// The view's source of the workers' numbers.

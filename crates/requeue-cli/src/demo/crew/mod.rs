@@ -29,6 +29,7 @@ use super::metrics::Served;
 use super::panics::PanicLog;
 use super::sample::{Sample, Workers};
 use super::summary::{Check, Report};
+use super::updates::{self, UpdateCounts};
 use super::{Ended, ending};
 use crate::show::RedisUrl;
 use here::Here;
@@ -36,11 +37,17 @@ use procs::{Exit, Procs};
 use requeue::controller::{ControllerMetrics, Counts, Summary};
 use requeue::engine::AsyncQueue;
 use requeue::wait::Stop;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// How long worker processes may take to connect.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Steady updates per second per worker: a round trip per add and several
+/// per reconcile make a worker far slower than in memory, and the stream
+/// should stay below what the workers can do.
+const STEADY_PER_WORKER: u64 = 250;
 
 /// The engine the worker processes share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,10 +111,16 @@ impl<Q: AsyncQueue<String> + Clone + Send + Sync + 'static> Crew<Q> {
         }
         let controller_metrics =
             metrics.map(|m| Arc::new(m.controller.clone()) as Arc<dyn ControllerMetrics>);
+        let odds = super::reconcile::Odds {
+            fail_rate: spec.args.fail_rate,
+            panic_rate: spec.args.panic_rate,
+            seed: spec.args.seed,
+        };
         let here = Here::new(
             queue,
             fleet,
-            spec.args,
+            odds,
+            spec.args.workers,
             events.recorder(),
             controller_metrics,
         );
@@ -177,6 +190,71 @@ impl<Q: AsyncQueue<String> + Sync> Workers for Crew<Q> {
             Crew::Procs(procs) => procs.processes(),
         }
     }
+}
+
+/// What runs in the background of a run on a shared engine.
+pub struct Background<'a, Q: AsyncQueue<String>> {
+    pub queue: &'a Q,
+    pub crew: &'a Crew<Q>,
+    pub fleet: &'a Fleet,
+    pub args: &'a DemoArgs,
+    pub updates: &'a UpdateCounts,
+    pub resyncs: &'a AtomicU64,
+    pub stop: &'a Stop,
+}
+
+/// Runs the update stream, the resync, `poll` (the server's numbers) and
+/// the controller if it runs here, on `runtime`, while `watch` shows the
+/// view on this thread until the stop. After the stop the background
+/// gets `grace` to finish. Returns whether it finished in time (the
+/// workers here drained their keys) and what `watch` returned.
+pub fn run_beside<Q, P, W>(
+    runtime: &tokio::runtime::Runtime,
+    parts: Background<'_, Q>,
+    poll: P,
+    grace: Duration,
+    watch: W,
+) -> anyhow::Result<(bool, Duration)>
+where
+    Q: AsyncQueue<String> + Clone + Send + Sync + 'static,
+    P: Future<Output = ()> + Send,
+    W: FnOnce() -> Duration,
+{
+    let Background {
+        queue,
+        crew,
+        fleet,
+        args,
+        updates,
+        resyncs,
+        stop,
+    } = parts;
+    let rate = STEADY_PER_WORKER * u64::from(args.workers) * u64::from(args.workers_procs);
+    std::thread::scope(|s| {
+        let background = s.spawn(|| {
+            runtime.block_on(async {
+                let work = async {
+                    tokio::join!(
+                        updates::run_async(fleet, queue, rate, args.seed, updates, stop),
+                        resync::run(queue, fleet, args.resync, resyncs, stop),
+                        poll,
+                        crew.run_here(stop),
+                    )
+                };
+                let grace = async {
+                    stop.stopped().await;
+                    tokio::time::sleep(grace).await;
+                };
+                tokio::select! {
+                    _ = work => true,
+                    _ = grace => false,
+                }
+            })
+        });
+        let stopped_at = watch();
+        background.join().map(|drained| (drained, stopped_at))
+    })
+    .map_err(|_| anyhow::anyhow!("the update stream or the controller panicked"))
 }
 
 /// The check that no key is left leased once every worker stopped, from

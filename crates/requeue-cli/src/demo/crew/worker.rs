@@ -5,19 +5,19 @@
 //! or the end of its stdin (the parent is gone) stops it; then its workers
 //! finish the keys in hand and it prints its last line.
 
-use super::super::fleet::{self, Fleet};
+use super::super::fleet::Fleet;
 use super::super::panics::{PanicLog, QuietPanics};
-use super::super::reconcile::{AsyncReconciler, Odds};
+use super::super::reconcile::Odds;
 use super::super::{postgres, redis};
 use super::Engine;
+use super::here::Here;
 use super::tally::{Forwarder, Parts, Reporter};
 use super::watched::Watched;
 use clap::Args;
-use requeue::controller::{Controller, stop_on_signals};
+use requeue::controller::stop_on_signals;
 use requeue::engine::AsyncQueue;
 use requeue::wait::Stop;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// How often a worker reports.
@@ -99,35 +99,22 @@ where
     let panic_log = Arc::new(PanicLog::default());
     // Always quiet: this process's stderr is only read when it fails.
     let quiet = QuietPanics::install(true, panic_log.clone());
-    let reconciler = Arc::new(AsyncReconciler {
-        fleet: fleet.clone(),
-        queue: queue.clone(),
-        odds: Odds {
-            fail_rate: args.fail_rate,
-            panic_rate: args.panic_rate,
-            seed: args.seed,
-        },
-        requeued_after: AtomicU64::new(0),
-    });
-    let controller = Controller::new(queue, args.workers as usize)
-        .record_errors(events.recorder(), |key: &String| fleet::object_of(key));
+    let odds = Odds {
+        fail_rate: args.fail_rate,
+        panic_rate: args.panic_rate,
+        seed: args.seed,
+    };
+    let here = Here::new(&queue, &fleet, odds, args.workers, events.recorder(), None);
     let parts = Parts {
-        controller: &controller,
-        reconciler: &reconciler,
+        controller: here.controller(),
+        reconciler: here.reconciler(),
         panics: &panic_log,
         events: &events,
     };
     let mut reporter = Reporter::new(fleet.len());
     reporter.emit(&parts, false); // connected: the parent may start
     runtime.block_on(async {
-        let handler = {
-            let reconciler = reconciler.clone();
-            move |key: String| {
-                let reconciler = reconciler.clone();
-                async move { reconciler.reconcile(&key).await }
-            }
-        };
-        let run = controller.run_async(stop, handler);
+        let run = here.run(stop);
         tokio::pin!(run);
         let mut every = tokio::time::interval(REPORT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

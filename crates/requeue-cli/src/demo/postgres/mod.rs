@@ -19,14 +19,14 @@ pub(super) use server::open;
 
 use super::args::{DemoArgs, PgTarget};
 use super::crew::watched::{Listener, Watched};
-use super::crew::{Crew, Engine, Outcome, Spec, conclude, leased_check, resync};
+use super::crew::{Background, Crew, Engine, Outcome, Spec, conclude, leased_check, run_beside};
 use super::events::Events;
 use super::fleet::Fleet;
 use super::health::Health;
 use super::panics::{PanicLog, QuietPanics};
 use super::sample::{Probe, Sources, Workers};
 use super::summary::Check;
-use super::updates::{self, UpdateCounts};
+use super::updates::UpdateCounts;
 use super::view::View;
 use super::{Ended, stall_check};
 use anyhow::Context;
@@ -38,9 +38,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-/// Steady updates per second per worker (each add is a statement, though
-/// the queue batches them).
-const STEADY_PER_WORKER: u64 = 250;
 /// How long the workers (here, or worker processes after SIGTERM) may take
 /// to finish their keys after the stop.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
@@ -134,34 +131,22 @@ pub fn run(args: &DemoArgs, target: &PgTarget, live: bool, signal: &Stop) -> any
         },
         start,
     );
-    let rate = STEADY_PER_WORKER * u64::from(args.workers) * u64::from(args.workers_procs);
 
-    let mut stopped_at = Duration::ZERO;
-    let drained = std::thread::scope(|s| {
-        let background = s.spawn(|| {
-            runtime.block_on(async {
-                let work = async {
-                    tokio::join!(
-                        updates::run_async(&fleet, &queue, rate, args.seed, &updates, &stop),
-                        resync::run(&queue, &fleet, args.resync, &resyncs, &stop),
-                        polled.run(&fleet, period, &stop),
-                        crew.run_here(&stop),
-                    )
-                };
-                let grace = async {
-                    stop.stopped().await;
-                    tokio::time::sleep(DRAIN_GRACE).await;
-                };
-                tokio::select! {
-                    _ = work => true,
-                    _ = grace => false,
-                }
-            })
-        });
-        stopped_at = super::watch(&stop, args.duration, start, &mut view, &mut probe, &health);
-        background.join()
-    })
-    .map_err(|_| anyhow::anyhow!("the update stream or the controller panicked"))?;
+    let (drained, stopped_at) = run_beside(
+        &runtime,
+        Background {
+            queue: &queue,
+            crew: &crew,
+            fleet: &fleet,
+            args,
+            updates: &updates,
+            resyncs: &resyncs,
+            stop: &stop,
+        },
+        polled.run(&fleet, period, &stop),
+        DRAIN_GRACE,
+        || super::watch(&stop, args.duration, start, &mut view, &mut probe, &health),
+    )?;
     let procs = crew.procs();
     let exits = procs.map(|p| p.stop(DRAIN_GRACE)).unwrap_or_default();
     events.shutdown(); // deliver the queued events before counting them
