@@ -10,9 +10,14 @@
 --
 -- Now every lookup by key is a LATERAL subquery on the full primary key
 -- (one index descent per key), and statements that change rows just found
--- address them by their physical row id (`ctid`, a TID scan). That is
--- safe: a row locked when found cannot have moved, and a row that moved
--- fails the update's recheck and is left to the one-by-one path. The
+-- join them by their physical row id alone (`ctid`, a TID scan per row):
+-- with no other condition on the changed table, that is the only plan
+-- left, whatever the statistics say (a condition on `queue_id` or `state`
+-- there let the planner prefer scanning a partial index it believed held
+-- one row, and W1's claims passed 20,000 rows each). That is safe: a row
+-- locked when found cannot have moved, and a row that moved (unlocked, a
+-- lone done) fails the recheck of its row id and is left to the
+-- one-by-one path. The
 -- ordered lock pass keeps its global key order: the LATERAL subquery runs
 -- once per key, in the order of the sorted keys. The hot functions also
 -- turn off sequential and bitmap scans: a table that looked empty when a
@@ -51,13 +56,12 @@ BEGIN
     SET state = 'p', dirty = false, seq = NULL, added_us = NULL,
         lease_us = v_now + {schema}.clamp_us(p_lease_us),
         token = nextval('{schema}.seq'), nonce = p_nonce
-    WHERE i.ctid = ANY (ARRAY(SELECT picked.row_id FROM picked))
-      AND i.queue_id = p_queue AND i.state = 'q'
-    RETURNING i.key, i.token, i.lease_us, i.failures
+    FROM picked
+    WHERE i.ctid = picked.row_id
+    RETURNING i.key, i.token, picked.added_us, i.lease_us, i.failures, picked.priority, picked.seq
   )
-  SELECT l.key, l.token, p.added_us, l.lease_us, l.failures
-  FROM leased l JOIN picked p USING (key)
-  ORDER BY p.priority DESC, p.seq;
+  SELECT l.key, l.token, l.added_us, l.lease_us, l.failures FROM leased l
+  ORDER BY l.priority DESC, l.seq;
 END
 $$;
 
@@ -158,21 +162,16 @@ BEGIN
       WITH d AS (
         SELECT * FROM unnest(p_keys, p_tokens, p_nonces, p_forget)
           WITH ORDINALITY AS d(key, token, nonce, forget, ord)
-      ), deleted AS (
-        DELETE FROM {schema}.items i
-        WHERE i.ctid = ANY (ARRAY(
-            SELECT found.row_id FROM d,
-              LATERAL (SELECT i2.ctid AS row_id FROM {schema}.items i2
-                       WHERE i2.queue_id = p_queue AND i2.key = d.key AND i2.state = 'p'
-                         AND i2.token = d.token AND i2.nonce = d.nonce AND NOT i2.dirty
-                         AND i2.due_us IS NULL AND (i2.failures = 0 OR d.forget)) AS found))
-          AND i.queue_id = p_queue AND i.state = 'p' AND NOT i.dirty AND i.due_us IS NULL
-        RETURNING i.key, i.token
+      ), found AS (
+        SELECT d.ord, x.row_id FROM d,
+          LATERAL (SELECT i2.ctid AS row_id FROM {schema}.items i2
+                   WHERE i2.queue_id = p_queue AND i2.key = d.key AND i2.state = 'p'
+                     AND i2.token = d.token AND i2.nonce = d.nonce AND NOT i2.dirty
+                     AND i2.due_us IS NULL AND (i2.failures = 0 OR d.forget)) AS x
       )
-      -- A (key, token) given twice is ended once, for its first done; the
-      -- other takes the one-by-one path (and is told the lease is gone).
-      SELECT min(d.ord) AS ord FROM d JOIN deleted USING (key, token)
-      GROUP BY d.key, d.token
+      DELETE FROM {schema}.items i USING found
+      WHERE i.ctid = found.row_id
+      RETURNING found.ord
     LOOP
       v_codes[r.ord] := 1;
     END LOOP;
@@ -254,8 +253,8 @@ BEGIN
   ), renewed AS (
     UPDATE {schema}.items i
     SET lease_us = greatest(i.lease_us, v_now + {schema}.clamp_us(p_lease_us))
-    WHERE i.ctid = ANY (ARRAY(SELECT mine.row_id FROM mine))
-      AND i.queue_id = p_queue AND i.state = 'p'
+    FROM mine
+    WHERE i.ctid = mine.row_id
     RETURNING i.key
   ), tidied AS (
     -- A renewal recorded aside earlier is superseded by this one.
