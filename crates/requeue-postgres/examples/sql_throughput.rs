@@ -1,7 +1,7 @@
 //! A first look at the SQL operations' throughput, before the Rust queue
 //! exists: N connections each `claim` one item then `done` it, on a
 //! throwaway local cluster. Not the benchmark (that is `requeue
-//! bench --engine postgres`, to come): a baseline for the design.
+//! bench --engine postgres`): a baseline for the design.
 //!
 //! `cargo run --release -p requeue-postgres --example sql_throughput [items] [nofsync]`
 
