@@ -359,11 +359,14 @@ async fn fails_over(how: Failover) {
     })
     .await
     .unwrap();
-    let mut direct = redis::Client::open(deployment.data[now_master].url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    // A connection that reconnects by itself: Sentinel ends every normal
+    // client's connection (CLIENT KILL) when it reconfigures a node, which
+    // can still happen to the new master just after the sentinels agree.
+    let mut direct = redis::aio::ConnectionManager::new(
+        redis::Client::open(deployment.data[now_master].url()).unwrap(),
+    )
+    .await
+    .unwrap();
     workload::wait_drained(&mut direct, &keys).await;
     workers.stop().await;
 

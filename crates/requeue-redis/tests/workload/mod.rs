@@ -324,16 +324,26 @@ async fn work(
 }
 
 /// Waits (at most 30 s) until the queue holds nothing: nothing queued,
-/// parked, leased or delayed.
+/// parked, leased or delayed. A failed reading is tried again until the
+/// deadline (a failover may still cut the connection, which a
+/// reconnecting connection then replaces).
 pub async fn wait_drained<C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     keys: &requeue_redis::keys::QueueKeys,
 ) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = requeue_redis::inspect::inspect(conn, keys, 10)
-            .await
-            .unwrap();
+        let s = match requeue_redis::inspect::inspect(conn, keys, 10).await {
+            Ok(s) => s,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot read the queue to see it drain: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         if s.depth == 0 && s.dirty == 0 && s.processing_count == 0 && s.delayed == 0 {
             break;
         }
